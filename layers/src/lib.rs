@@ -1,0 +1,16 @@
+//! Generic tower middleware for AWS-style HTTP services.
+//!
+//! Each layer lives in its own module behind its own cargo feature (like tower-http) and
+//! works on any `tower::Service<http::Request<B>>`: nothing here knows about Lambda. What
+//! a layer needs to know about a response it asks through a small trait that the caller
+//! implements.
+//!
+//! | module | feature | what it does |
+//! |---|---|---|
+//! | [`sigv4`] | `sigv4` | signs requests with AWS SigV4 (`aws-sigv4`), credentials from providers |
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+#[cfg(feature = "sigv4")]
+pub mod sigv4;

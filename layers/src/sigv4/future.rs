@@ -1,0 +1,98 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::credentials::CredentialsFuture;
+use super::error::SigV4Error;
+use super::layer::Shared;
+
+pin_project! {
+    /// Response future of [`SigV4`](super::SigV4).
+    pub struct ResponseFuture<S: Service<http::Request<B>>, B> {
+        #[pin]
+        state: State<S, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S: Service<http::Request<B>>, B> {
+        Failed { error: Option<SigV4Error<S::Error>> },
+        Resolving {
+            #[pin]
+            creds: CredentialsFuture,
+            pending: Option<(S, http::Request<B>)>,
+            shared: Arc<Shared>,
+        },
+        Called { #[pin] fut: S::Future },
+    }
+}
+
+impl<S: Service<http::Request<B>>, B> ResponseFuture<S, B> {
+    pub(crate) fn called(fut: S::Future) -> Self {
+        Self { state: State::Called { fut } }
+    }
+    pub(crate) fn failed(error: SigV4Error<S::Error>) -> Self {
+        Self { state: State::Failed { error: Some(error) } }
+    }
+    pub(crate) fn resolving(
+        creds: CredentialsFuture,
+        service: S,
+        req: http::Request<B>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            state: State::Resolving { creds, pending: Some((service, req)), shared },
+        }
+    }
+}
+
+impl<S, B> Future for ResponseFuture<S, B>
+where
+    S: Service<http::Request<B>>,
+    B: AsRef<[u8]>,
+{
+    type Output = Result<S::Response, SigV4Error<S::Error>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Failed { error } => {
+                    return Poll::Ready(Err(error.take().unwrap_or_else(|| {
+                        SigV4Error::Signing(super::SigningError::new("future polled after completion"))
+                    })));
+                }
+                StateProj::Resolving { creds, pending, shared } => {
+                    let creds = ready!(creds.poll(cx));
+                    let Some((mut service, mut req)) = pending.take() else {
+                        return Poll::Ready(Err(SigV4Error::Signing(super::SigningError::new(
+                            "future polled after completion",
+                        ))));
+                    };
+                    let next = match creds {
+                        Err(e) => State::Failed { error: Some(SigV4Error::Credentials(e)) },
+                        Ok(c) => match super::sign::sign_request(
+                            &mut req,
+                            &c,
+                            &shared.config,
+                            shared.clock.now(),
+                        ) {
+                            // `service` was ready when it was taken in `call`.
+                            Ok(()) => State::Called { fut: service.call(req) },
+                            Err(e) => State::Failed { error: Some(SigV4Error::Signing(e)) },
+                        },
+                    };
+                    this.state.set(next);
+                }
+                StateProj::Called { fut } => {
+                    return fut.poll(cx).map_err(SigV4Error::Inner);
+                }
+            }
+        }
+    }
+}

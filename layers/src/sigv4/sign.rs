@@ -1,0 +1,397 @@
+//! The signing step itself, on an `http::Request<B>` whose body is bytes.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use aws_sigv4::http_request::{
+    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
+    SigningSettings, UriPathNormalizationMode,
+};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use http::header::{HeaderName, AUTHORIZATION};
+use sha2::{Digest, Sha256};
+
+use super::credentials::Credentials;
+use super::error::SigningError;
+
+const X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
+const X_AMZ_SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-amz-security-token");
+
+/// Lowercase hex SHA-256 of `data`.
+///
+/// ```
+/// assert_eq!(
+///     invoke_layers::sigv4::sha256_hex(b""),
+///     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+/// );
+/// ```
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// The payload's SHA-256, computed once per operation and shared by every attempt.
+///
+/// Put one in the request's extensions before the retry layer: each attempt's request
+/// carries a clone of the same cell, the first signature fills it and later attempts
+/// reuse it. Without one, every signature hashes the body.
+///
+/// ```
+/// use invoke_layers::sigv4::PayloadHash;
+/// let mut req = http::Request::new(bytes::Bytes::from_static(b"{}"));
+/// req.extensions_mut().insert(PayloadHash::new());
+/// ```
+#[derive(Clone, Default)]
+pub struct PayloadHash(Arc<OnceLock<String>>);
+
+impl PayloadHash {
+    /// An empty cell, filled at the first signature.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A hash computed elsewhere (lowercase hex SHA-256 of the body).
+    pub fn precomputed(hex: String) -> Self {
+        let cell = OnceLock::new();
+        let _ = cell.set(hex);
+        Self(Arc::new(cell))
+    }
+
+    /// The hash, computing it from `body` the first time.
+    pub fn get_or_compute(&self, body: &[u8]) -> &str {
+        self.0.get_or_init(|| sha256_hex(body))
+    }
+
+    /// The hash, if already computed.
+    pub fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+}
+
+impl fmt::Debug for PayloadHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PayloadHash").field(&self.get()).finish()
+    }
+}
+
+/// A source of the signing time.
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    /// The current time.
+    fn now(&self) -> SystemTime;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// A clock that always says the same time (for tests and signature oracles).
+#[derive(Debug, Clone, Copy)]
+pub struct FixedClock(pub SystemTime);
+
+impl Clock for FixedClock {
+    fn now(&self) -> SystemTime {
+        self.0
+    }
+}
+
+/// What to sign for: region, service name, and the canonicalization settings.
+///
+/// The defaults are Lambda's (spec §1.1): service `lambda`, double URI encoding, path
+/// normalization, no `x-amz-content-sha256` header.
+#[derive(Clone)]
+pub struct SigningConfig {
+    region: String,
+    service: String,
+    double_uri_encode: bool,
+    normalize_uri_path: bool,
+    content_sha256_header: bool,
+}
+
+impl fmt::Debug for SigningConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningConfig")
+            .field("region", &self.region)
+            .field("service", &self.service)
+            .field("double_uri_encode", &self.double_uri_encode)
+            .field("normalize_uri_path", &self.normalize_uri_path)
+            .field("content_sha256_header", &self.content_sha256_header)
+            .finish()
+    }
+}
+
+impl SigningConfig {
+    /// Lambda in `region`.
+    pub fn new(region: impl Into<String>) -> Self {
+        Self {
+            region: region.into(),
+            service: "lambda".to_owned(),
+            double_uri_encode: true,
+            normalize_uri_path: true,
+            content_sha256_header: false,
+        }
+    }
+    /// Signs for another service name (e.g. `execute-api`).
+    pub fn service(mut self, service: impl Into<String>) -> Self {
+        self.service = service.into();
+        self
+    }
+    /// Whether the canonical URI is percent-encoded again (true for everything but S3).
+    pub fn double_uri_encode(mut self, yes: bool) -> Self {
+        self.double_uri_encode = yes;
+        self
+    }
+    /// Whether dot segments of the path are normalized.
+    pub fn normalize_uri_path(mut self, yes: bool) -> Self {
+        self.normalize_uri_path = yes;
+        self
+    }
+    /// Whether to add and sign `x-amz-content-sha256` (S3 needs it).
+    pub fn content_sha256_header(mut self, yes: bool) -> Self {
+        self.content_sha256_header = yes;
+        self
+    }
+    /// The signing region.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+    /// The signing service name.
+    pub fn service_name(&self) -> &str {
+        &self.service
+    }
+
+    fn settings(&self) -> SigningSettings {
+        let mut s = SigningSettings::default();
+        s.percent_encoding_mode = if self.double_uri_encode {
+            PercentEncodingMode::Double
+        } else {
+            PercentEncodingMode::Single
+        };
+        s.uri_path_normalization_mode = UriPathNormalizationMode::from(self.normalize_uri_path);
+        s.payload_checksum_kind = if self.content_sha256_header {
+            PayloadChecksumKind::XAmzSha256
+        } else {
+            PayloadChecksumKind::NoHeader
+        };
+        s
+    }
+}
+
+/// Signs `req` in place: removes signing headers of an earlier attempt, then adds
+/// `X-Amz-Date`, `Authorization` and (with temporary credentials) `X-Amz-Security-Token`.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use invoke_layers::sigv4::{sign_request, Credentials, SigningConfig};
+///
+/// let creds = Credentials::from_keys("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None);
+/// let mut req = http::Request::post("https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/f/invocations")
+///     .header("host", "lambda.us-east-1.amazonaws.com")
+///     .body(bytes::Bytes::from_static(b"{}"))?;
+/// let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+/// sign_request(&mut req, &creds, &SigningConfig::new("us-east-1"), at)?;
+/// assert_eq!(req.headers()["x-amz-date"], "20231114T221320Z");
+/// assert!(req.headers()["authorization"].to_str()?.starts_with(
+///     "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20231114/us-east-1/lambda/aws4_request"
+/// ));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn sign_request<B: AsRef<[u8]>>(
+    req: &mut http::Request<B>,
+    credentials: &Credentials,
+    config: &SigningConfig,
+    time: SystemTime,
+) -> Result<(), SigningError> {
+    let hash = match req.extensions().get::<PayloadHash>() {
+        Some(cell) => cell.get_or_compute(req.body().as_ref()).to_owned(),
+        None => sha256_hex(req.body().as_ref()),
+    };
+    sign_request_with_hash(req, credentials, config, time, hash)
+}
+
+/// As [`sign_request`], with the payload's SHA-256 (lowercase hex) already known.
+pub fn sign_request_with_hash<B>(
+    req: &mut http::Request<B>,
+    credentials: &Credentials,
+    config: &SigningConfig,
+    time: SystemTime,
+    payload_sha256_hex: String,
+) -> Result<(), SigningError> {
+    let headers = req.headers_mut();
+    headers.remove(AUTHORIZATION);
+    headers.remove(X_AMZ_DATE);
+    headers.remove(X_AMZ_SECURITY_TOKEN);
+
+    let identity = Identity::new(credentials.clone(), credentials.expiry());
+    let settings = config.settings();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&config.region)
+        .name(&config.service)
+        .time(time)
+        .settings(settings)
+        .build()
+        .map_err(|e| SigningError::new(e.to_string()))?
+        .into();
+
+    let mut header_pairs = Vec::with_capacity(req.headers().len());
+    for (name, value) in req.headers() {
+        let value = value.to_str().map_err(|_| {
+            SigningError::new(format!(
+                "header {name} has a value that is not visible ASCII"
+            ))
+        })?;
+        header_pairs.push((name.as_str(), value));
+    }
+    let uri = req.uri().to_string();
+    let method = req.method().as_str();
+    let signable = SignableRequest::new(
+        method,
+        uri,
+        header_pairs.into_iter(),
+        SignableBody::Precomputed(payload_sha256_hex),
+    )
+    .map_err(|e| SigningError::new(e.to_string()))?;
+    let (instructions, _signature) = sign(signable, &params)
+        .map_err(|e| SigningError::new(e.to_string()))?
+        .into_parts();
+    instructions.apply_to_request_http1x(req);
+    Ok(())
+}
+
+/// Formats a time as SigV4's `X-Amz-Date` (`YYYYMMDDTHHMMSSZ`).
+pub fn format_amz_date(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Parses SigV4's `X-Amz-Date` (`YYYYMMDDTHHMMSSZ`).
+///
+/// ```
+/// use invoke_layers::sigv4::{format_amz_date, parse_amz_date};
+/// let t = parse_amz_date("20231114T221320Z").unwrap();
+/// assert_eq!(format_amz_date(t), "20231114T221320Z");
+/// assert!(parse_amz_date("2023-11-14").is_none());
+/// ```
+pub fn parse_amz_date(value: &str) -> Option<SystemTime> {
+    let b = value.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = value.get(r)?;
+        if s.bytes().all(|c| c.is_ascii_digit()) {
+            s.parse().ok()
+        } else {
+            None
+        }
+    };
+    let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (h, mi, s) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let days = days_from_civil(y, mo, d);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + s;
+    let secs = u64::try_from(secs).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+// Howard Hinnant's civil calendar algorithms (proleptic Gregorian, days since 1970-01-01).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amz_date_round_trip() {
+        for secs in [0u64, 951_782_400, 1_700_000_000, 4_102_444_799] {
+            let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+            assert_eq!(parse_amz_date(&format_amz_date(t)), Some(t));
+        }
+        assert_eq!(
+            format_amz_date(SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "20000229T000000Z"
+        );
+    }
+
+    #[test]
+    fn resigning_replaces_old_signature() {
+        let creds = Credentials::from_keys("AKID", "SECRET", Some("TOKEN".into()));
+        let mut req = http::Request::post("https://h/2015-03-31/functions/f/invocations")
+            .header("host", "h")
+            .body(bytes::Bytes::from_static(b"{}"))
+            .unwrap();
+        let t1 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        sign_request(&mut req, &creds, &SigningConfig::new("us-east-1"), t1).unwrap();
+        let first = req.headers()["authorization"].clone();
+        assert_eq!(req.headers()["x-amz-security-token"], "TOKEN");
+        sign_request(
+            &mut req,
+            &creds,
+            &SigningConfig::new("us-east-1"),
+            t1 + Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_ne!(req.headers()["authorization"], first);
+        assert_eq!(req.headers().get_all("authorization").iter().count(), 1);
+        assert_eq!(req.headers()["x-amz-date"], "20231114T221321Z");
+    }
+
+    #[test]
+    fn non_ascii_header_is_an_error_that_hides_the_value() {
+        let creds = Credentials::from_keys("AKID", "SECRET", None);
+        let mut req = http::Request::post("https://h/p")
+            .header("x-custom", http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap())
+            .body(Vec::<u8>::new())
+            .unwrap();
+        let err = sign_request(
+            &mut req,
+            &creds,
+            &SigningConfig::new("us-east-1"),
+            SystemTime::now(),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("x-custom") && !msg.contains("caf"), "{msg}");
+    }
+}

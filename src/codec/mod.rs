@@ -1,0 +1,434 @@
+//! The wire codec: [`InvokeRequest`] → `http::Request<Bytes>`, and
+//! `http::Response<Bytes>` → [`InvokeResponse`] or [`ApiError`] (spec §1–3).
+//!
+//! ```
+//! use bytes::Bytes;
+//! use invoke_stack::codec;
+//! use invoke_stack::model::InvokeRequest;
+//! use invoke_stack::transport::Endpoint;
+//!
+//! let endpoint = Endpoint::for_region("us-east-1")?;
+//! let req = InvokeRequest::builder("arn:aws:lambda:us-east-1:123456789012:function:f:prod").build()?;
+//! let http = codec::encode(&req, &endpoint)?;
+//! assert_eq!(
+//!     http.uri().path(),
+//!     "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Af%3Aprod/invocations"
+//! );
+//!
+//! let resp = http::Response::builder()
+//!     .status(404)
+//!     .header("x-amzn-ErrorType", "ResourceNotFoundException")
+//!     .body(Bytes::from_static(br#"{"Message":"Function not found: f","Type":"User"}"#))?;
+//! let err = codec::decode(resp).unwrap_err();
+//! assert_eq!(err.code(), "ResourceNotFoundException");
+//! assert_eq!(err.message(), Some("Function not found: f"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+
+use crate::error::{ApiError, ApiErrorKind, ThrottleReason};
+use crate::model::{FunctionError, InvocationType, InvokeRequest, InvokeResponse, LogType};
+use crate::transport::Endpoint;
+
+/// RFC 3986 unreserved characters stay; every other byte is percent-encoded (spec §1.1).
+const LABEL: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `X-Amz-Invocation-Type`.
+pub const X_AMZ_INVOCATION_TYPE: HeaderName = HeaderName::from_static("x-amz-invocation-type");
+/// `X-Amz-Log-Type`.
+pub const X_AMZ_LOG_TYPE: HeaderName = HeaderName::from_static("x-amz-log-type");
+/// `X-Amz-Client-Context`.
+pub const X_AMZ_CLIENT_CONTEXT: HeaderName = HeaderName::from_static("x-amz-client-context");
+/// `X-Amz-Tenant-Id`.
+pub const X_AMZ_TENANT_ID: HeaderName = HeaderName::from_static("x-amz-tenant-id");
+/// `X-Amz-Durable-Execution-Name`.
+pub const X_AMZ_DURABLE_EXECUTION_NAME: HeaderName =
+    HeaderName::from_static("x-amz-durable-execution-name");
+/// `X-Amz-Function-Error`.
+pub const X_AMZ_FUNCTION_ERROR: HeaderName = HeaderName::from_static("x-amz-function-error");
+/// `X-Amz-Log-Result`.
+pub const X_AMZ_LOG_RESULT: HeaderName = HeaderName::from_static("x-amz-log-result");
+/// `X-Amz-Executed-Version`.
+pub const X_AMZ_EXECUTED_VERSION: HeaderName = HeaderName::from_static("x-amz-executed-version");
+/// `X-Amz-Durable-Execution-Arn`.
+pub const X_AMZ_DURABLE_EXECUTION_ARN: HeaderName =
+    HeaderName::from_static("x-amz-durable-execution-arn");
+/// `x-amzn-RequestId`.
+pub const X_AMZN_REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
+/// `x-amzn-ErrorType`.
+pub const X_AMZN_ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
+
+/// Percent-encodes one path label or query value exactly as spec §1.1.
+///
+/// ```
+/// assert_eq!(invoke_stack::codec::encode_label("f:$LATEST"), "f%3A%24LATEST");
+/// ```
+pub fn encode_label(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, LABEL).to_string()
+}
+
+/// The request path and query for a function and optional qualifier.
+pub fn path_and_query(base_path: &str, function_name: &str, qualifier: Option<&str>) -> String {
+    let mut out = String::with_capacity(base_path.len() + function_name.len() * 3 + 64);
+    out.push_str(base_path);
+    out.push_str("/2015-03-31/functions/");
+    out.push_str(&encode_label(function_name));
+    out.push_str("/invocations");
+    if let Some(q) = qualifier {
+        out.push_str("?Qualifier=");
+        out.push_str(&encode_label(q));
+    }
+    out
+}
+
+/// Encodes a validated request as an HTTP request for `endpoint`.
+///
+/// The body is the payload handle (no copy). `Host`, `Content-Length` and
+/// `Content-Type: application/octet-stream` (as the Rust SDK) are set; signing headers
+/// are added later by the signing layer.
+///
+/// # Errors
+///
+/// Only if the endpoint's base path makes an invalid URI, which [`Endpoint`] prevents.
+pub fn encode(req: &InvokeRequest, endpoint: &Endpoint) -> Result<http::Request<Bytes>, http::Error> {
+    let pq = path_and_query(
+        endpoint.base_path(),
+        req.function_name().as_str(),
+        req.qualifier(),
+    );
+    let uri = http::Uri::builder()
+        .scheme(endpoint.scheme().clone())
+        .authority(endpoint.authority().clone())
+        .path_and_query(pq)
+        .build()?;
+    let mut http_req = http::Request::new(req.payload().clone());
+    *http_req.method_mut() = http::Method::POST;
+    *http_req.uri_mut() = uri;
+    let h = http_req.headers_mut();
+    h.insert(HOST, endpoint.host_header().clone());
+    h.insert(
+        X_AMZ_INVOCATION_TYPE,
+        HeaderValue::from_static(req.invocation_type().as_str()),
+    );
+    if req.log_type() == LogType::Tail {
+        h.insert(X_AMZ_LOG_TYPE, HeaderValue::from_static("Tail"));
+    }
+    // Validated values contain only visible ASCII, so these conversions cannot fail;
+    // a failure would drop the header and the server would reject the request visibly.
+    if let Some(cc) = req.client_context() {
+        if let Ok(v) = HeaderValue::from_str(cc) {
+            h.insert(X_AMZ_CLIENT_CONTEXT, v);
+        }
+    }
+    if let Some(t) = req.tenant_id() {
+        if let Ok(v) = HeaderValue::from_str(t) {
+            h.insert(X_AMZ_TENANT_ID, v);
+        }
+    }
+    if let Some(n) = req.durable_execution_name() {
+        if let Ok(v) = HeaderValue::from_str(n) {
+            h.insert(X_AMZ_DURABLE_EXECUTION_NAME, v);
+        }
+    }
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(CONTENT_LENGTH, HeaderValue::from(req.payload().len()));
+    Ok(http_req)
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn header_string(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    header_str(headers, name).map(str::to_owned)
+}
+
+/// Decodes a response: any 2xx is success; anything else is an [`ApiError`].
+pub fn decode(resp: http::Response<Bytes>) -> Result<InvokeResponse, ApiError> {
+    let (parts, body) = resp.into_parts();
+    decode_parts(parts.status.as_u16(), &parts.headers, body)
+}
+
+/// Decodes a response from its parts.
+pub fn decode_parts(
+    status: u16,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<InvokeResponse, ApiError> {
+    decode_parts_at(status, headers, body, SystemTime::now())
+}
+
+/// As [`decode_parts`], with the current time given (for `Retry-After` HTTP dates).
+pub fn decode_parts_at(
+    status: u16,
+    headers: &HeaderMap,
+    body: Bytes,
+    now: SystemTime,
+) -> Result<InvokeResponse, ApiError> {
+    let request_id = header_string(headers, &X_AMZN_REQUEST_ID);
+    if !(200..300).contains(&status) {
+        return Err(decode_error(status, headers, &body, now).with_request_id(request_id));
+    }
+    let function_error =
+        header_str(headers, &X_AMZ_FUNCTION_ERROR).map(|kind| FunctionError::from_parts(kind, &body));
+    let log_result = header_string(headers, &X_AMZ_LOG_RESULT);
+    let log_tail = log_result.as_deref().and_then(|b64| {
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    });
+    Ok(InvokeResponse {
+        status,
+        function_error,
+        log_result,
+        log_tail,
+        payload: body,
+        executed_version: header_string(headers, &X_AMZ_EXECUTED_VERSION),
+        durable_execution_arn: header_string(headers, &X_AMZ_DURABLE_EXECUTION_ARN),
+        request_id,
+    })
+}
+
+/// Cuts a URL suffix (`Foo:http://…`) and a namespace prefix (`ns#Foo`), spec §3.1.
+pub fn sanitize_error_code(code: &str) -> &str {
+    let code = code.split_once(':').map_or(code, |(head, _)| head);
+    code.split_once('#').map_or(code, |(_, tail)| tail).trim()
+}
+
+fn decode_error(status: u16, headers: &HeaderMap, body: &[u8], now: SystemTime) -> ApiError {
+    let skip_body = status >= 500 && {
+        let trimmed = body.trim_ascii_start();
+        trimmed.is_empty() || trimmed.len() >= 5 && trimmed[..5].eq_ignore_ascii_case(b"<html")
+    };
+    let fields = if skip_body {
+        None
+    } else {
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(serde_json::Value::Object(map)) => Some(map),
+            _ => None,
+        }
+    };
+    let field = |names: &[&str]| -> Option<String> {
+        let map = fields.as_ref()?;
+        names
+            .iter()
+            .find_map(|n| map.get(*n).and_then(|v| v.as_str()).map(str::to_owned))
+    };
+    let raw_code = header_string(headers, &X_AMZN_ERROR_TYPE)
+        .or_else(|| field(&["code"]))
+        .or_else(|| field(&["__type"]))
+        .or_else(|| field(&["Code"]));
+    let code = match &raw_code {
+        Some(c) if !sanitize_error_code(c).is_empty() => sanitize_error_code(c).to_owned(),
+        _ => status.to_string(),
+    };
+    let mut kind = ApiErrorKind::from_code(&code, status);
+    match &mut kind {
+        ApiErrorKind::TooManyRequests {
+            reason,
+            retry_after,
+        } => {
+            *reason = field(&["Reason"]).map(|r| ThrottleReason::from(r.as_str()));
+            *retry_after = header_str(headers, &http::header::RETRY_AFTER)
+                .and_then(|v| parse_retry_after(v, now));
+        }
+        ApiErrorKind::EC2Unexpected { ec2_error_code } => {
+            *ec2_error_code = field(&["EC2ErrorCode"]);
+        }
+        _ => {}
+    }
+    ApiError::new(kind, status, field(&["message", "Message", "errorMessage"]))
+        .with_error_type(field(&["Type"]))
+}
+
+/// Parses `Retry-After`: delta seconds (integer or decimal) or an HTTP date.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use invoke_stack::codec::parse_retry_after;
+/// assert_eq!(parse_retry_after("2", SystemTime::now()), Some(Duration::from_secs(2)));
+/// assert_eq!(parse_retry_after("0.5", SystemTime::now()), Some(Duration::from_millis(500)));
+/// ```
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::try_from_secs_f64(secs).ok())
+            .flatten();
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Whether a response status is a success for this invocation type's model
+/// (200 sync, 202 `Event`, 204 `DryRun`). Any 2xx is decoded as success regardless.
+pub fn expected_status(t: InvocationType) -> u16 {
+    match t {
+        InvocationType::RequestResponse => 200,
+        InvocationType::Event => 202,
+        InvocationType::DryRun => 204,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{InvocationType, InvokeRequest, LogType};
+
+    fn endpoint() -> Endpoint {
+        Endpoint::for_region("us-east-1").unwrap()
+    }
+
+    #[test]
+    fn encodes_every_field() {
+        let req = InvokeRequest::builder("arn:aws:lambda:us-east-1:123456789012:function:f")
+            .qualifier("$LATEST")
+            .log_type(LogType::Tail)
+            .client_context_json(&serde_json::json!({"a": 1}))
+            .tenant_id("tenant 1")
+            .durable_execution_name("run-1")
+            .payload(r#"{"k":"v"}"#)
+            .build()
+            .unwrap();
+        let http = encode(&req, &endpoint()).unwrap();
+        assert_eq!(http.method(), http::Method::POST);
+        assert_eq!(
+            http.uri().to_string(),
+            "https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Af/invocations?Qualifier=%24LATEST"
+        );
+        let h = http.headers();
+        assert_eq!(h["host"], "lambda.us-east-1.amazonaws.com");
+        assert_eq!(h["x-amz-invocation-type"], "RequestResponse");
+        assert_eq!(h["x-amz-log-type"], "Tail");
+        assert_eq!(h["x-amz-client-context"], "eyJhIjoxfQ==");
+        assert_eq!(h["x-amz-tenant-id"], "tenant 1");
+        assert_eq!(h["x-amz-durable-execution-name"], "run-1");
+        assert_eq!(h["content-length"], "9");
+        assert_eq!(http.body().as_ref(), br#"{"k":"v"}"#);
+        // The body is the same allocation as the request's payload.
+        assert_eq!(http.body().as_ptr(), req.payload().as_ptr());
+    }
+
+    #[test]
+    fn optional_headers_absent() {
+        let req = InvokeRequest::builder("f")
+            .invocation_type(InvocationType::Event)
+            .build()
+            .unwrap();
+        let http = encode(&req, &endpoint()).unwrap();
+        let h = http.headers();
+        assert_eq!(h["x-amz-invocation-type"], "Event");
+        for absent in [
+            "x-amz-log-type",
+            "x-amz-client-context",
+            "x-amz-tenant-id",
+            "x-amz-durable-execution-name",
+        ] {
+            assert!(!h.contains_key(absent), "{absent}");
+        }
+        assert_eq!(http.uri().query(), None);
+    }
+
+    #[test]
+    fn label_encoding_matches_spec() {
+        assert_eq!(encode_label("a b/c%d~e.f_g-h"), "a%20b%2Fc%25d~e.f_g-h");
+        assert_eq!(encode_label("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn decodes_success_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("x-amz-executed-version", "7".parse().unwrap());
+        h.insert("x-amz-log-result", "aGVsbG8K".parse().unwrap());
+        h.insert("x-amzn-requestid", "rid".parse().unwrap());
+        h.insert("x-amz-durable-execution-arn", "arn:x".parse().unwrap());
+        h.insert("x-amz-function-error", "Handled".parse().unwrap());
+        let r = decode_parts(
+            200,
+            &h,
+            Bytes::from_static(br#"{"errorType":"E","errorMessage":"m"}"#),
+        )
+        .unwrap();
+        assert_eq!(r.executed_version(), Some("7"));
+        assert_eq!(r.log_result(), Some("aGVsbG8K"));
+        assert_eq!(r.log_tail(), Some("hello\n"));
+        assert_eq!(r.request_id(), Some("rid"));
+        assert_eq!(r.durable_execution_arn(), Some("arn:x"));
+        let fe = r.function_error().unwrap();
+        assert_eq!((fe.kind(), fe.error_type()), ("Handled", Some("E")));
+        // 202 and 204 are successes too.
+        assert_eq!(decode_parts(202, &HeaderMap::new(), Bytes::new()).unwrap().status_code(), 202);
+        assert_eq!(decode_parts(204, &HeaderMap::new(), Bytes::new()).unwrap().status_code(), 204);
+    }
+
+    #[test]
+    fn error_code_precedence_and_sanitizing() {
+        let none = HeaderMap::new();
+        let e = |status, h: &HeaderMap, body: &'static str| {
+            decode_parts(status, h, Bytes::from_static(body.as_bytes())).unwrap_err()
+        };
+        let mut h = HeaderMap::new();
+        h.insert("X-Amzn-ErrorType", "ResourceNotFoundException:http://internal.amazon.com/".parse().unwrap());
+        assert_eq!(e(404, &h, r#"{"code":"Other"}"#).code(), "ResourceNotFoundException");
+        assert_eq!(e(400, &none, r#"{"code":"aws#InvalidParameterValueException","__type":"X"}"#).code(), "InvalidParameterValueException");
+        assert_eq!(e(409, &none, r#"{"__type":"com.amazon#ResourceConflictException","message":"busy"}"#).message(), Some("busy"));
+        assert_eq!(e(409, &none, r#"{"Code":"ResourceConflictException"}"#).code(), "ResourceConflictException");
+        assert_eq!(e(500, &none, "").code(), "500");
+        assert_eq!(e(502, &none, "<html><body>Bad gateway</body></html>").code(), "502");
+        assert_eq!(e(503, &none, "  <HTML>").status(), 503);
+        assert_eq!(e(400, &none, "not json").code(), "400");
+        assert_eq!(e(413, &none, "").kind(), &ApiErrorKind::RequestTooLarge);
+        let m = e(400, &none, r#"{"__type":"InvalidRequestContentException","errorMessage":"m3"}"#);
+        assert_eq!(m.message(), Some("m3"));
+        let t = e(404, &none, r#"{"__type":"ResourceNotFoundException","Message":"nf","Type":"User"}"#);
+        assert_eq!((t.message(), t.error_type()), (Some("nf"), Some("User")));
+    }
+
+    #[test]
+    fn throttle_members() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "3".parse().unwrap());
+        h.insert("x-amzn-errortype", "TooManyRequestsException".parse().unwrap());
+        let err = decode_parts(
+            429,
+            &h,
+            Bytes::from_static(br#"{"message":"Rate exceeded","Reason":"ReservedFunctionConcurrentInvocationLimitExceeded","Type":"User"}"#),
+        )
+        .unwrap_err();
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
+        assert_eq!(
+            err.throttle_reason(),
+            Some(&ThrottleReason::ReservedFunctionConcurrentInvocationLimitExceeded)
+        );
+        assert_eq!(err.message(), Some("Rate exceeded"));
+    }
+
+    #[test]
+    fn retry_after_http_date() {
+        let now = httpdate::parse_http_date("Tue, 24 Nov 2026 10:00:00 GMT").unwrap();
+        assert_eq!(
+            parse_retry_after("Tue, 24 Nov 2026 10:00:05 GMT", now),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            parse_retry_after("Tue, 24 Nov 2026 09:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-1", now), None);
+    }
+}

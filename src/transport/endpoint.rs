@@ -1,0 +1,256 @@
+//! Where requests go: the Lambda endpoint of a region (spec §5), or an explicit URL.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use http::uri::{Authority, Scheme};
+use http::HeaderValue;
+
+/// An endpoint could not be determined.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    /// No region was configured (and no endpoint URL).
+    #[error("Missing Region: set a region (e.g. us-east-1) or an endpoint URL")]
+    MissingRegion,
+    /// The region is not a valid host label.
+    #[error("invalid region {0:?}: expected lowercase letters, digits and '-' (e.g. us-east-1)")]
+    InvalidRegion(String),
+    /// The endpoint URL cannot be used.
+    #[error("invalid endpoint URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A custom endpoint URL was combined with FIPS or dual-stack.
+    #[error("a custom endpoint URL cannot be combined with FIPS or dual-stack endpoints")]
+    CustomWithVariant,
+    /// The partition has no dual-stack endpoints.
+    #[error("dual-stack endpoints are not available in region {0}")]
+    DualStackUnavailable(String),
+}
+
+/// Endpoint variants of spec §5.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointVariant {
+    /// Use the FIPS endpoint (`lambda-fips.`).
+    pub fips: bool,
+    /// Use the dual-stack (IPv4 + IPv6) endpoint.
+    pub dual_stack: bool,
+}
+
+struct Partition {
+    dns_suffix: &'static str,
+    dual_stack_dns_suffix: Option<&'static str>,
+}
+
+fn partition_of(region: &str) -> Partition {
+    // Region regexes of partitions.json; unknown regions fall back to `aws`.
+    let has = |prefix: &str| {
+        region
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.split('-').count() == 2)
+    };
+    if has("cn-") {
+        Partition {
+            dns_suffix: "amazonaws.com.cn",
+            dual_stack_dns_suffix: Some("api.amazonwebservices.com.cn"),
+        }
+    } else if has("us-isob-") {
+        Partition {
+            dns_suffix: "sc2s.sgov.gov",
+            dual_stack_dns_suffix: None,
+        }
+    } else if has("us-iso-") {
+        Partition {
+            dns_suffix: "c2s.ic.gov",
+            dual_stack_dns_suffix: None,
+        }
+    } else {
+        // aws and aws-us-gov share suffixes.
+        Partition {
+            dns_suffix: "amazonaws.com",
+            dual_stack_dns_suffix: Some("api.aws"),
+        }
+    }
+}
+
+/// A resolved endpoint: scheme, authority and an optional base path.
+///
+/// ```
+/// use invoke_stack::transport::{Endpoint, EndpointVariant};
+/// let e = Endpoint::for_region("cn-north-1")?;
+/// assert_eq!(e.url(), "https://lambda.cn-north-1.amazonaws.com.cn");
+/// let e = Endpoint::resolve(Some("us-east-1"), None, EndpointVariant { fips: true, dual_stack: true })?;
+/// assert_eq!(e.url(), "https://lambda-fips.us-east-1.api.aws");
+/// let e = Endpoint::from_url("http://127.0.0.1:9001")?;
+/// assert!(e.is_loopback());
+/// # Ok::<(), invoke_stack::transport::EndpointError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    scheme: Scheme,
+    authority: Authority,
+    base_path: String,
+    host_header: HeaderValue,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Endpoint").field(&self.url()).finish()
+    }
+}
+
+impl Endpoint {
+    /// The regional endpoint, `https://lambda.{region}.{dnsSuffix}`.
+    pub fn for_region(region: &str) -> Result<Self, EndpointError> {
+        Self::resolve(Some(region), None, EndpointVariant::default())
+    }
+
+    /// Resolves like the endpoint rule set: a custom URL is used verbatim (and cannot be
+    /// combined with a variant); otherwise the region (required) picks the partition.
+    pub fn resolve(
+        region: Option<&str>,
+        url: Option<&str>,
+        variant: EndpointVariant,
+    ) -> Result<Self, EndpointError> {
+        if let Some(url) = url {
+            if variant.fips || variant.dual_stack {
+                return Err(EndpointError::CustomWithVariant);
+            }
+            return Self::from_url(url);
+        }
+        let region = region.ok_or(EndpointError::MissingRegion)?;
+        if region.is_empty() {
+            return Err(EndpointError::MissingRegion);
+        }
+        let valid = region
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            && !region.starts_with('-')
+            && !region.ends_with('-');
+        if !valid {
+            return Err(EndpointError::InvalidRegion(region.to_owned()));
+        }
+        let partition = partition_of(region);
+        let suffix = if variant.dual_stack {
+            partition
+                .dual_stack_dns_suffix
+                .ok_or_else(|| EndpointError::DualStackUnavailable(region.to_owned()))?
+        } else {
+            partition.dns_suffix
+        };
+        let service = if variant.fips { "lambda-fips" } else { "lambda" };
+        Self::from_url(&format!("https://{service}.{region}.{suffix}"))
+    }
+
+    /// An explicit endpoint URL (`http` or `https`, optional port and base path).
+    pub fn from_url(url: &str) -> Result<Self, EndpointError> {
+        let invalid = |reason| EndpointError::InvalidUrl {
+            url: url.to_owned(),
+            reason,
+        };
+        let uri: http::Uri = url.parse().map_err(|_| invalid("not a valid URI"))?;
+        let scheme = uri.scheme().cloned().ok_or_else(|| invalid("no scheme"))?;
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+            return Err(invalid("scheme must be http or https"));
+        }
+        let authority = uri.authority().cloned().ok_or_else(|| invalid("no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(invalid("user info is not allowed"));
+        }
+        if uri.query().is_some() {
+            return Err(invalid("a query is not allowed"));
+        }
+        let base_path = uri.path().trim_end_matches('/').to_owned();
+        let host_header =
+            HeaderValue::from_str(authority.as_str()).map_err(|_| invalid("invalid host"))?;
+        Ok(Self {
+            scheme,
+            authority,
+            base_path,
+            host_header,
+        })
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &Scheme {
+        &self.scheme
+    }
+    /// Host and optional port.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+    /// Path prefix before `/2015-03-31/...` (empty for AWS endpoints).
+    pub fn base_path(&self) -> &str {
+        &self.base_path
+    }
+    /// The value of the `Host` header.
+    pub fn host_header(&self) -> &HeaderValue {
+        &self.host_header
+    }
+    /// The endpoint as a URL.
+    pub fn url(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+    /// True when the host is `localhost` or a loopback address.
+    pub fn is_loopback(&self) -> bool {
+        is_loopback_host(self.authority.host())
+    }
+}
+
+/// True for `localhost` and loopback IP addresses (IPv6 with or without brackets).
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(region: &str, fips: bool, dual_stack: bool) -> Result<String, EndpointError> {
+        Endpoint::resolve(Some(region), None, EndpointVariant { fips, dual_stack }).map(|e| e.url())
+    }
+
+    #[test]
+    fn partitions_and_variants() {
+        assert_eq!(url("us-east-1", false, false).unwrap(), "https://lambda.us-east-1.amazonaws.com");
+        assert_eq!(url("us-east-1", true, false).unwrap(), "https://lambda-fips.us-east-1.amazonaws.com");
+        assert_eq!(url("eu-west-1", false, true).unwrap(), "https://lambda.eu-west-1.api.aws");
+        assert_eq!(url("cn-northwest-1", false, true).unwrap(), "https://lambda.cn-northwest-1.api.amazonwebservices.com.cn");
+        assert_eq!(url("cn-north-1", false, false).unwrap(), "https://lambda.cn-north-1.amazonaws.com.cn");
+        assert_eq!(url("us-gov-west-1", true, true).unwrap(), "https://lambda-fips.us-gov-west-1.api.aws");
+        assert_eq!(url("us-iso-east-1", false, false).unwrap(), "https://lambda.us-iso-east-1.c2s.ic.gov");
+        assert_eq!(url("us-isob-east-1", false, false).unwrap(), "https://lambda.us-isob-east-1.sc2s.sgov.gov");
+        assert!(matches!(url("us-iso-east-1", false, true), Err(EndpointError::DualStackUnavailable(_))));
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            Endpoint::resolve(None, None, EndpointVariant::default()),
+            Err(EndpointError::MissingRegion)
+        );
+        assert!(matches!(url("US_EAST", false, false), Err(EndpointError::InvalidRegion(_))));
+        assert_eq!(
+            Endpoint::resolve(Some("us-east-1"), Some("http://localhost:1"), EndpointVariant { fips: true, dual_stack: false }),
+            Err(EndpointError::CustomWithVariant)
+        );
+        assert!(Endpoint::from_url("ftp://x").is_err());
+        assert!(Endpoint::from_url("http://u:p@x").is_err());
+        assert!(Endpoint::from_url("localhost:80").is_err());
+    }
+
+    #[test]
+    fn custom_url_with_base_path() {
+        let e = Endpoint::from_url("http://[::1]:4566/proxy/").unwrap();
+        assert_eq!(e.base_path(), "/proxy");
+        assert_eq!(e.host_header(), "[::1]:4566");
+        assert!(e.is_loopback());
+        assert!(!Endpoint::from_url("http://203.0.113.5").unwrap().is_loopback());
+    }
+}

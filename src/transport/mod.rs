@@ -1,0 +1,431 @@
+//! The transport: a hyper 1.x client as a `tower::Service<http::Request<Bytes>>` that
+//! answers `http::Response<Bytes>` (the body read in full, up to a cap).
+//!
+//! - HTTPS with rustls (ring provider, webpki roots; certificate verification is always
+//!   on), plain HTTP to loopback hosts, and to other hosts only when explicitly allowed.
+//! - `TCP_NODELAY`, a connect timeout, pooled keep-alive connections, and TCP keep-alive
+//!   probes (see [`KeepAlive`]).
+//! - A [`TransportError`] says whether any byte of the request may have been written
+//!   ([`TransportError::request_sent`]), so "may the function have run?" has an answer.
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use tower::ServiceExt;
+//! use invoke_stack::transport::{HyperTransport, TransportConfig};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let transport = HyperTransport::new(TransportConfig::default())?;
+//! let req = http::Request::post("http://127.0.0.1:9001/2015-03-31/functions/f/invocations")
+//!     .body(Bytes::from_static(b"{}"))?;
+//! let resp = transport.oneshot(req).await?;
+//! println!("{}", resp.status());
+//! # Ok(()) }
+//! ```
+
+mod endpoint;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use http_body_util::combinators::Collect;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{self, Client};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use pin_project_lite::pin_project;
+
+pub use endpoint::{is_loopback_host, Endpoint, EndpointError, EndpointVariant};
+
+use crate::error::{TransportError, TransportErrorKind};
+
+/// Lambda's synchronous response limit is 6,291,556 bytes; the default cap leaves room
+/// for error objects and headers, and stops a misbehaving endpoint from filling memory.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 6_553_600;
+
+/// TCP keep-alive probe settings for every connection.
+///
+/// The defaults send the first probe after 60 s of silence and then every 15 s, giving
+/// up after 4 unanswered probes: an idle connection is refreshed well inside the 350 s
+/// idle timeout of NAT gateways, NLBs, Gateway LBs, Network Firewall and Nitro v6
+/// connection tracking, and a dead peer is detected within 2 minutes. Linux's own
+/// defaults (first probe after 7200 s) never fire in time.
+///
+/// L7 proxies (ALB, CLB, HTTP proxies) ignore TCP keep-alive; behind them, their idle
+/// timeout must exceed the function's duration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepAlive {
+    /// Silence before the first probe (`TCP_KEEPIDLE`).
+    pub idle: Duration,
+    /// Time between probes (`TCP_KEEPINTVL`).
+    pub interval: Duration,
+    /// Unanswered probes before the connection is dropped (`TCP_KEEPCNT`).
+    pub retries: u32,
+}
+
+impl Default for KeepAlive {
+    fn default() -> Self {
+        Self {
+            idle: Duration::from_secs(60),
+            interval: Duration::from_secs(15),
+            retries: 4,
+        }
+    }
+}
+
+/// Settings of [`HyperTransport`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TransportConfig {
+    /// Time allowed to establish a TCP connection (default 3.1 s, as the AWS SDKs).
+    pub connect_timeout: Duration,
+    /// TCP keep-alive, `None` to switch it off.
+    pub keepalive: Option<KeepAlive>,
+    /// `TCP_NODELAY` (default on: requests are written whole, Nagle only adds latency).
+    pub nodelay: bool,
+    /// Idle pooled connections are closed after this (default 20 s, below the 60 s
+    /// idle timeout of ALBs and most HTTP servers, so the pool never hands out a
+    /// connection the other side is about to close).
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept per host (default 64).
+    pub pool_max_idle_per_host: usize,
+    /// Response bodies larger than this fail with [`TransportErrorKind::ResponseTooLarge`].
+    pub max_response_bytes: usize,
+    /// Allow plain HTTP to hosts that are not loopback (default off: payloads and
+    /// signed requests would cross the network in clear text).
+    pub allow_insecure_http: bool,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_millis(3_100),
+            keepalive: Some(KeepAlive::default()),
+            nodelay: true,
+            pool_idle_timeout: Duration::from_secs(20),
+            pool_max_idle_per_host: 64,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            allow_insecure_http: false,
+        }
+    }
+}
+
+impl TransportConfig {
+    /// Sets the connect timeout.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+    /// Sets (or with `None` switches off) TCP keep-alive.
+    pub fn keepalive(mut self, k: Option<KeepAlive>) -> Self {
+        self.keepalive = k;
+        self
+    }
+    /// Sets the pool idle timeout.
+    pub fn pool_idle_timeout(mut self, d: Duration) -> Self {
+        self.pool_idle_timeout = d;
+        self
+    }
+    /// Sets the response body cap.
+    pub fn max_response_bytes(mut self, n: usize) -> Self {
+        self.max_response_bytes = n;
+        self
+    }
+    /// Allows plain HTTP to non-loopback hosts.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+}
+
+/// The transport could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTPS transport: {0}")]
+pub struct TransportBuildError(String);
+
+#[cfg(feature = "rustls")]
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+#[cfg(not(feature = "rustls"))]
+type Connector = HttpConnector;
+
+/// The hyper client as a tower service. Clones share one connection pool.
+#[derive(Clone, Debug)]
+pub struct HyperTransport {
+    client: Client<Connector, RequestBody>,
+    max_response_bytes: usize,
+    allow_insecure_http: bool,
+}
+
+impl HyperTransport {
+    /// Builds the client and its connector.
+    pub fn new(config: TransportConfig) -> Result<Self, TransportBuildError> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(config.nodelay);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        match config.keepalive {
+            Some(k) => {
+                http.set_keepalive(Some(k.idle));
+                http.set_keepalive_interval(Some(k.interval));
+                http.set_keepalive_retries(Some(k.retries));
+            }
+            None => http.set_keepalive(None),
+        }
+        #[cfg(feature = "rustls")]
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
+            .map_err(|e| TransportBuildError(e.to_string()))?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        #[cfg(not(feature = "rustls"))]
+        let connector = http;
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Ok(Self {
+            client,
+            max_response_bytes: config.max_response_bytes,
+            allow_insecure_http: config.allow_insecure_http,
+        })
+    }
+
+    fn refuse(&self, uri: &http::Uri) -> Option<TransportError> {
+        let invalid = |detail: String| {
+            Some(TransportError::new(
+                TransportErrorKind::InvalidRequest,
+                false,
+                detail,
+                None,
+            ))
+        };
+        match uri.scheme_str() {
+            Some("http") => {
+                let host = uri.host().unwrap_or_default();
+                if !self.allow_insecure_http && !is_loopback_host(host) {
+                    return invalid(format!(
+                        "plain http to non-loopback host {host:?}; use https, or allow insecure http explicitly"
+                    ));
+                }
+                None
+            }
+            #[cfg(feature = "rustls")]
+            Some("https") => None,
+            #[cfg(not(feature = "rustls"))]
+            Some("https") => invalid("https needs the `rustls` feature of invoke-stack".into()),
+            _ => invalid(format!("unsupported URI {uri}")),
+        }
+    }
+}
+
+impl tower_service::Service<http::Request<Bytes>> for HyperTransport {
+    type Response = http::Response<Bytes>;
+    type Error = TransportError;
+    type Future = TransportFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The legacy client queues requests on its pool; it is always ready.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Bytes>) -> Self::Future {
+        if let Some(err) = self.refuse(req.uri()) {
+            return TransportFuture {
+                state: State::Failed { error: Some(err) },
+            };
+        }
+        // hyper polls a non-empty body right after it queues the request head, before
+        // anything is flushed: an unpolled body means nothing was written. An empty body
+        // is never polled, so it counts as sent from the start (connect errors excepted).
+        let sent = Arc::new(AtomicBool::new(req.body().is_empty()));
+        let req = req.map(|data| RequestBody {
+            data: (!data.is_empty()).then_some(data),
+            polled: Arc::clone(&sent),
+        });
+        TransportFuture {
+            state: State::Sending {
+                fut: self.client.request(req),
+                sent,
+                limit: self.max_response_bytes,
+            },
+        }
+    }
+}
+
+/// The request body: one chunk, and a flag raised when hyper first polls it.
+#[derive(Debug)]
+pub struct RequestBody {
+    data: Option<Bytes>,
+    polled: Arc<AtomicBool>,
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.polled.store(true, Ordering::Release);
+        Poll::Ready(self.data.take().map(|d| Ok(Frame::data(d))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
+    }
+}
+
+pin_project! {
+    /// Response future of [`HyperTransport`].
+    pub struct TransportFuture {
+        #[pin]
+        state: State,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State {
+        Failed { error: Option<TransportError> },
+        Sending {
+            #[pin]
+            fut: legacy::ResponseFuture,
+            sent: Arc<AtomicBool>,
+            limit: usize,
+        },
+        Reading {
+            #[pin]
+            collect: Collect<Limited<Incoming>>,
+            parts: Option<http::response::Parts>,
+            limit: usize,
+        },
+    }
+}
+
+fn has_timed_out_io(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        cur = e.source();
+    }
+    false
+}
+
+fn send_error(err: legacy::Error, sent: bool) -> TransportError {
+    if err.is_connect() {
+        let kind = if has_timed_out_io(&err) {
+            TransportErrorKind::ConnectTimeout
+        } else {
+            TransportErrorKind::Connect
+        };
+        let detail = error_chain(&err);
+        return TransportError::new(kind, false, detail, Some(Box::new(err)));
+    }
+    let detail = error_chain(&err);
+    TransportError::new(TransportErrorKind::Exchange, sent, detail, Some(Box::new(err)))
+}
+
+/// "a: b: c" from an error and its sources, for messages that say what really happened.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
+}
+
+impl Future for TransportFuture {
+    type Output = Result<http::Response<Bytes>, TransportError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Failed { error } => {
+                    return Poll::Ready(Err(error.take().unwrap_or_else(|| {
+                        TransportError::new(
+                            TransportErrorKind::InvalidRequest,
+                            false,
+                            "future polled after completion",
+                            None,
+                        )
+                    })));
+                }
+                StateProj::Sending { fut, sent, limit } => {
+                    let resp = match fut.poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Ok(resp)) => resp,
+                        Poll::Ready(Err(e)) => {
+                            return Poll::Ready(Err(send_error(e, sent.load(Ordering::Acquire))))
+                        }
+                    };
+                    let limit = *limit;
+                    let (parts, body) = resp.into_parts();
+                    this.state.set(State::Reading {
+                        collect: Limited::new(body, limit).collect(),
+                        parts: Some(parts),
+                        limit,
+                    });
+                }
+                StateProj::Reading {
+                    collect,
+                    parts,
+                    limit,
+                } => {
+                    let collected = match collect.poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(r) => r,
+                    };
+                    let limit = *limit;
+                    let parts = parts.take();
+                    return Poll::Ready(match (collected, parts) {
+                        (Ok(body), Some(parts)) => {
+                            Ok(http::Response::from_parts(parts, body.to_bytes()))
+                        }
+                        (Err(e), _) if e.is::<LengthLimitError>() => Err(TransportError::new(
+                            TransportErrorKind::ResponseTooLarge,
+                            true,
+                            format!("the response body exceeds {limit} bytes"),
+                            None,
+                        )),
+                        (Err(e), _) => Err(TransportError::new(
+                            TransportErrorKind::ResponseBody,
+                            true,
+                            error_chain(&*e),
+                            Some(e),
+                        )),
+                        (Ok(_), None) => Err(TransportError::new(
+                            TransportErrorKind::InvalidRequest,
+                            true,
+                            "future polled after completion",
+                            None,
+                        )),
+                    });
+                }
+            }
+        }
+    }
+}
