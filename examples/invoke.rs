@@ -1,1 +1,171 @@
-fn main(){}
+//! `aws lambda invoke`, with invoke-stack.
+//!
+//! With no `--endpoint-url`, it starts the embedded local Lambda endpoint with an `echo`
+//! function and invokes it, so it runs on a fresh machine with no AWS account:
+//!
+//! ```text
+//! cargo run --example invoke
+//! cargo run --example invoke -- --payload '{"n":1}' --log-type Tail
+//! ```
+//!
+//! Against any endpoint that speaks the Invoke protocol (credentials from
+//! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`):
+//!
+//! ```text
+//! cargo run --example invoke -- --endpoint-url http://127.0.0.1:5000 \
+//!     --function-name arn:aws:lambda:us-east-1:123456789012:function:f:prod --payload @event.json
+//! ```
+
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use clap::Parser;
+use invoke_stack::layers::sigv4::EnvironmentProvider;
+use invoke_stack::model::{InvocationType, InvokeRequest, LogType};
+use invoke_stack::testing::{Invocation, LocalFunction, LocalLambda};
+use invoke_stack::{InvokeClient, InvokeError};
+
+/// Invoke a Lambda function (flags as `aws lambda invoke`).
+#[derive(Parser, Debug)]
+#[command(name = "invoke")]
+struct Args {
+    /// Function name, partial ARN or ARN, optionally with `:version` or `:alias`.
+    #[arg(long, default_value = "echo")]
+    function_name: String,
+    /// JSON payload, or `@path` to read it from a file.
+    #[arg(long)]
+    payload: Option<String>,
+    /// RequestResponse, Event or DryRun.
+    #[arg(long, default_value = "RequestResponse")]
+    invocation_type: InvocationType,
+    /// None or Tail.
+    #[arg(long, default_value = "None")]
+    log_type: LogType,
+    /// Version or alias.
+    #[arg(long)]
+    qualifier: Option<String>,
+    /// Base64 client context.
+    #[arg(long)]
+    client_context: Option<String>,
+    /// Endpoint URL; without it, an embedded local endpoint with an `echo` function.
+    #[arg(long)]
+    endpoint_url: Option<String>,
+    /// Region (default: AWS_REGION, AWS_DEFAULT_REGION, then us-east-1).
+    #[arg(long)]
+    region: Option<String>,
+}
+
+fn echo_with_log() -> LocalFunction {
+    LocalFunction::new(|inv: Invocation| async move {
+        inv.log(format!("echo received {} bytes", inv.payload().len()));
+        Ok(inv.payload().clone())
+    })
+}
+
+fn read_payload(arg: Option<&str>, local: bool) -> Result<Bytes, String> {
+    match arg {
+        Some(p) => match p.strip_prefix('@') {
+            Some(path) => std::fs::read(path)
+                .map(Bytes::from)
+                .map_err(|e| format!("cannot read payload file {path}: {e}")),
+            None => Ok(Bytes::from(p.to_owned())),
+        },
+        None if local => Ok(Bytes::from_static(br#"{"hello":"world"}"#)),
+        None => Ok(Bytes::new()),
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let region = args
+        .region
+        .clone()
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+        .unwrap_or_else(|| "us-east-1".to_owned());
+
+    // Without an endpoint, serve one here (kept alive until the call is done).
+    let mut local = None;
+    let builder = match &args.endpoint_url {
+        Some(url) => {
+            let creds = EnvironmentProvider::new()
+                .load()
+                .map_err(InvokeError::from)?;
+            InvokeClient::builder()
+                .endpoint_url(url)
+                .region(&region)
+                .credentials(creds)
+        }
+        None => {
+            let lambda = LocalLambda::builder()
+                .region(&region)
+                .function("echo", echo_with_log().version("1").alias("live", "1"))
+                .start()
+                .await?;
+            eprintln!("local Lambda endpoint on {}", lambda.endpoint_url());
+            let b = InvokeClient::builder()
+                .endpoint_url(lambda.endpoint_url())
+                .region(&region)
+                .credentials(lambda.credentials());
+            local = Some(lambda);
+            b
+        }
+    };
+    let client = builder.build()?;
+
+    let mut req = InvokeRequest::builder(&args.function_name)
+        .invocation_type(args.invocation_type)
+        .log_type(args.log_type)
+        .payload(read_payload(args.payload.as_deref(), local.is_some())?);
+    if let Some(q) = &args.qualifier {
+        req = req.qualifier(q);
+    }
+    if let Some(cc) = &args.client_context {
+        req = req.client_context_base64(cc);
+    }
+    let req = req.build().map_err(InvokeError::from)?;
+    let resp = client.invoke(req).await?;
+
+    println!("StatusCode: {}", resp.status_code());
+    if let Some(v) = resp.executed_version() {
+        println!("ExecutedVersion: {v}");
+    }
+    if let Some(fe) = resp.function_error() {
+        println!("FunctionError: {}", fe.kind());
+        if let Some(t) = fe.error_type() {
+            println!("  errorType: {t}");
+        }
+        if let Some(m) = fe.error_message() {
+            println!("  errorMessage: {m}");
+        }
+    }
+    if let Some(tail) = resp.log_tail() {
+        println!("LogTail:");
+        for line in tail.lines() {
+            println!("  {line}");
+        }
+    }
+    if let Some(id) = resp.request_id() {
+        println!("RequestId: {id}");
+    }
+    println!("Payload: {}", String::from_utf8_lossy(resp.payload()));
+    drop(local);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(ie) = e.downcast_ref::<InvokeError>() {
+                eprintln!("  type: {}", ie.type_name());
+                eprintln!("  fault: {}", ie.fault());
+                eprintln!("  retryable: {}", ie.is_retryable());
+                eprintln!("  function: {}", ie.may_have_run());
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

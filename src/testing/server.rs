@@ -1,0 +1,669 @@
+//! The HTTP side of the local endpoint: accept loop, per-connection control (reset,
+//! raw responses), and the Invoke request handler.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+
+use super::function::{FunctionFailure, Invocation};
+use super::{lock, Fault, Outcome, RequestRecord, State};
+use crate::error::ApiErrorKind;
+use crate::model::{FunctionName, InvocationType};
+
+/// Largest request body read; beyond it the endpoint answers 413 without reading more.
+const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Lambda's synchronous request limit: a request must be smaller than this.
+const SYNC_REQUEST_LIMIT: usize = 6_291_456;
+/// The `Event` payload limit.
+const EVENT_LIMIT: usize = 1_048_576;
+/// Lambda's synchronous response limit.
+const RESPONSE_LIMIT: usize = 6_291_556;
+/// `LogType=Tail` returns the last 4 KB of the log.
+const LOG_TAIL_BYTES: usize = 4096;
+
+pub(crate) async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    tokio::spawn(connection(stream, Arc::clone(&state), shutdown.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// What a handler asks its connection to do instead of answering through hyper.
+enum Takeover {
+    /// Close with a TCP RST.
+    Reset,
+    /// Write these bytes as the raw response, then close.
+    Raw(Bytes),
+}
+
+#[derive(Default)]
+struct ConnControl {
+    notify: Notify,
+    action: Mutex<Option<Takeover>>,
+}
+
+impl ConnControl {
+    fn take_over(&self, t: Takeover) {
+        *lock(&self.action) = Some(t);
+        self.notify.notify_one();
+    }
+}
+
+async fn connection(stream: TcpStream, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    // A second handle on the socket survives hyper's: it resets the connection or writes
+    // a raw (truncated) response after hyper's handle is dropped.
+    let Ok(std_stream) = stream.into_std() else {
+        return;
+    };
+    let spare = std_stream.try_clone().ok();
+    let Ok(stream) = TcpStream::from_std(std_stream) else {
+        return;
+    };
+    let control = Arc::new(ConnControl::default());
+    let svc = {
+        let control = Arc::clone(&control);
+        hyper::service::service_fn(move |req| {
+            handle(req, Arc::clone(&state), Arc::clone(&control))
+        })
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    let takeover = tokio::select! {
+        _ = conn.as_mut() => None,
+        () = control.notify.notified() => lock(&control.action).take(),
+        _ = shutdown.changed() => None,
+    };
+    drop(conn);
+    let Some(spare) = spare else { return };
+    match takeover {
+        Some(Takeover::Reset) => {
+            // Linger 0: closing the last handle sends RST instead of FIN.
+            let _ = socket2::SockRef::from(&spare).set_linger(Some(Duration::ZERO));
+        }
+        Some(Takeover::Raw(bytes)) => {
+            if let Ok(mut s) = TcpStream::from_std(spare) {
+                let _ = s.write_all(&bytes).await;
+                let _ = s.shutdown().await;
+            }
+        }
+        None => {}
+    }
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn now(state: &State) -> SystemTime {
+    let (ahead, by) = *lock(&state.clock_skew);
+    if ahead {
+        SystemTime::now() + by
+    } else {
+        SystemTime::now() - by
+    }
+}
+
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Renders an error the way Lambda does: status, `x-amzn-ErrorType`, and a JSON body
+/// with `Type`, the message (under the shape's own key) and the shape's members.
+fn error_response(state: &State, request_id: &str, kind: &ApiErrorKind, message: &str) -> Resp {
+    let (status, key) = kind.shape().map_or((400, "message"), |s| (s.status, s.message_key));
+    let mut body = serde_json::Map::new();
+    body.insert(
+        "Type".into(),
+        (if status >= 500 { "Service" } else { "User" }).into(),
+    );
+    body.insert(key.into(), message.into());
+    let mut builder = Response::builder()
+        .status(status)
+        .header("x-amzn-ErrorType", kind.code())
+        .header("content-type", "application/json");
+    match kind {
+        ApiErrorKind::TooManyRequests {
+            reason,
+            retry_after,
+        } => {
+            if let Some(r) = reason {
+                body.insert("Reason".into(), r.as_str().into());
+            }
+            if let Some(d) = retry_after {
+                builder = builder.header("Retry-After", d.as_secs().to_string());
+            }
+        }
+        ApiErrorKind::EC2Unexpected {
+            ec2_error_code: Some(c),
+        } => {
+            body.insert("EC2ErrorCode".into(), c.as_str().into());
+        }
+        _ => {}
+    }
+    finish(
+        state,
+        request_id,
+        builder,
+        Bytes::from(serde_json::Value::Object(body).to_string()),
+    )
+}
+
+fn unknown_error(state: &State, request_id: &str, status: u16, code: &str, message: &str) -> Resp {
+    let body = serde_json::json!({ "message": message, "Type": "User" }).to_string();
+    let builder = Response::builder()
+        .status(status)
+        .header("x-amzn-ErrorType", code)
+        .header("content-type", "application/json");
+    finish(state, request_id, builder, Bytes::from(body))
+}
+
+fn finish(state: &State, request_id: &str, builder: http::response::Builder, body: Bytes) -> Resp {
+    let date = httpdate::fmt_http_date(now(state));
+    builder
+        .header("x-amzn-RequestId", request_id)
+        .header("date", date)
+        .body(Full::new(body))
+        .unwrap_or_else(|_| {
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        })
+}
+
+fn default_message(kind: &ApiErrorKind) -> String {
+    match kind {
+        ApiErrorKind::TooManyRequests { .. } => "Rate Exceeded.".to_owned(),
+        ApiErrorKind::Service => "Lambda encountered an internal error.".to_owned(),
+        other => format!("{} injected by the local endpoint", other.code()),
+    }
+}
+
+struct Rejected {
+    status: u16,
+    code: String,
+    resp: Resp,
+}
+
+impl Rejected {
+    fn new(resp: Resp) -> Self {
+        let status = resp.status().as_u16();
+        let code = resp
+            .headers()
+            .get("x-amzn-ErrorType")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Self { status, code, resp }
+    }
+}
+
+fn header<'a>(req: &'a http::request::Parts, name: &str) -> Option<&'a str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn take_fault(state: &State, function: &str) -> Option<Fault> {
+    let mut faults = lock(&state.faults);
+    let plan = faults.get_mut(function)?;
+    plan.script.pop_front().or_else(|| plan.always.clone())
+}
+
+fn record(state: &State, rec: RequestRecord) {
+    lock(&state.records).push(rec);
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<State>,
+    control: Arc<ConnControl>,
+) -> Result<Resp, Infallible> {
+    let request_id = new_request_id();
+    let (parts, body) = req.into_parts();
+    let mut rec = RequestRecord {
+        function: None,
+        qualifier: None,
+        invocation_type: None,
+        invocation_id: header(&parts, "amz-sdk-invocation-id").map(str::to_owned),
+        attempt: header(&parts, "amz-sdk-request").map(str::to_owned),
+        fault: None,
+        outcome: Outcome::Dropped,
+    };
+
+    // Route: POST /2015-03-31/functions/{FunctionName}/invocations
+    let label = parts
+        .uri
+        .path()
+        .strip_prefix("/2015-03-31/functions/")
+        .and_then(|p| p.strip_suffix("/invocations"))
+        .filter(|l| !l.contains('/'));
+    let (Some(label), true) = (label, parts.method == http::Method::POST) else {
+        let resp = unknown_error(
+            &state,
+            &request_id,
+            404,
+            "UnknownOperationException",
+            "Unknown operation",
+        );
+        rec.outcome = Outcome::Rejected {
+            status: 404,
+            code: "UnknownOperationException".into(),
+        };
+        record(&state, rec);
+        return Ok(resp);
+    };
+    let decoded_name = percent_encoding::percent_decode_str(label)
+        .decode_utf8_lossy()
+        .into_owned();
+    let short_name = FunctionName::new(decoded_name.as_str())
+        .map(|f| f.name().to_owned())
+        .unwrap_or_else(|_| decoded_name.clone());
+    rec.function = Some(short_name.clone());
+
+    let fault = take_fault(&state, &short_name);
+    rec.fault.clone_from(&fault);
+    match fault {
+        Some(Fault::ResetBeforeRequest) => {
+            record(&state, rec);
+            control.take_over(Takeover::Reset);
+            return Ok(std::future::pending::<Resp>().await);
+        }
+        Some(Fault::Hang) => {
+            record(&state, rec);
+            return Ok(std::future::pending::<Resp>().await);
+        }
+        _ => {}
+    }
+
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            let resp = unknown_error(
+                &state,
+                &request_id,
+                413,
+                "RequestEntityTooLargeException",
+                &format!("Request must be smaller than {SYNC_REQUEST_LIMIT} bytes for the InvokeFunction operation"),
+            );
+            rec.outcome = Outcome::Rejected {
+                status: 413,
+                code: "RequestEntityTooLargeException".into(),
+            };
+            record(&state, rec);
+            return Ok(resp);
+        }
+    };
+
+    let result = invoke(&state, &request_id, &parts, body, fault.as_ref(), &mut rec).await;
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(rejected) => {
+            rec.outcome = Outcome::Rejected {
+                status: rejected.status,
+                code: rejected.code,
+            };
+            record(&state, rec);
+            return Ok(rejected.resp);
+        }
+    };
+    record(&state, rec);
+    match fault {
+        Some(Fault::ResetAfterRequest) => {
+            control.take_over(Takeover::Reset);
+            Ok(std::future::pending::<Resp>().await)
+        }
+        Some(Fault::Truncated) => {
+            control.take_over(Takeover::Raw(truncated(&resp)));
+            Ok(std::future::pending::<Resp>().await)
+        }
+        _ => Ok(resp),
+    }
+}
+
+/// The raw bytes of `resp` with its body cut in half (at least one byte short).
+fn truncated(resp: &Resp) -> Bytes {
+    let body = resp
+        .body()
+        .clone()
+        .collect()
+        .now_or_never_bytes()
+        .unwrap_or_default();
+    let mut out = format!("HTTP/1.1 {}\r\n", resp.status());
+    for (k, v) in resp.headers() {
+        if k != http::header::CONTENT_LENGTH {
+            out.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap_or_default()));
+        }
+    }
+    let declared = body.len().max(2);
+    out.push_str(&format!("content-length: {declared}\r\n\r\n"));
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(&body[..body.len() / 2]);
+    Bytes::from(bytes)
+}
+
+trait NowOrNever {
+    fn now_or_never_bytes(self) -> Option<Bytes>;
+}
+
+impl<F: std::future::Future<Output = Result<http_body_util::Collected<Bytes>, Infallible>>>
+    NowOrNever for F
+{
+    fn now_or_never_bytes(self) -> Option<Bytes> {
+        // A `Full` body is ready at once: poll it one time with a no-op waker.
+        let mut fut = std::pin::pin!(self);
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        match fut.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(Ok(c)) => Some(c.to_bytes()),
+            _ => None,
+        }
+    }
+}
+
+async fn invoke(
+    state: &Arc<State>,
+    request_id: &str,
+    parts: &http::request::Parts,
+    body: Bytes,
+    fault: Option<&Fault>,
+    rec: &mut RequestRecord,
+) -> Result<Resp, Rejected> {
+    let reject = |resp: Resp| Rejected::new(resp);
+
+    if state.verify_signatures {
+        super::verify::verify(
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            &body,
+            &state.keys,
+            &state.region,
+            now(state),
+        )
+        .map_err(|r| reject(unknown_error(state, request_id, 403, r.code, &r.message)))?;
+    }
+
+    let label = parts
+        .uri
+        .path()
+        .trim_start_matches("/2015-03-31/functions/")
+        .trim_end_matches("/invocations");
+    let raw_name = percent_encoding::percent_decode_str(label)
+        .decode_utf8_lossy()
+        .into_owned();
+    let name = FunctionName::new(raw_name.as_str()).map_err(|e| {
+        reject(unknown_error(
+            state,
+            request_id,
+            400,
+            "ValidationException",
+            &format!("1 validation error detected: Value '{raw_name}' at 'functionName' failed to satisfy constraint: {e}"),
+        ))
+    })?;
+    let query_qualifier = parts.uri.query().and_then(|q| {
+        q.split('&').find_map(|kv| {
+            kv.strip_prefix("Qualifier=").map(|v| {
+                percent_encoding::percent_decode_str(v)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+        })
+    });
+    if let (Some(q), Some(in_name)) = (&query_qualifier, name.qualifier()) {
+        if q != in_name {
+            return Err(reject(error_response(
+                state,
+                request_id,
+                &ApiErrorKind::InvalidParameterValue,
+                "The derived qualifier from the function name does not match the specified qualifier.",
+            )));
+        }
+    }
+    let qualifier = query_qualifier.or_else(|| name.qualifier().map(str::to_owned));
+    rec.qualifier.clone_from(&qualifier);
+
+    let arn = |q: Option<&str>| {
+        let base = format!(
+            "arn:aws:lambda:{}:{}:function:{}",
+            state.region,
+            state.account_id,
+            name.name()
+        );
+        match q {
+            Some(q) => format!("{base}:{q}"),
+            None => base,
+        }
+    };
+    let not_found = |q: Option<&str>| {
+        reject(error_response(
+            state,
+            request_id,
+            &ApiErrorKind::ResourceNotFound,
+            &format!("Function not found: {}", arn(q)),
+        ))
+    };
+    let foreign = name.account().is_some_and(|a| a != state.account_id)
+        || name.region().is_some_and(|r| r != state.region);
+    let function = lock(&state.functions).get(name.name()).cloned();
+    let (function, version) = match function {
+        Some(f) if !foreign => match f.resolve(qualifier.as_deref()) {
+            Some(v) => (f, v),
+            None => return Err(not_found(qualifier.as_deref())),
+        },
+        _ => return Err(not_found(qualifier.as_deref())),
+    };
+
+    let invocation_type = match header(parts, "x-amz-invocation-type") {
+        None => InvocationType::RequestResponse,
+        Some(t) => t.parse().map_err(|_| {
+            reject(error_response(
+                state,
+                request_id,
+                &ApiErrorKind::InvalidParameterValue,
+                &format!("1 validation error detected: Value '{t}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"),
+            ))
+        })?,
+    };
+    rec.invocation_type = Some(invocation_type);
+    let tail = match header(parts, "x-amz-log-type") {
+        None | Some("None") => false,
+        Some("Tail") => true,
+        Some(other) => {
+            return Err(reject(error_response(
+                state,
+                request_id,
+                &ApiErrorKind::InvalidParameterValue,
+                &format!("1 validation error detected: Value '{other}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]"),
+            )))
+        }
+    };
+
+    match invocation_type {
+        InvocationType::Event if body.len() > EVENT_LIMIT => {
+            return Err(reject(unknown_error(
+                state,
+                request_id,
+                413,
+                "RequestEntityTooLargeException",
+                &format!("{} byte payload is too large for the Event invocation type (limit {EVENT_LIMIT} bytes)", body.len()),
+            )))
+        }
+        _ if body.len() >= SYNC_REQUEST_LIMIT => {
+            return Err(reject(unknown_error(
+                state,
+                request_id,
+                413,
+                "RequestEntityTooLargeException",
+                &format!("Request must be smaller than {SYNC_REQUEST_LIMIT} bytes for the InvokeFunction operation"),
+            )))
+        }
+        _ => {}
+    }
+    if !body.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+        return Err(reject(error_response(
+            state,
+            request_id,
+            &ApiErrorKind::InvalidRequestContent,
+            "Could not parse request body into json: Unexpected character",
+        )));
+    }
+    let client_context = match header(parts, "x-amz-client-context") {
+        None => None,
+        Some(cc) => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(cc)
+                .ok()
+                .filter(|d| {
+                    matches!(
+                        serde_json::from_slice::<serde_json::Value>(d),
+                        Ok(serde_json::Value::Object(_))
+                    )
+                });
+            match decoded {
+                Some(d) => Some(String::from_utf8_lossy(&d).into_owned()),
+                None => {
+                    return Err(reject(error_response(
+                        state,
+                        request_id,
+                        &ApiErrorKind::InvalidRequestContent,
+                        "Client context must be a valid Base64-encoded JSON object.",
+                    )))
+                }
+            }
+        }
+    };
+
+    match fault {
+        Some(Fault::Error(kind)) => {
+            return Err(reject(error_response(
+                state,
+                request_id,
+                kind,
+                &default_message(kind),
+            )))
+        }
+        Some(Fault::Raw {
+            status,
+            headers,
+            body,
+        }) => {
+            let mut b = Response::builder().status(*status);
+            for (k, v) in headers {
+                b = b.header(k.as_str(), v.as_str());
+            }
+            return Err(reject(finish(state, request_id, b, body.clone())));
+        }
+        Some(Fault::Garbage { status }) => {
+            let b = Response::builder()
+                .status(*status)
+                .header("content-type", "application/octet-stream");
+            return Err(reject(finish(
+                state,
+                request_id,
+                b,
+                Bytes::from_static(b"\x00\xff{{not json]] \x7f garbage"),
+            )));
+        }
+        Some(Fault::Html { status }) => {
+            let b = Response::builder()
+                .status(*status)
+                .header("content-type", "text/html");
+            let page = format!(
+                "<html><head><title>{status}</title></head><body><center><h1>{status}</h1></center></body></html>"
+            );
+            return Err(reject(finish(state, request_id, b, Bytes::from(page))));
+        }
+        Some(Fault::Delay(d)) => tokio::time::sleep(*d).await,
+        _ => {}
+    }
+
+    let invocation = Invocation {
+        function_name: name.name().to_owned(),
+        executed_version: version.clone(),
+        invocation_type,
+        payload: body,
+        client_context,
+        tenant_id: header(parts, "x-amz-tenant-id").map(str::to_owned),
+        request_id: request_id.to_owned(),
+        log: Arc::default(),
+    };
+    let base = Response::builder().header("content-type", "application/json");
+    match invocation_type {
+        InvocationType::DryRun => {
+            rec.outcome = Outcome::DryRun;
+            Ok(finish(
+                state,
+                request_id,
+                base.status(204),
+                Bytes::new(),
+            ))
+        }
+        InvocationType::Event => {
+            rec.outcome = Outcome::Queued;
+            let handler = Arc::clone(&function.handler);
+            let bg_state = Arc::clone(state);
+            let fname = name.name().to_owned();
+            tokio::spawn(async move {
+                let _ = handler(invocation).await;
+                *lock(&bg_state.runs).entry(fname).or_insert(0) += 1;
+            });
+            Ok(finish(state, request_id, base.status(202), Bytes::new()))
+        }
+        InvocationType::RequestResponse => {
+            rec.outcome = Outcome::Ran;
+            let log = Arc::clone(&invocation.log);
+            let started = std::time::Instant::now();
+            let result = (function.handler)(invocation).await;
+            *lock(&state.runs).entry(name.name().to_owned()).or_insert(0) += 1;
+            let result = match result {
+                Ok(payload) if payload.len() > RESPONSE_LIMIT => Err(FunctionFailure::unhandled(
+                    "Function.ResponseSizeTooLarge",
+                    format!("Response payload size exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes)."),
+                )),
+                other => other,
+            };
+            let mut b = base.status(200).header("x-amz-executed-version", version.as_str());
+            let payload = match result {
+                Ok(p) => p,
+                Err(failure) => {
+                    b = b.header("x-amz-function-error", failure.header());
+                    failure.body()
+                }
+            };
+            if tail {
+                let user = lock(&log).clone();
+                let text = format!(
+                    "START RequestId: {request_id} Version: {version}\n{user}END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {:.2} ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\tMax Memory Used: 32 MB\n",
+                    started.elapsed().as_secs_f64() * 1000.0
+                );
+                let mut start = text.len().saturating_sub(LOG_TAIL_BYTES);
+                while !text.is_char_boundary(start) {
+                    start += 1;
+                }
+                let encoded = base64::engine::general_purpose::STANDARD.encode(&text[start..]);
+                if let Ok(v) = HeaderValue::from_str(&encoded) {
+                    b = b.header("x-amz-log-result", v);
+                }
+            }
+            Ok(finish(state, request_id, b, payload))
+        }
+    }
+}
