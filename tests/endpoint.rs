@@ -1,1 +1,451 @@
+//! The whole client over real loopback HTTP against the local endpoint: invocation types,
+//! qualifiers, log tails, function errors, limits, SigV4 verification and faults.
 
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tower::ServiceExt;
+
+use invoke_stack::error::{InvokeError, RunStatus, TransportErrorKind};
+use invoke_stack::layers::sigv4::{sign_request, Credentials, SigningConfig};
+use invoke_stack::model::{InvocationType, InvokeRequest, LogType};
+use invoke_stack::testing::{Fault, FunctionFailure, LocalFunction, LocalLambda, Outcome};
+use invoke_stack::transport::{HyperTransport, TransportConfig};
+use invoke_stack::{codec, InvokeClient};
+
+fn req(name: &str) -> invoke_stack::model::InvokeRequestBuilder {
+    InvokeRequest::builder(name).payload(r#"{"k":"v"}"#)
+}
+
+#[tokio::test]
+async fn sync_invoke_echoes_and_reports_version() {
+    let (lambda, client) = common::echo_endpoint().await;
+    let resp = client.invoke(req("echo").build().unwrap()).await.unwrap();
+    assert_eq!(resp.status_code(), 200);
+    assert_eq!(resp.payload().as_ref(), br#"{"k":"v"}"#);
+    assert_eq!(resp.executed_version(), Some("$LATEST"));
+    assert!(resp.function_error().is_none());
+    assert!(resp.request_id().is_some());
+    assert_eq!(lambda.invocations("echo"), 1);
+}
+
+#[tokio::test]
+async fn qualifiers_in_every_form() {
+    let (lambda, client) = common::echo_endpoint().await;
+    let arn = lambda.function_arn("echo");
+    let cases = [
+        (req("echo").qualifier("1"), "1"),
+        (req("echo:live"), "2"),
+        (req("echo").qualifier("$LATEST"), "$LATEST"),
+        (req(&format!("{arn}:live")), "2"),
+        (req(&format!("{}:function:echo", lambda.account_id())).qualifier("2"), "2"),
+        (req(&arn), "$LATEST"),
+    ];
+    for (builder, version) in cases {
+        let r = builder.build().unwrap();
+        let name = r.function_name().to_string();
+        let resp = client.invoke(r).await.unwrap();
+        assert_eq!(resp.executed_version(), Some(version), "{name}");
+    }
+    let err = client
+        .invoke(req("echo").qualifier("9").build().unwrap())
+        .await
+        .unwrap_err();
+    let api = err.as_api().unwrap();
+    assert_eq!((api.status(), api.code()), (404, "ResourceNotFoundException"));
+    assert!(api.message().unwrap().ends_with("function:echo:9"), "{api}");
+    let err = client.invoke_json("missing", &1).await.unwrap_err();
+    assert_eq!(err.as_api().unwrap().status(), 404);
+    assert_eq!(err.may_have_run(), RunStatus::NotRun);
+    assert_eq!(lambda.invocations("echo"), 6);
+}
+
+#[tokio::test]
+async fn event_is_queued_and_runs_in_the_background() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let lambda = LocalLambda::builder()
+        .function(
+            "worker",
+            LocalFunction::new(move |inv| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(inv.payload().clone());
+                    Ok(Bytes::new())
+                }
+            }),
+        )
+        .start()
+        .await
+        .unwrap();
+    let client = common::client_for(&lambda);
+    let resp = client.invoke_event("worker", r#"{"job":1}"#).await.unwrap();
+    assert_eq!(resp.status_code(), 202);
+    assert!(resp.payload().is_empty());
+    assert_eq!(lambda.invocations("worker"), 1);
+    assert_eq!(rx.recv().await.unwrap().as_ref(), br#"{"job":1}"#);
+}
+
+#[tokio::test]
+async fn dry_run_does_not_run() {
+    let (lambda, client) = common::echo_endpoint().await;
+    let resp = client.dry_run("echo").await.unwrap();
+    assert_eq!(resp.status_code(), 204);
+    assert_eq!(lambda.invocations("echo"), 0);
+    assert_eq!(lambda.records()[0].outcome, Outcome::DryRun);
+    // DryRun still checks that the function exists.
+    let err = client.dry_run("missing").await.unwrap_err();
+    assert_eq!(err.as_api().unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn log_tail_is_the_last_4kb() {
+    let lambda = LocalLambda::builder()
+        .function(
+            "chatty",
+            LocalFunction::new(|inv| async move {
+                for i in 0..200 {
+                    inv.log(format!("line {i:03} of a long log"));
+                }
+                Ok(Bytes::from_static(b"null"))
+            }),
+        )
+        .start()
+        .await
+        .unwrap();
+    let client = common::client_for(&lambda);
+    let resp = client
+        .invoke(
+            InvokeRequest::builder("chatty")
+                .log_type(LogType::Tail)
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let tail = resp.log_tail().unwrap();
+    assert!(tail.len() <= 4096, "{}", tail.len());
+    assert!(tail.contains("line 199 of a long log"));
+    assert!(!tail.contains("line 000"));
+    assert!(tail.contains("END RequestId: ") && tail.contains("REPORT RequestId: "));
+    assert!(resp.log_result().unwrap().len() > tail.len());
+    // Without Tail, no log.
+    let resp = client.invoke_json("chatty", &1).await.unwrap();
+    assert!(resp.log_result().is_none());
+}
+
+#[tokio::test]
+async fn function_errors_are_results() {
+    let lambda = LocalLambda::builder()
+        .function(
+            "fails",
+            LocalFunction::new(|inv| async move {
+                if inv.payload().as_ref() == b"1" {
+                    Err(FunctionFailure::handled("ValidationError", "bad order"))
+                } else {
+                    Err(FunctionFailure::unhandled("Runtime.ExitError", "exit status 1"))
+                }
+            }),
+        )
+        .function(
+            "huge",
+            LocalFunction::new(|_| async { Ok(Bytes::from(vec![b'1'; 6_300_000])) }),
+        )
+        .start()
+        .await
+        .unwrap();
+    let client = common::client_for(&lambda);
+    let resp = client.invoke_json("fails", &1).await.unwrap();
+    assert_eq!(resp.status_code(), 200);
+    let fe = resp.function_error().unwrap();
+    assert_eq!(
+        (fe.kind(), fe.error_type(), fe.error_message()),
+        ("Handled", Some("ValidationError"), Some("bad order"))
+    );
+    let resp = client.invoke_json("fails", &2).await.unwrap();
+    let fe = resp.function_error().unwrap();
+    assert!(fe.is_unhandled());
+    assert_eq!(fe.error_type(), Some("Runtime.ExitError"));
+
+    let resp = client.invoke_json("huge", &1).await.unwrap();
+    let fe = resp.function_error().unwrap();
+    assert_eq!(fe.error_type(), Some("Function.ResponseSizeTooLarge"));
+}
+
+/// Signs and sends a hand-made request, bypassing the client's validation, so the
+/// endpoint's own checks are exercised.
+async fn raw(
+    lambda: &LocalLambda,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+    creds: Option<Credentials>,
+) -> http::Response<Bytes> {
+    let mut b = http::Request::post(format!("{}{path}", lambda.endpoint_url()))
+        .header("host", lambda.addr().to_string());
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let mut r = b.body(body.into()).unwrap();
+    if let Some(c) = creds {
+        sign_request(&mut r, &c, &SigningConfig::new(lambda.region()), SystemTime::now()).unwrap();
+    }
+    HyperTransport::new(TransportConfig::default())
+        .unwrap()
+        .oneshot(r)
+        .await
+        .unwrap()
+}
+
+fn code_of(resp: &http::Response<Bytes>) -> (u16, String) {
+    let status = resp.status().as_u16();
+    let err = codec::decode(resp.clone()).map(|_| ()).unwrap_err();
+    (status, err.code().to_owned())
+}
+
+#[tokio::test]
+async fn endpoint_enforces_limits_and_validation() {
+    let (lambda, _client) = common::echo_endpoint().await;
+    let creds = || Some(lambda.credentials());
+    let path = "/2015-03-31/functions/echo/invocations";
+
+    let big_event = vec![b' '; 1_048_577];
+    let r = raw(&lambda, path, &[("x-amz-invocation-type", "Event")], big_event, creds()).await;
+    assert_eq!(code_of(&r), (413, "RequestTooLargeException".into()));
+
+    let big_sync = vec![b' '; 6_291_456];
+    let r = raw(&lambda, path, &[], big_sync, creds()).await;
+    let api = codec::decode(r).unwrap_err();
+    assert_eq!(api.status(), 413);
+    assert!(api.message().unwrap().contains("6291456"));
+
+    let r = raw(&lambda, path, &[], "{not json", creds()).await;
+    assert_eq!(code_of(&r), (400, "InvalidRequestContentException".into()));
+
+    let r = raw(&lambda, path, &[("x-amz-client-context", "bm90IGpzb24=")], "{}", creds()).await;
+    assert_eq!(code_of(&r), (400, "InvalidRequestContentException".into()));
+
+    let r = raw(&lambda, path, &[("x-amz-invocation-type", "Later")], "{}", creds()).await;
+    assert_eq!(code_of(&r), (400, "InvalidParameterValueException".into()));
+
+    let r = raw(&lambda, "/2015-03-31/functions/echo%3A1/invocations?Qualifier=2", &[], "{}", creds()).await;
+    assert_eq!(code_of(&r), (400, "InvalidParameterValueException".into()));
+
+    let r = raw(&lambda, "/2015-03-31/functions/my%20fn/invocations", &[], "{}", creds()).await;
+    assert_eq!(code_of(&r), (400, "ValidationException".into()));
+
+    assert_eq!(lambda.invocations("echo"), 0);
+}
+
+#[tokio::test]
+async fn endpoint_verifies_signatures() {
+    let (lambda, _client) = common::echo_endpoint().await;
+    let path = "/2015-03-31/functions/echo/invocations";
+    let good = raw(&lambda, path, &[], "{}", Some(lambda.credentials())).await;
+    assert_eq!(good.status(), 200);
+
+    let wrong_secret = Credentials::from_keys(lambda.credentials().access_key_id(), "wrong", None);
+    let r = raw(&lambda, path, &[], "{}", Some(wrong_secret)).await;
+    assert_eq!(code_of(&r), (403, "InvalidSignatureException".into()));
+
+    let unknown = Credentials::from_keys("AKIDUNKNOWN", "secret", None);
+    let r = raw(&lambda, path, &[], "{}", Some(unknown)).await;
+    assert_eq!(code_of(&r), (403, "UnrecognizedClientException".into()));
+
+    let r = raw(&lambda, path, &[], "{}", None).await;
+    assert_eq!(code_of(&r), (403, "MissingAuthenticationTokenException".into()));
+
+    // A body changed after signing no longer matches.
+    let mut tampered = http::Request::post(format!("{}{path}", lambda.endpoint_url()))
+        .header("host", lambda.addr().to_string())
+        .body(Bytes::from_static(b"{}"))
+        .unwrap();
+    sign_request(&mut tampered, &lambda.credentials(), &SigningConfig::new(lambda.region()), SystemTime::now()).unwrap();
+    *tampered.body_mut() = Bytes::from_static(b"[]");
+    let r = HyperTransport::new(TransportConfig::default()).unwrap().oneshot(tampered).await.unwrap();
+    assert_eq!(code_of(&r), (403, "InvalidSignatureException".into()));
+    assert_eq!(lambda.invocations("echo"), 1);
+}
+
+#[tokio::test]
+async fn session_tokens_are_checked() {
+    let lambda = LocalLambda::builder()
+        .accept_key("ASIATEMP", "temp-secret", Some("the-token".into()))
+        .function("echo", LocalFunction::echo())
+        .start()
+        .await
+        .unwrap();
+    let client = common::client_for(&lambda);
+    assert_eq!(lambda.credentials().session_token(), Some("the-token"));
+    client.invoke_json("echo", &1).await.unwrap();
+    let wrong = InvokeClient::builder()
+        .endpoint_url(lambda.endpoint_url())
+        .credentials(Credentials::from_keys("ASIATEMP", "temp-secret", Some("stale".into())))
+        .build()
+        .unwrap();
+    let err = wrong.invoke_json("echo", &1).await.unwrap_err();
+    assert_eq!(err.as_api().unwrap().code(), "UnrecognizedClientException");
+}
+
+#[tokio::test]
+async fn skewed_clock_is_rejected_as_clock_skew() {
+    let (lambda, client) = common::echo_endpoint().await;
+    lambda.set_clock_skew(true, Duration::from_secs(600));
+    let err = client.invoke_json("echo", &1).await.unwrap_err();
+    let api = err.as_api().unwrap();
+    assert_eq!(api.code(), "InvalidSignatureException");
+    assert!(api.is_clock_skew(), "{api}");
+    lambda.set_clock_skew(false, Duration::from_secs(600));
+    let err = client.invoke_json("echo", &1).await.unwrap_err();
+    assert!(err.as_api().unwrap().message().unwrap().starts_with("Signature not yet current"));
+    lambda.set_clock_skew(true, Duration::from_secs(60));
+    client.invoke_json("echo", &1).await.unwrap();
+}
+
+#[tokio::test]
+async fn reset_before_request_never_runs_the_function() {
+    let (lambda, client) = common::echo_endpoint().await;
+    lambda.script("echo", [Fault::ResetBeforeRequest]);
+    let err = client.invoke_json("echo", &1).await.unwrap_err();
+    let InvokeError::Transport(t) = &err else { panic!("{err:?}") };
+    assert_eq!(t.kind(), TransportErrorKind::Exchange);
+    // From the client's side the request was written: it cannot know it was not read.
+    assert_eq!(err.may_have_run(), RunStatus::Unknown);
+    assert!(err.is_retryable());
+    assert_eq!(lambda.invocations("echo"), 0);
+    assert_eq!(lambda.requests("echo"), 1);
+    // The endpoint serves the next request normally.
+    client.invoke_json("echo", &2).await.unwrap();
+}
+
+#[tokio::test]
+async fn reset_after_request_ran_the_function_once() {
+    let (lambda, client) = common::echo_endpoint().await;
+    lambda.script("echo", [Fault::ResetAfterRequest]);
+    let err = client.invoke_json("echo", &1).await.unwrap_err();
+    assert!(matches!(err, InvokeError::Transport(_)), "{err:?}");
+    assert_eq!(err.may_have_run(), RunStatus::Unknown);
+    assert_eq!(lambda.invocations("echo"), 1);
+}
+
+#[tokio::test]
+async fn truncated_body_is_a_transport_error_after_the_function_ran() {
+    let (lambda, client) = common::echo_endpoint().await;
+    lambda.script("echo", [Fault::Truncated]);
+    let err = client
+        .invoke(req("echo").payload(r#"{"some":"payload to cut"}"#).build().unwrap())
+        .await
+        .unwrap_err();
+    let InvokeError::Transport(t) = &err else { panic!("{err:?}") };
+    assert_eq!(t.kind(), TransportErrorKind::ResponseBody);
+    assert!(t.request_sent());
+    assert_eq!(err.may_have_run(), RunStatus::Unknown);
+    assert_eq!(lambda.invocations("echo"), 1);
+}
+
+#[tokio::test]
+async fn garbage_and_delay_faults() {
+    let (lambda, client) = common::echo_endpoint().await;
+    lambda.script(
+        "echo",
+        [Fault::Garbage { status: 500 }, Fault::Delay(Duration::from_millis(20))],
+    );
+    let err = client.invoke_json("echo", &1).await.unwrap_err();
+    assert_eq!(err.as_api().unwrap().code(), "500");
+    assert_eq!(err.may_have_run(), RunStatus::Unknown);
+    let ok = client.invoke_json("echo", &2).await.unwrap();
+    assert_eq!(ok.payload().as_ref(), b"2");
+    assert_eq!(lambda.invocations("echo"), 1);
+}
+
+#[tokio::test]
+async fn hang_ends_in_an_operation_timeout() {
+    let (lambda, _) = common::echo_endpoint().await;
+    lambda.always("echo", Some(Fault::Hang));
+    let client = InvokeClient::builder()
+        .endpoint_url(lambda.endpoint_url())
+        .credentials(lambda.credentials())
+        .operation_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let err = client.invoke_json("echo", &1).await.unwrap_err();
+    assert!(matches!(err, InvokeError::Timeout(_)), "{err:?}");
+    assert_eq!(err.may_have_run(), RunStatus::Unknown);
+    assert_eq!(lambda.invocations("echo"), 0);
+}
+
+#[tokio::test]
+async fn per_operation_counts_use_the_invocation_id() {
+    let (lambda, _client) = common::echo_endpoint().await;
+    let path = "/2015-03-31/functions/echo/invocations";
+    for attempt in ["attempt=1; max=3", "attempt=2; max=3"] {
+        let headers = [("amz-sdk-invocation-id", "op-1"), ("amz-sdk-request", attempt)];
+        raw(&lambda, path, &headers, "{}", Some(lambda.credentials())).await;
+    }
+    assert_eq!(lambda.invocations_of_operation("op-1"), 2);
+    assert_eq!(lambda.records()[1].attempt.as_deref(), Some("attempt=2; max=3"));
+}
+
+#[tokio::test]
+async fn connection_refused_is_not_sent() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let client = InvokeClient::builder()
+        .endpoint_url(format!("http://{addr}"))
+        .credentials(Credentials::from_keys("A", "S", None))
+        .build()
+        .unwrap();
+    let err = client.invoke_json("f", &1).await.unwrap_err();
+    let InvokeError::Transport(t) = &err else { panic!("{err:?}") };
+    assert_eq!(t.kind(), TransportErrorKind::Connect);
+    assert!(!t.request_sent());
+    assert_eq!(err.may_have_run(), RunStatus::NotRun);
+}
+
+#[tokio::test]
+async fn response_cap_and_insecure_http_are_enforced() {
+    let (lambda, _) = common::echo_endpoint().await;
+    let client = InvokeClient::builder()
+        .endpoint_url(lambda.endpoint_url())
+        .credentials(lambda.credentials())
+        .transport(TransportConfig::default().max_response_bytes(1000))
+        .build()
+        .unwrap();
+    let big = format!("\"{}\"", "x".repeat(5000));
+    let err = client
+        .invoke(InvokeRequest::builder("echo").payload(big).build().unwrap())
+        .await
+        .unwrap_err();
+    let InvokeError::Transport(t) = &err else { panic!("{err:?}") };
+    assert_eq!(t.kind(), TransportErrorKind::ResponseTooLarge);
+
+    // Plain HTTP to a non-loopback host is refused before any connection is made.
+    let remote = InvokeClient::builder()
+        .endpoint_url("http://203.0.113.10:9000")
+        .credentials(lambda.credentials())
+        .build()
+        .unwrap();
+    let err = remote.invoke_json("echo", &1).await.unwrap_err();
+    let InvokeError::Transport(t) = &err else { panic!("{err:?}") };
+    assert_eq!(t.kind(), TransportErrorKind::InvalidRequest);
+    assert!(!t.request_sent());
+    assert_eq!(err.fault(), invoke_stack::error::Fault::Client);
+}
+
+#[tokio::test]
+async fn validation_happens_before_the_network() {
+    let (lambda, client) = common::echo_endpoint().await;
+    let err = InvokeRequest::builder("echo")
+        .invocation_type(InvocationType::Event)
+        .payload(vec![b' '; 2_000_000])
+        .build()
+        .map_err(InvokeError::from)
+        .unwrap_err();
+    assert_eq!(err.may_have_run(), RunStatus::NotRun);
+    let err = client.invoke_json("bad name!", &1).await.unwrap_err();
+    assert!(matches!(err, InvokeError::Validation(_)));
+    assert_eq!(lambda.requests("bad name!"), 0);
+    assert!(lambda.records().is_empty());
+}
