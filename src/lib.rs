@@ -36,3 +36,8 @@ pub use client::{InvokeClient, InvokeClientBuilder};
 pub use error::InvokeError;
 pub use invoke_layers as layers;
 pub use model::{InvokeRequest, InvokeResponse};
+
+/// The README's examples compile (run as doctests).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

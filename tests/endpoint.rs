@@ -40,7 +40,10 @@ async fn qualifiers_in_every_form() {
         (req("echo:live"), "2"),
         (req("echo").qualifier("$LATEST"), "$LATEST"),
         (req(&format!("{arn}:live")), "2"),
-        (req(&format!("{}:function:echo", lambda.account_id())).qualifier("2"), "2"),
+        (
+            req(&format!("{}:function:echo", lambda.account_id())).qualifier("2"),
+            "2",
+        ),
         (req(&arn), "$LATEST"),
     ];
     for (builder, version) in cases {
@@ -54,7 +57,10 @@ async fn qualifiers_in_every_form() {
         .await
         .unwrap_err();
     let api = err.as_api().unwrap();
-    assert_eq!((api.status(), api.code()), (404, "ResourceNotFoundException"));
+    assert_eq!(
+        (api.status(), api.code()),
+        (404, "ResourceNotFoundException")
+    );
     assert!(api.message().unwrap().ends_with("function:echo:9"), "{api}");
     let err = client.invoke_json("missing", &1).await.unwrap_err();
     assert_eq!(err.as_api().unwrap().status(), 404);
@@ -144,7 +150,10 @@ async fn function_errors_are_results() {
                 if inv.payload().as_ref() == b"1" {
                     Err(FunctionFailure::handled("ValidationError", "bad order"))
                 } else {
-                    Err(FunctionFailure::unhandled("Runtime.ExitError", "exit status 1"))
+                    Err(FunctionFailure::unhandled(
+                        "Runtime.ExitError",
+                        "exit status 1",
+                    ))
                 }
             }),
         )
@@ -189,7 +198,13 @@ async fn raw(
     }
     let mut r = b.body(body.into()).unwrap();
     if let Some(c) = creds {
-        sign_request(&mut r, &c, &SigningConfig::new(lambda.region()), SystemTime::now()).unwrap();
+        sign_request(
+            &mut r,
+            &c,
+            &SigningConfig::new(lambda.region()),
+            SystemTime::now(),
+        )
+        .unwrap();
     }
     HyperTransport::new(TransportConfig::default())
         .unwrap()
@@ -211,7 +226,14 @@ async fn endpoint_enforces_limits_and_validation() {
     let path = "/2015-03-31/functions/echo/invocations";
 
     let big_event = vec![b' '; 1_048_577];
-    let r = raw(&lambda, path, &[("x-amz-invocation-type", "Event")], big_event, creds()).await;
+    let r = raw(
+        &lambda,
+        path,
+        &[("x-amz-invocation-type", "Event")],
+        big_event,
+        creds(),
+    )
+    .await;
     assert_eq!(code_of(&r), (413, "RequestTooLargeException".into()));
 
     let big_sync = vec![b' '; 6_291_456];
@@ -223,16 +245,44 @@ async fn endpoint_enforces_limits_and_validation() {
     let r = raw(&lambda, path, &[], "{not json", creds()).await;
     assert_eq!(code_of(&r), (400, "InvalidRequestContentException".into()));
 
-    let r = raw(&lambda, path, &[("x-amz-client-context", "bm90IGpzb24=")], "{}", creds()).await;
+    let r = raw(
+        &lambda,
+        path,
+        &[("x-amz-client-context", "bm90IGpzb24=")],
+        "{}",
+        creds(),
+    )
+    .await;
     assert_eq!(code_of(&r), (400, "InvalidRequestContentException".into()));
 
-    let r = raw(&lambda, path, &[("x-amz-invocation-type", "Later")], "{}", creds()).await;
+    let r = raw(
+        &lambda,
+        path,
+        &[("x-amz-invocation-type", "Later")],
+        "{}",
+        creds(),
+    )
+    .await;
     assert_eq!(code_of(&r), (400, "InvalidParameterValueException".into()));
 
-    let r = raw(&lambda, "/2015-03-31/functions/echo%3A1/invocations?Qualifier=2", &[], "{}", creds()).await;
+    let r = raw(
+        &lambda,
+        "/2015-03-31/functions/echo%3A1/invocations?Qualifier=2",
+        &[],
+        "{}",
+        creds(),
+    )
+    .await;
     assert_eq!(code_of(&r), (400, "InvalidParameterValueException".into()));
 
-    let r = raw(&lambda, "/2015-03-31/functions/my%20fn/invocations", &[], "{}", creds()).await;
+    let r = raw(
+        &lambda,
+        "/2015-03-31/functions/my%20fn/invocations",
+        &[],
+        "{}",
+        creds(),
+    )
+    .await;
     assert_eq!(code_of(&r), (400, "ValidationException".into()));
 
     assert_eq!(lambda.invocations("echo"), 0);
@@ -254,16 +304,29 @@ async fn endpoint_verifies_signatures() {
     assert_eq!(code_of(&r), (403, "UnrecognizedClientException".into()));
 
     let r = raw(&lambda, path, &[], "{}", None).await;
-    assert_eq!(code_of(&r), (403, "MissingAuthenticationTokenException".into()));
+    assert_eq!(
+        code_of(&r),
+        (403, "MissingAuthenticationTokenException".into())
+    );
 
     // A body changed after signing no longer matches.
     let mut tampered = http::Request::post(format!("{}{path}", lambda.endpoint_url()))
         .header("host", lambda.addr().to_string())
         .body(Bytes::from_static(b"{}"))
         .unwrap();
-    sign_request(&mut tampered, &lambda.credentials(), &SigningConfig::new(lambda.region()), SystemTime::now()).unwrap();
+    sign_request(
+        &mut tampered,
+        &lambda.credentials(),
+        &SigningConfig::new(lambda.region()),
+        SystemTime::now(),
+    )
+    .unwrap();
     *tampered.body_mut() = Bytes::from_static(b"[]");
-    let r = HyperTransport::new(TransportConfig::default()).unwrap().oneshot(tampered).await.unwrap();
+    let r = HyperTransport::new(TransportConfig::default())
+        .unwrap()
+        .oneshot(tampered)
+        .await
+        .unwrap();
     assert_eq!(code_of(&r), (403, "InvalidSignatureException".into()));
     assert_eq!(lambda.invocations("echo"), 1);
 }
@@ -281,7 +344,11 @@ async fn session_tokens_are_checked() {
     client.invoke_json("echo", &1).await.unwrap();
     let wrong = InvokeClient::builder()
         .endpoint_url(lambda.endpoint_url())
-        .credentials(Credentials::from_keys("ASIATEMP", "temp-secret", Some("stale".into())))
+        .credentials(Credentials::from_keys(
+            "ASIATEMP",
+            "temp-secret",
+            Some("stale".into()),
+        ))
         .build()
         .unwrap();
     let err = wrong.invoke_json("echo", &1).await.unwrap_err();
@@ -298,7 +365,12 @@ async fn skewed_clock_is_rejected_as_clock_skew() {
     assert!(api.is_clock_skew(), "{api}");
     lambda.set_clock_skew(false, Duration::from_secs(600));
     let err = client.invoke_json("echo", &1).await.unwrap_err();
-    assert!(err.as_api().unwrap().message().unwrap().starts_with("Signature not yet current"));
+    assert!(err
+        .as_api()
+        .unwrap()
+        .message()
+        .unwrap()
+        .starts_with("Signature not yet current"));
     lambda.set_clock_skew(true, Duration::from_secs(60));
     client.invoke_json("echo", &1).await.unwrap();
 }
@@ -308,7 +380,9 @@ async fn reset_before_request_never_runs_the_function() {
     let (lambda, client) = common::echo_endpoint().await;
     lambda.script("echo", [Fault::ResetBeforeRequest]);
     let err = client.invoke_json("echo", &1).await.unwrap_err();
-    let InvokeError::Transport(t) = &err else { panic!("{err:?}") };
+    let InvokeError::Transport(t) = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!(t.kind(), TransportErrorKind::Exchange);
     // From the client's side the request was written: it cannot know it was not read.
     assert_eq!(err.may_have_run(), RunStatus::Unknown);
@@ -334,10 +408,17 @@ async fn truncated_body_is_a_transport_error_after_the_function_ran() {
     let (lambda, client) = common::echo_endpoint().await;
     lambda.script("echo", [Fault::Truncated]);
     let err = client
-        .invoke(req("echo").payload(r#"{"some":"payload to cut"}"#).build().unwrap())
+        .invoke(
+            req("echo")
+                .payload(r#"{"some":"payload to cut"}"#)
+                .build()
+                .unwrap(),
+        )
         .await
         .unwrap_err();
-    let InvokeError::Transport(t) = &err else { panic!("{err:?}") };
+    let InvokeError::Transport(t) = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!(t.kind(), TransportErrorKind::ResponseBody);
     assert!(t.request_sent());
     assert_eq!(err.may_have_run(), RunStatus::Unknown);
@@ -349,7 +430,10 @@ async fn garbage_and_delay_faults() {
     let (lambda, client) = common::echo_endpoint().await;
     lambda.script(
         "echo",
-        [Fault::Garbage { status: 500 }, Fault::Delay(Duration::from_millis(20))],
+        [
+            Fault::Garbage { status: 500 },
+            Fault::Delay(Duration::from_millis(20)),
+        ],
     );
     let err = client.invoke_json("echo", &1).await.unwrap_err();
     assert_eq!(err.as_api().unwrap().code(), "500");
@@ -380,11 +464,17 @@ async fn per_operation_counts_use_the_invocation_id() {
     let (lambda, _client) = common::echo_endpoint().await;
     let path = "/2015-03-31/functions/echo/invocations";
     for attempt in ["attempt=1; max=3", "attempt=2; max=3"] {
-        let headers = [("amz-sdk-invocation-id", "op-1"), ("amz-sdk-request", attempt)];
+        let headers = [
+            ("amz-sdk-invocation-id", "op-1"),
+            ("amz-sdk-request", attempt),
+        ];
         raw(&lambda, path, &headers, "{}", Some(lambda.credentials())).await;
     }
     assert_eq!(lambda.invocations_of_operation("op-1"), 2);
-    assert_eq!(lambda.records()[1].attempt.as_deref(), Some("attempt=2; max=3"));
+    assert_eq!(
+        lambda.records()[1].attempt.as_deref(),
+        Some("attempt=2; max=3")
+    );
 }
 
 #[tokio::test]
@@ -398,7 +488,9 @@ async fn connection_refused_is_not_sent() {
         .build()
         .unwrap();
     let err = client.invoke_json("f", &1).await.unwrap_err();
-    let InvokeError::Transport(t) = &err else { panic!("{err:?}") };
+    let InvokeError::Transport(t) = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!(t.kind(), TransportErrorKind::Connect);
     assert!(!t.request_sent());
     assert_eq!(err.may_have_run(), RunStatus::NotRun);
@@ -418,7 +510,9 @@ async fn response_cap_and_insecure_http_are_enforced() {
         .invoke(InvokeRequest::builder("echo").payload(big).build().unwrap())
         .await
         .unwrap_err();
-    let InvokeError::Transport(t) = &err else { panic!("{err:?}") };
+    let InvokeError::Transport(t) = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!(t.kind(), TransportErrorKind::ResponseTooLarge);
 
     // Plain HTTP to a non-loopback host is refused before any connection is made.
@@ -428,7 +522,9 @@ async fn response_cap_and_insecure_http_are_enforced() {
         .build()
         .unwrap();
     let err = remote.invoke_json("echo", &1).await.unwrap_err();
-    let InvokeError::Transport(t) = &err else { panic!("{err:?}") };
+    let InvokeError::Transport(t) = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!(t.kind(), TransportErrorKind::InvalidRequest);
     assert!(!t.request_sent());
     assert_eq!(err.fault(), invoke_stack::error::Fault::Client);

@@ -42,7 +42,11 @@ async fn every_modeled_shape_over_http() {
         assert!(api.message().is_some(), "{}: message lost", shape.code);
         assert_eq!(
             api.error_type(),
-            Some(if shape.status >= 500 { "Service" } else { "User" })
+            Some(if shape.status >= 500 {
+                "Service"
+            } else {
+                "User"
+            })
         );
         assert!(api.request_id().is_some());
         assert_eq!(err.fault(), shape.fault, "{}", shape.code);

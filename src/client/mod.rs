@@ -28,11 +28,10 @@ use invoke_layers::sigv4::{
 };
 
 use crate::codec;
-use crate::error::{InvokeError, Timer, TimeoutError, TransportError, TransportErrorKind};
+use crate::error::{InvokeError, TimeoutError, Timer, TransportError, TransportErrorKind};
 use crate::model::{InvocationType, InvokeRequest, InvokeResponse};
 use crate::transport::{
-    Endpoint, EndpointError, EndpointVariant, HyperTransport, TransportBuildError,
-    TransportConfig,
+    Endpoint, EndpointError, EndpointVariant, HyperTransport, TransportBuildError, TransportConfig,
 };
 
 /// The client could not be built.

@@ -100,7 +100,10 @@ pub fn path_and_query(base_path: &str, function_name: &str, qualifier: Option<&s
 /// # Errors
 ///
 /// Only if the endpoint's base path makes an invalid URI, which [`Endpoint`] prevents.
-pub fn encode(req: &InvokeRequest, endpoint: &Endpoint) -> Result<http::Request<Bytes>, http::Error> {
+pub fn encode(
+    req: &InvokeRequest,
+    endpoint: &Endpoint,
+) -> Result<http::Request<Bytes>, http::Error> {
     let pq = path_and_query(
         endpoint.base_path(),
         req.function_name().as_str(),
@@ -182,8 +185,8 @@ pub fn decode_parts_at(
     if !(200..300).contains(&status) {
         return Err(decode_error(status, headers, &body, now).with_request_id(request_id));
     }
-    let function_error =
-        header_str(headers, &X_AMZ_FUNCTION_ERROR).map(|kind| FunctionError::from_parts(kind, &body));
+    let function_error = header_str(headers, &X_AMZ_FUNCTION_ERROR)
+        .map(|kind| FunctionError::from_parts(kind, &body));
     let log_result = header_string(headers, &X_AMZ_LOG_RESULT);
     let log_tail = log_result.as_deref().and_then(|b64| {
         base64::engine::general_purpose::STANDARD
@@ -371,8 +374,18 @@ mod tests {
         let fe = r.function_error().unwrap();
         assert_eq!((fe.kind(), fe.error_type()), ("Handled", Some("E")));
         // 202 and 204 are successes too.
-        assert_eq!(decode_parts(202, &HeaderMap::new(), Bytes::new()).unwrap().status_code(), 202);
-        assert_eq!(decode_parts(204, &HeaderMap::new(), Bytes::new()).unwrap().status_code(), 204);
+        assert_eq!(
+            decode_parts(202, &HeaderMap::new(), Bytes::new())
+                .unwrap()
+                .status_code(),
+            202
+        );
+        assert_eq!(
+            decode_parts(204, &HeaderMap::new(), Bytes::new())
+                .unwrap()
+                .status_code(),
+            204
+        );
     }
 
     #[test]
@@ -382,19 +395,57 @@ mod tests {
             decode_parts(status, h, Bytes::from_static(body.as_bytes())).unwrap_err()
         };
         let mut h = HeaderMap::new();
-        h.insert("X-Amzn-ErrorType", "ResourceNotFoundException:http://internal.amazon.com/".parse().unwrap());
-        assert_eq!(e(404, &h, r#"{"code":"Other"}"#).code(), "ResourceNotFoundException");
-        assert_eq!(e(400, &none, r#"{"code":"aws#InvalidParameterValueException","__type":"X"}"#).code(), "InvalidParameterValueException");
-        assert_eq!(e(409, &none, r#"{"__type":"com.amazon#ResourceConflictException","message":"busy"}"#).message(), Some("busy"));
-        assert_eq!(e(409, &none, r#"{"Code":"ResourceConflictException"}"#).code(), "ResourceConflictException");
+        h.insert(
+            "X-Amzn-ErrorType",
+            "ResourceNotFoundException:http://internal.amazon.com/"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            e(404, &h, r#"{"code":"Other"}"#).code(),
+            "ResourceNotFoundException"
+        );
+        assert_eq!(
+            e(
+                400,
+                &none,
+                r#"{"code":"aws#InvalidParameterValueException","__type":"X"}"#
+            )
+            .code(),
+            "InvalidParameterValueException"
+        );
+        assert_eq!(
+            e(
+                409,
+                &none,
+                r#"{"__type":"com.amazon#ResourceConflictException","message":"busy"}"#
+            )
+            .message(),
+            Some("busy")
+        );
+        assert_eq!(
+            e(409, &none, r#"{"Code":"ResourceConflictException"}"#).code(),
+            "ResourceConflictException"
+        );
         assert_eq!(e(500, &none, "").code(), "500");
-        assert_eq!(e(502, &none, "<html><body>Bad gateway</body></html>").code(), "502");
+        assert_eq!(
+            e(502, &none, "<html><body>Bad gateway</body></html>").code(),
+            "502"
+        );
         assert_eq!(e(503, &none, "  <HTML>").status(), 503);
         assert_eq!(e(400, &none, "not json").code(), "400");
         assert_eq!(e(413, &none, "").kind(), &ApiErrorKind::RequestTooLarge);
-        let m = e(400, &none, r#"{"__type":"InvalidRequestContentException","errorMessage":"m3"}"#);
+        let m = e(
+            400,
+            &none,
+            r#"{"__type":"InvalidRequestContentException","errorMessage":"m3"}"#,
+        );
         assert_eq!(m.message(), Some("m3"));
-        let t = e(404, &none, r#"{"__type":"ResourceNotFoundException","Message":"nf","Type":"User"}"#);
+        let t = e(
+            404,
+            &none,
+            r#"{"__type":"ResourceNotFoundException","Message":"nf","Type":"User"}"#,
+        );
         assert_eq!((t.message(), t.error_type()), (Some("nf"), Some("User")));
     }
 
@@ -402,7 +453,10 @@ mod tests {
     fn throttle_members() {
         let mut h = HeaderMap::new();
         h.insert("retry-after", "3".parse().unwrap());
-        h.insert("x-amzn-errortype", "TooManyRequestsException".parse().unwrap());
+        h.insert(
+            "x-amzn-errortype",
+            "TooManyRequestsException".parse().unwrap(),
+        );
         let err = decode_parts(
             429,
             &h,

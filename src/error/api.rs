@@ -436,10 +436,9 @@ impl ApiError {
     pub fn is_clock_skew(&self) -> bool {
         let code = self.code();
         (code == "InvalidSignatureException"
-            && self
-                .message
-                .as_deref()
-                .is_some_and(|m| m.contains("Signature expired") || m.contains("Signature not yet current")))
+            && self.message.as_deref().is_some_and(|m| {
+                m.contains("Signature expired") || m.contains("Signature not yet current")
+            }))
             || (code != "InvalidSignatureException" && CLOCK_SKEW_CODES.contains(&code))
     }
 

@@ -252,9 +252,9 @@ impl InvokeError {
     /// Whose fault it is.
     pub fn fault(&self) -> Fault {
         match self {
-            InvokeError::Validation(_)
-            | InvokeError::Credentials(_)
-            | InvokeError::Signing(_) => Fault::Client,
+            InvokeError::Validation(_) | InvokeError::Credentials(_) | InvokeError::Signing(_) => {
+                Fault::Client
+            }
             InvokeError::Api(e) => e.fault(),
             InvokeError::Transport(e) => e.fault(),
             InvokeError::Timeout(_) => Fault::Server,
@@ -282,9 +282,9 @@ impl InvokeError {
     /// Whether the function may have run.
     pub fn may_have_run(&self) -> RunStatus {
         match self {
-            InvokeError::Validation(_)
-            | InvokeError::Credentials(_)
-            | InvokeError::Signing(_) => RunStatus::NotRun,
+            InvokeError::Validation(_) | InvokeError::Credentials(_) | InvokeError::Signing(_) => {
+                RunStatus::NotRun
+            }
             InvokeError::Api(e) => e.may_have_run(),
             InvokeError::Transport(e) if e.request_sent() => RunStatus::Unknown,
             InvokeError::Timeout(e) if e.request_sent() => RunStatus::Unknown,

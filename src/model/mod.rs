@@ -28,12 +28,11 @@ use std::str::FromStr;
 use base64::Engine as _;
 use bytes::Bytes;
 
-pub use validation::{
-    Field, PayloadLimits, Problem, ValidationError, MAX_CLIENT_CONTEXT_LEN,
-    MAX_DURABLE_NAME_LEN, MAX_FUNCTION_NAME_LEN, MAX_NAME_LEN, MAX_QUALIFIER_LEN,
-    MAX_TENANT_ID_LEN,
-};
 use validation::{check_length, parse_function_name, FUNCTION_NAME_FORMS};
+pub use validation::{
+    Field, PayloadLimits, Problem, ValidationError, MAX_CLIENT_CONTEXT_LEN, MAX_DURABLE_NAME_LEN,
+    MAX_FUNCTION_NAME_LEN, MAX_NAME_LEN, MAX_QUALIFIER_LEN, MAX_TENANT_ID_LEN,
+};
 
 /// How Lambda runs the function (`X-Amz-Invocation-Type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -265,7 +264,10 @@ impl fmt::Debug for InvokeRequest {
             .field("invocation_type", &self.invocation_type)
             .field("log_type", &self.log_type)
             .field("qualifier", &self.qualifier)
-            .field("client_context_len", &self.client_context.as_ref().map(String::len))
+            .field(
+                "client_context_len",
+                &self.client_context.as_ref().map(String::len),
+            )
             .field("payload_len", &self.payload.len())
             .field("tenant_id", &self.tenant_id)
             .field("durable_execution_name", &self.durable_execution_name)
@@ -734,7 +736,10 @@ mod tests {
             .is_ok());
         assert!(matches!(
             field_of(InvokeRequest::builder("f").payload(vec![b' '; 6_291_456])).1,
-            Problem::PayloadTooLarge { limit: 6_291_455, .. }
+            Problem::PayloadTooLarge {
+                limit: 6_291_455,
+                ..
+            }
         ));
         assert_eq!(
             field_of(

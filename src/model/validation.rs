@@ -272,7 +272,9 @@ fn is_region(s: &str) -> bool {
     if let Some(r) = rest.strip_prefix("-gov") {
         rest = r;
     } else if let Some(r) = rest.strip_prefix("-iso") {
-        rest = r.strip_prefix(|c: char| c.is_ascii_lowercase()).unwrap_or(r);
+        rest = r
+            .strip_prefix(|c: char| c.is_ascii_lowercase())
+            .unwrap_or(r);
         // `-iso` followed directly by `-[a-z]+` is also allowed; if the optional letter
         // consumed the start of the next part, back off.
         if !rest.starts_with('-') {
@@ -451,7 +453,10 @@ mod tests {
     #[test]
     fn function_name_forms() {
         let p = parse_function_name("my-function").unwrap();
-        assert_eq!((p.name, p.qualifier, p.account), ("my-function", None, None));
+        assert_eq!(
+            (p.name, p.qualifier, p.account),
+            ("my-function", None, None)
+        );
 
         let p = parse_function_name("my-function:prod").unwrap();
         assert_eq!((p.name, p.qualifier), ("my-function", Some("prod")));
@@ -483,7 +488,9 @@ mod tests {
         // A function called "function".
         assert_eq!(parse_function_name("function").unwrap().name, "function");
         assert_eq!(
-            parse_function_name("f:$LATEST.PUBLISHED").unwrap().qualifier,
+            parse_function_name("f:$LATEST.PUBLISHED")
+                .unwrap()
+                .qualifier,
             Some("$LATEST.PUBLISHED")
         );
     }
@@ -507,7 +514,13 @@ mod tests {
 
     #[test]
     fn regions() {
-        for ok in ["us-east-1", "cn-north-1", "us-gov-west-1", "us-iso-east-1", "us-isob-east-1"] {
+        for ok in [
+            "us-east-1",
+            "cn-north-1",
+            "us-gov-west-1",
+            "us-iso-east-1",
+            "us-isob-east-1",
+        ] {
             assert!(is_region(ok), "{ok}");
         }
         for bad in ["us-east", "useast-1", "US-east-1", "us-east-12", "u-east-1"] {

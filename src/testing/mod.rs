@@ -161,8 +161,11 @@ impl LocalLambdaBuilder {
         if self.keys.first().is_some_and(|k| k.0 == TEST_ACCESS_KEY_ID) {
             self.keys.clear();
         }
-        self.keys
-            .push((access_key_id.into(), secret_access_key.into(), session_token));
+        self.keys.push((
+            access_key_id.into(),
+            secret_access_key.into(),
+            session_token,
+        ));
         self
     }
     /// Check SigV4 on every request (default on).

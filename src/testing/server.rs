@@ -83,13 +83,12 @@ async fn connection(stream: TcpStream, state: Arc<State>, mut shutdown: watch::R
     let control = Arc::new(ConnControl::default());
     let svc = {
         let control = Arc::clone(&control);
-        hyper::service::service_fn(move |req| {
-            handle(req, Arc::clone(&state), Arc::clone(&control))
-        })
+        hyper::service::service_fn(move |req| handle(req, Arc::clone(&state), Arc::clone(&control)))
     };
-    let conn = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), svc);
-    tokio::pin!(conn);
+    // Boxed so that `drop` below really closes hyper's handle before the spare one acts.
+    let mut conn = Box::pin(
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc),
+    );
     let takeover = tokio::select! {
         _ = conn.as_mut() => None,
         () = control.notify.notified() => lock(&control.action).take(),
@@ -130,7 +129,9 @@ fn new_request_id() -> String {
 /// Renders an error the way Lambda does: status, `x-amzn-ErrorType`, and a JSON body
 /// with `Type`, the message (under the shape's own key) and the shape's members.
 fn error_response(state: &State, request_id: &str, kind: &ApiErrorKind, message: &str) -> Resp {
-    let (status, key) = kind.shape().map_or((400, "message"), |s| (s.status, s.message_key));
+    let (status, key) = kind
+        .shape()
+        .map_or((400, "message"), |s| (s.status, s.message_key));
     let mut body = serde_json::Map::new();
     body.insert(
         "Type".into(),
@@ -331,23 +332,24 @@ async fn handle(
             Ok(std::future::pending::<Resp>().await)
         }
         Some(Fault::Truncated) => {
-            control.take_over(Takeover::Raw(truncated(&resp)));
+            let (head, body) = resp.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            control.take_over(Takeover::Raw(truncated(&head, &body)));
             Ok(std::future::pending::<Resp>().await)
         }
         _ => Ok(resp),
     }
 }
 
-/// The raw bytes of `resp` with its body cut in half (at least one byte short).
-fn truncated(resp: &Resp) -> Bytes {
-    let body = resp
-        .body()
-        .clone()
-        .collect()
-        .now_or_never_bytes()
-        .unwrap_or_default();
-    let mut out = format!("HTTP/1.1 {}\r\n", resp.status());
-    for (k, v) in resp.headers() {
+/// A raw HTTP/1.1 response whose body is cut in half (at least one byte short of its
+/// `Content-Length`).
+fn truncated(head: &http::response::Parts, body: &[u8]) -> Bytes {
+    let mut out = format!("HTTP/1.1 {}\r\n", head.status);
+    for (k, v) in &head.headers {
         if k != http::header::CONTENT_LENGTH {
             out.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap_or_default()));
         }
@@ -357,25 +359,6 @@ fn truncated(resp: &Resp) -> Bytes {
     let mut bytes = out.into_bytes();
     bytes.extend_from_slice(&body[..body.len() / 2]);
     Bytes::from(bytes)
-}
-
-trait NowOrNever {
-    fn now_or_never_bytes(self) -> Option<Bytes>;
-}
-
-impl<F: std::future::Future<Output = Result<http_body_util::Collected<Bytes>, Infallible>>>
-    NowOrNever for F
-{
-    fn now_or_never_bytes(self) -> Option<Bytes> {
-        // A `Full` body is ready at once: poll it one time with a no-op waker.
-        let mut fut = std::pin::pin!(self);
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        match fut.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(Ok(c)) => Some(c.to_bytes()),
-            _ => None,
-        }
-    }
 }
 
 async fn invoke(
@@ -609,12 +592,7 @@ async fn invoke(
     match invocation_type {
         InvocationType::DryRun => {
             rec.outcome = Outcome::DryRun;
-            Ok(finish(
-                state,
-                request_id,
-                base.status(204),
-                Bytes::new(),
-            ))
+            Ok(finish(state, request_id, base.status(204), Bytes::new()))
         }
         InvocationType::Event => {
             rec.outcome = Outcome::Queued;
@@ -640,7 +618,9 @@ async fn invoke(
                 )),
                 other => other,
             };
-            let mut b = base.status(200).header("x-amz-executed-version", version.as_str());
+            let mut b = base
+                .status(200)
+                .header("x-amz-executed-version", version.as_str());
             let payload = match result {
                 Ok(p) => p,
                 Err(failure) => {

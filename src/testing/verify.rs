@@ -6,8 +6,7 @@ use std::time::{Duration, SystemTime};
 use http::HeaderMap;
 
 use invoke_layers::sigv4::{
-    format_amz_date, parse_amz_date, sha256_hex, sign_request_with_hash, Credentials,
-    SigningConfig,
+    format_amz_date, parse_amz_date, sha256_hex, sign_request_with_hash, Credentials, SigningConfig,
 };
 
 /// Why a request's signature was rejected: the error code and message Lambda uses.

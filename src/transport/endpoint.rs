@@ -142,7 +142,11 @@ impl Endpoint {
         } else {
             partition.dns_suffix
         };
-        let service = if variant.fips { "lambda-fips" } else { "lambda" };
+        let service = if variant.fips {
+            "lambda-fips"
+        } else {
+            "lambda"
+        };
         Self::from_url(&format!("https://{service}.{region}.{suffix}"))
     }
 
@@ -218,15 +222,42 @@ mod tests {
 
     #[test]
     fn partitions_and_variants() {
-        assert_eq!(url("us-east-1", false, false).unwrap(), "https://lambda.us-east-1.amazonaws.com");
-        assert_eq!(url("us-east-1", true, false).unwrap(), "https://lambda-fips.us-east-1.amazonaws.com");
-        assert_eq!(url("eu-west-1", false, true).unwrap(), "https://lambda.eu-west-1.api.aws");
-        assert_eq!(url("cn-northwest-1", false, true).unwrap(), "https://lambda.cn-northwest-1.api.amazonwebservices.com.cn");
-        assert_eq!(url("cn-north-1", false, false).unwrap(), "https://lambda.cn-north-1.amazonaws.com.cn");
-        assert_eq!(url("us-gov-west-1", true, true).unwrap(), "https://lambda-fips.us-gov-west-1.api.aws");
-        assert_eq!(url("us-iso-east-1", false, false).unwrap(), "https://lambda.us-iso-east-1.c2s.ic.gov");
-        assert_eq!(url("us-isob-east-1", false, false).unwrap(), "https://lambda.us-isob-east-1.sc2s.sgov.gov");
-        assert!(matches!(url("us-iso-east-1", false, true), Err(EndpointError::DualStackUnavailable(_))));
+        assert_eq!(
+            url("us-east-1", false, false).unwrap(),
+            "https://lambda.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            url("us-east-1", true, false).unwrap(),
+            "https://lambda-fips.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            url("eu-west-1", false, true).unwrap(),
+            "https://lambda.eu-west-1.api.aws"
+        );
+        assert_eq!(
+            url("cn-northwest-1", false, true).unwrap(),
+            "https://lambda.cn-northwest-1.api.amazonwebservices.com.cn"
+        );
+        assert_eq!(
+            url("cn-north-1", false, false).unwrap(),
+            "https://lambda.cn-north-1.amazonaws.com.cn"
+        );
+        assert_eq!(
+            url("us-gov-west-1", true, true).unwrap(),
+            "https://lambda-fips.us-gov-west-1.api.aws"
+        );
+        assert_eq!(
+            url("us-iso-east-1", false, false).unwrap(),
+            "https://lambda.us-iso-east-1.c2s.ic.gov"
+        );
+        assert_eq!(
+            url("us-isob-east-1", false, false).unwrap(),
+            "https://lambda.us-isob-east-1.sc2s.sgov.gov"
+        );
+        assert!(matches!(
+            url("us-iso-east-1", false, true),
+            Err(EndpointError::DualStackUnavailable(_))
+        ));
     }
 
     #[test]
@@ -235,9 +266,19 @@ mod tests {
             Endpoint::resolve(None, None, EndpointVariant::default()),
             Err(EndpointError::MissingRegion)
         );
-        assert!(matches!(url("US_EAST", false, false), Err(EndpointError::InvalidRegion(_))));
+        assert!(matches!(
+            url("US_EAST", false, false),
+            Err(EndpointError::InvalidRegion(_))
+        ));
         assert_eq!(
-            Endpoint::resolve(Some("us-east-1"), Some("http://localhost:1"), EndpointVariant { fips: true, dual_stack: false }),
+            Endpoint::resolve(
+                Some("us-east-1"),
+                Some("http://localhost:1"),
+                EndpointVariant {
+                    fips: true,
+                    dual_stack: false
+                }
+            ),
             Err(EndpointError::CustomWithVariant)
         );
         assert!(Endpoint::from_url("ftp://x").is_err());
@@ -251,6 +292,8 @@ mod tests {
         assert_eq!(e.base_path(), "/proxy");
         assert_eq!(e.host_header(), "[::1]:4566");
         assert!(e.is_loopback());
-        assert!(!Endpoint::from_url("http://203.0.113.5").unwrap().is_loopback());
+        assert!(!Endpoint::from_url("http://203.0.113.5")
+            .unwrap()
+            .is_loopback());
     }
 }

@@ -339,7 +339,12 @@ fn send_error(err: legacy::Error, sent: bool) -> TransportError {
         return TransportError::new(kind, false, detail, Some(Box::new(err)));
     }
     let detail = error_chain(&err);
-    TransportError::new(TransportErrorKind::Exchange, sent, detail, Some(Box::new(err)))
+    TransportError::new(
+        TransportErrorKind::Exchange,
+        sent,
+        detail,
+        Some(Box::new(err)),
+    )
 }
 
 /// "a: b: c" from an error and its sources, for messages that say what really happened.

@@ -34,10 +34,14 @@ pin_project! {
 
 impl<S: Service<http::Request<B>>, B> ResponseFuture<S, B> {
     pub(crate) fn called(fut: S::Future) -> Self {
-        Self { state: State::Called { fut } }
+        Self {
+            state: State::Called { fut },
+        }
     }
     pub(crate) fn failed(error: SigV4Error<S::Error>) -> Self {
-        Self { state: State::Failed { error: Some(error) } }
+        Self {
+            state: State::Failed { error: Some(error) },
+        }
     }
     pub(crate) fn resolving(
         creds: CredentialsFuture,
@@ -46,7 +50,11 @@ impl<S: Service<http::Request<B>>, B> ResponseFuture<S, B> {
         shared: Arc<Shared>,
     ) -> Self {
         Self {
-            state: State::Resolving { creds, pending: Some((service, req)), shared },
+            state: State::Resolving {
+                creds,
+                pending: Some((service, req)),
+                shared,
+            },
         }
     }
 }
@@ -64,10 +72,16 @@ where
             match this.state.as_mut().project() {
                 StateProj::Failed { error } => {
                     return Poll::Ready(Err(error.take().unwrap_or_else(|| {
-                        SigV4Error::Signing(super::SigningError::new("future polled after completion"))
+                        SigV4Error::Signing(super::SigningError::new(
+                            "future polled after completion",
+                        ))
                     })));
                 }
-                StateProj::Resolving { creds, pending, shared } => {
+                StateProj::Resolving {
+                    creds,
+                    pending,
+                    shared,
+                } => {
                     let creds = ready!(creds.poll(cx));
                     let Some((mut service, mut req)) = pending.take() else {
                         return Poll::Ready(Err(SigV4Error::Signing(super::SigningError::new(
@@ -75,7 +89,9 @@ where
                         ))));
                     };
                     let next = match creds {
-                        Err(e) => State::Failed { error: Some(SigV4Error::Credentials(e)) },
+                        Err(e) => State::Failed {
+                            error: Some(SigV4Error::Credentials(e)),
+                        },
                         Ok(c) => match super::sign::sign_request(
                             &mut req,
                             &c,
@@ -83,8 +99,12 @@ where
                             shared.clock.now(),
                         ) {
                             // `service` was ready when it was taken in `call`.
-                            Ok(()) => State::Called { fut: service.call(req) },
-                            Err(e) => State::Failed { error: Some(SigV4Error::Signing(e)) },
+                            Ok(()) => State::Called {
+                                fut: service.call(req),
+                            },
+                            Err(e) => State::Failed {
+                                error: Some(SigV4Error::Signing(e)),
+                            },
                         },
                     };
                     this.state.set(next);

@@ -73,10 +73,12 @@ mod tests {
     use tower_test::mock;
 
     fn request() -> http::Request<Bytes> {
-        http::Request::post("https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/f/invocations")
-            .header("host", "lambda.us-east-1.amazonaws.com")
-            .body(Bytes::from_static(b"{\"a\":1}"))
-            .unwrap()
+        http::Request::post(
+            "https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/f/invocations",
+        )
+        .header("host", "lambda.us-east-1.amazonaws.com")
+        .body(Bytes::from_static(b"{\"a\":1}"))
+        .unwrap()
     }
 
     #[tokio::test]
@@ -111,7 +113,11 @@ mod tests {
                 if calls.fetch_add(1, Ordering::SeqCst) == 0 {
                     Ok(Credentials::from_keys("AKID", "SECRET", None))
                 } else {
-                    Err(CredentialsError::new("slow", CredentialsErrorKind::ProviderError, "down"))
+                    Err(CredentialsError::new(
+                        "slow",
+                        CredentialsErrorKind::ProviderError,
+                        "down",
+                    ))
                 }
             })
         }
@@ -121,7 +127,8 @@ mod tests {
     async fn async_provider_then_failure_is_typed() {
         let calls = Arc::new(AtomicUsize::new(0));
         let (mock, mut handle) = mock::pair::<http::Request<Bytes>, &'static str>();
-        let svc = SigV4Layer::new(Slow(Arc::clone(&calls)), SigningConfig::new("us-east-1")).layer(mock);
+        let svc =
+            SigV4Layer::new(Slow(Arc::clone(&calls)), SigningConfig::new("us-east-1")).layer(mock);
         let first = tokio::spawn(svc.clone().oneshot(request()));
         let (seen, send) = handle.next_request().await.unwrap();
         assert!(seen.headers().contains_key("authorization"));
@@ -141,7 +148,11 @@ mod tests {
     #[tokio::test]
     async fn payload_hash_is_computed_once_per_operation() {
         let (mock, mut handle) = mock::pair::<http::Request<Bytes>, ()>();
-        let svc = SigV4Layer::new(Credentials::from_keys("A", "S", None), SigningConfig::new("us-east-1")).layer(mock);
+        let svc = SigV4Layer::new(
+            Credentials::from_keys("A", "S", None),
+            SigningConfig::new("us-east-1"),
+        )
+        .layer(mock);
         let cell = PayloadHash::new();
         for _ in 0..2 {
             let mut req = request();
@@ -155,8 +166,11 @@ mod tests {
         // A precomputed (here: deliberately wrong) hash is used as given, proving no re-hash.
         let (mock, mut handle) = mock::pair::<http::Request<Bytes>, ()>();
         let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let layer = SigV4Layer::new(Credentials::from_keys("A", "S", None), SigningConfig::new("us-east-1"))
-            .with_clock(FixedClock(at));
+        let layer = SigV4Layer::new(
+            Credentials::from_keys("A", "S", None),
+            SigningConfig::new("us-east-1"),
+        )
+        .with_clock(FixedClock(at));
         let svc = layer.layer(mock);
         let mut auths = Vec::new();
         for hash in [PayloadHash::precomputed("0".repeat(64)), PayloadHash::new()] {
@@ -176,7 +190,11 @@ mod tests {
         let (mock, mut handle) = mock::pair::<http::Request<Bytes>, ()>();
         handle.allow(0);
         let mut svc = tower_test::mock::Spawn::new(
-            SigV4Layer::new(Credentials::from_keys("A", "S", None), SigningConfig::new("us-east-1")).layer(mock),
+            SigV4Layer::new(
+                Credentials::from_keys("A", "S", None),
+                SigningConfig::new("us-east-1"),
+            )
+            .layer(mock),
         );
         assert!(svc.poll_ready().is_pending());
         handle.allow(1);

@@ -5,8 +5,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
-    SigningSettings, UriPathNormalizationMode,
+    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode,
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
@@ -381,7 +381,10 @@ mod tests {
     fn non_ascii_header_is_an_error_that_hides_the_value() {
         let creds = Credentials::from_keys("AKID", "SECRET", None);
         let mut req = http::Request::post("https://h/p")
-            .header("x-custom", http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap())
+            .header(
+                "x-custom",
+                http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
+            )
             .body(Vec::<u8>::new())
             .unwrap();
         let err = sign_request(
