@@ -94,6 +94,41 @@ async fn event_is_queued_and_runs_in_the_background() {
 }
 
 #[tokio::test]
+async fn client_context_and_tenant_reach_the_function() {
+    let lambda = LocalLambda::builder()
+        .function(
+            "ctx",
+            LocalFunction::new(|inv| async move {
+                let out = serde_json::json!({
+                    "cc": inv.client_context(),
+                    "tenant": inv.tenant_id(),
+                    "type": inv.invocation_type().as_str(),
+                });
+                Ok(Bytes::from(out.to_string()))
+            }),
+        )
+        .start()
+        .await
+        .unwrap();
+    let client = common::client_for(&lambda);
+    let resp = client
+        .invoke(
+            InvokeRequest::builder("ctx")
+                .client_context_json(&serde_json::json!({"custom": {"k": "v"}}))
+                .tenant_id("tenant-7")
+                .durable_execution_name("run-1")
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let v: serde_json::Value = resp.payload_json().unwrap();
+    assert_eq!(v["cc"], r#"{"custom":{"k":"v"}}"#);
+    assert_eq!(v["tenant"], "tenant-7");
+    assert_eq!(v["type"], "RequestResponse");
+}
+
+#[tokio::test]
 async fn dry_run_does_not_run() {
     let (lambda, client) = common::echo_endpoint().await;
     let resp = client.dry_run("echo").await.unwrap();
