@@ -398,16 +398,37 @@ async fn skewed_clock_is_rejected_as_clock_skew() {
     let api = err.as_api().unwrap();
     assert_eq!(api.code(), "InvalidSignatureException");
     assert!(api.is_clock_skew(), "{api}");
+    // A fresh client (nothing learned yet) against a clock that is behind.
     lambda.set_clock_skew(false, Duration::from_secs(600));
-    let err = client.invoke_json("echo", &1).await.unwrap_err();
+    let err = common::client_for(&lambda)
+        .invoke_json("echo", &1)
+        .await
+        .unwrap_err();
     assert!(err
         .as_api()
         .unwrap()
         .message()
         .unwrap()
         .starts_with("Signature not yet current"));
+    // Within the 5 minutes SigV4 tolerates, a fresh client gets through at once.
     lambda.set_clock_skew(true, Duration::from_secs(60));
-    client.invoke_json("echo", &1).await.unwrap();
+    common::client_for(&lambda)
+        .invoke_json("echo", &1)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn skewed_clock_is_corrected_after_one_rejection() {
+    let (lambda, client) = common::echo_endpoint().await;
+    // The endpoint's clock is 20 minutes ahead of ours.
+    lambda.set_clock_skew(true, Duration::from_secs(1200));
+    let err = client.invoke_json("echo", &1).await.unwrap_err();
+    assert!(err.as_api().unwrap().is_clock_skew());
+    // The signer learned the offset from the rejection's Date header.
+    let resp = client.invoke_json("echo", &2).await.unwrap();
+    assert_eq!(resp.payload().as_ref(), b"2");
+    assert_eq!(lambda.invocations("echo"), 1);
 }
 
 #[tokio::test]

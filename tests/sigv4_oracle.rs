@@ -38,8 +38,14 @@ struct Case {
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 enum Body {
-    Text { value: String },
-    Repeat { fill: String, len: usize, wrap: String },
+    Text {
+        value: String,
+    },
+    Repeat {
+        fill: String,
+        len: usize,
+        wrap: String,
+    },
 }
 
 impl Body {
@@ -63,8 +69,11 @@ struct Expected {
 
 #[test]
 fn signatures_match_botocore() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sigv4_vectors.json"))
-        .expect("read the vectors");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/sigv4_vectors.json"
+    ))
+    .expect("read the vectors");
     let v: Vectors = serde_json::from_str(&text).expect("parse the vectors");
     let at = parse_amz_date(&v.time).unwrap();
     assert!(v.cases.len() >= 12);
@@ -106,7 +115,10 @@ fn signatures_match_botocore() {
             case.session_token.clone(),
         );
         sign_request(&mut http, &creds, &SigningConfig::new(&case.region), at).unwrap();
-        assert_eq!(http.headers()["x-amz-date"], case.expected.x_amz_date.as_str());
+        assert_eq!(
+            http.headers()["x-amz-date"],
+            case.expected.x_amz_date.as_str()
+        );
         assert_eq!(
             http.headers()["authorization"],
             case.expected.authorization.as_str(),

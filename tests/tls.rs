@@ -29,7 +29,9 @@ async fn self_signed_certificate_is_refused() {
         // The handshake must fail: the client does not trust this certificate.
         match acceptor.accept(tcp).await {
             Ok(mut tls) => {
-                let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").await;
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                    .await;
                 false
             }
             Err(_) => true,
@@ -42,7 +44,9 @@ async fn self_signed_certificate_is_refused() {
         .build()
         .unwrap();
     let err = client.invoke_json("f", &1).await.unwrap_err();
-    let InvokeError::Transport(t) = &err else { panic!("{err:?}") };
+    let InvokeError::Transport(t) = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!(t.kind(), TransportErrorKind::Connect, "{t}");
     assert!(!t.request_sent());
     assert_eq!(err.may_have_run(), RunStatus::NotRun);

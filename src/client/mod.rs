@@ -23,8 +23,7 @@ use std::time::Duration;
 use tower::ServiceExt;
 
 use invoke_layers::sigv4::{
-    EnvironmentProvider, PayloadHash, ProvideCredentials, SigV4, SigV4Error, SigV4Layer,
-    SigningConfig,
+    PayloadHash, ProvideCredentials, ProviderChain, SigV4, SigV4Error, SigV4Layer, SigningConfig,
 };
 
 use crate::codec;
@@ -91,7 +90,8 @@ impl InvokeClientBuilder {
         self.variant.dual_stack = yes;
         self
     }
-    /// Where credentials come from (default: the environment variables).
+    /// Where credentials come from (default: [`ProviderChain::default_chain`], i.e. the
+    /// environment variables, then the shared profile files, cached).
     pub fn credentials(mut self, provider: impl ProvideCredentials) -> Self {
         self.credentials = Some(Arc::new(provider));
         self
@@ -127,7 +127,7 @@ impl InvokeClientBuilder {
         let signing_region = region.unwrap_or_else(|| "us-east-1".to_owned());
         let credentials: Arc<dyn ProvideCredentials> = self
             .credentials
-            .unwrap_or_else(|| Arc::new(EnvironmentProvider::new()));
+            .unwrap_or_else(|| Arc::new(ProviderChain::default_chain()));
         let transport = HyperTransport::new(self.transport)?;
         let service = tower::Layer::layer(
             &SigV4Layer::new(credentials, SigningConfig::new(signing_region)),

@@ -225,7 +225,19 @@ fn decode_error(status: u16, headers: &HeaderMap, body: &[u8], now: SystemTime) 
             _ => None,
         }
     };
+    // Auth front ends (and query-protocol services) answer in XML:
+    // `<ErrorResponse><Error><Code>…</Code><Message>…</Message>`.
+    let xml = if fields.is_none() && !skip_body {
+        std::str::from_utf8(body)
+            .ok()
+            .filter(|t| t.trim_start().starts_with('<'))
+    } else {
+        None
+    };
     let field = |names: &[&str]| -> Option<String> {
+        if let Some(xml) = xml {
+            return names.iter().find_map(|n| xml_element(xml, n));
+        }
         let map = fields.as_ref()?;
         names
             .iter()
@@ -256,6 +268,15 @@ fn decode_error(status: u16, headers: &HeaderMap, body: &[u8], now: SystemTime) 
     }
     ApiError::new(kind, status, field(&["message", "Message", "errorMessage"]))
         .with_error_type(field(&["Type"]))
+}
+
+/// The text of the first `<name>…</name>` element, if it holds no markup.
+fn xml_element(xml: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = xml.find(&open)? + open.len();
+    let len = xml[start..].find("</")?;
+    let text = xml[start..start + len].trim();
+    (!text.is_empty() && !text.contains('<')).then(|| text.to_owned())
 }
 
 /// Parses `Retry-After`: delta seconds (integer or decimal) or an HTTP date.

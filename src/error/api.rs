@@ -295,14 +295,13 @@ pub const THROTTLING_CODES: &[&str] = &[
 /// AWS standard-mode transient codes (spec §4.1).
 pub const TRANSIENT_CODES: &[&str] = &["RequestTimeout", "RequestTimeoutException"];
 
-/// Codes of 403 errors caused by the client's clock being off; the request is safe to
-/// send again once the clock offset is corrected.
+/// Codes of errors caused by the client's clock being off; the request is safe to send
+/// again once the signing layer has learned the offset. (`InvalidSignatureException`
+/// counts only with Lambda's "Signature expired" / "Signature not yet current" messages:
+/// otherwise it means a wrong secret.)
 pub const CLOCK_SKEW_CODES: &[&str] = &[
     "RequestTimeTooSkewed",
     "RequestExpired",
-    "InvalidSignatureException",
-    "SignatureDoesNotMatch",
-    "AuthFailure",
     "RequestInTheFuture",
 ];
 
@@ -439,7 +438,7 @@ impl ApiError {
             && self.message.as_deref().is_some_and(|m| {
                 m.contains("Signature expired") || m.contains("Signature not yet current")
             }))
-            || (code != "InvalidSignatureException" && CLOCK_SKEW_CODES.contains(&code))
+            || CLOCK_SKEW_CODES.contains(&code)
     }
 
     /// Whether the function may have run (spec §7): modeled 4xx and 502 errors prevent

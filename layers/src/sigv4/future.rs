@@ -28,14 +28,14 @@ pin_project! {
             pending: Option<(S, http::Request<B>)>,
             shared: Arc<Shared>,
         },
-        Called { #[pin] fut: S::Future },
+        Called { #[pin] fut: S::Future, shared: Arc<Shared> },
     }
 }
 
 impl<S: Service<http::Request<B>>, B> ResponseFuture<S, B> {
-    pub(crate) fn called(fut: S::Future) -> Self {
+    pub(crate) fn called(fut: S::Future, shared: Arc<Shared>) -> Self {
         Self {
-            state: State::Called { fut },
+            state: State::Called { fut, shared },
         }
     }
     pub(crate) fn failed(error: SigV4Error<S::Error>) -> Self {
@@ -59,9 +59,9 @@ impl<S: Service<http::Request<B>>, B> ResponseFuture<S, B> {
     }
 }
 
-impl<S, B> Future for ResponseFuture<S, B>
+impl<S, B, RB> Future for ResponseFuture<S, B>
 where
-    S: Service<http::Request<B>>,
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
     B: AsRef<[u8]>,
 {
     type Output = Result<S::Response, SigV4Error<S::Error>>;
@@ -96,11 +96,12 @@ where
                             &mut req,
                             &c,
                             &shared.config,
-                            shared.clock.now(),
+                            shared.signing_time(),
                         ) {
                             // `service` was ready when it was taken in `call`.
                             Ok(()) => State::Called {
                                 fut: service.call(req),
+                                shared: Arc::clone(shared),
                             },
                             Err(e) => State::Failed {
                                 error: Some(SigV4Error::Signing(e)),
@@ -109,8 +110,12 @@ where
                     };
                     this.state.set(next);
                 }
-                StateProj::Called { fut } => {
-                    return fut.poll(cx).map_err(SigV4Error::Inner);
+                StateProj::Called { fut, shared } => {
+                    let result = ready!(fut.poll(cx));
+                    if let Ok(resp) = &result {
+                        shared.observe(resp);
+                    }
+                    return Poll::Ready(result.map_err(SigV4Error::Inner));
                 }
             }
         }

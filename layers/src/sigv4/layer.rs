@@ -1,4 +1,6 @@
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use tower_layer::Layer;
 
@@ -17,6 +19,72 @@ pub(crate) struct Shared {
     pub(crate) config: SigningConfig,
     pub(crate) provider: SharedCredentialsProvider,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) skew: ClockSkew,
+}
+
+impl Shared {
+    /// The time to sign with: the clock corrected by the learned skew.
+    pub(crate) fn signing_time(&self) -> SystemTime {
+        self.skew.apply(self.clock.now())
+    }
+
+    /// Learns the server's clock from a response that rejected the request for
+    /// authentication (401/403) and carries a `Date` header.
+    pub(crate) fn observe<RB>(&self, resp: &http::Response<RB>) {
+        let status = resp.status().as_u16();
+        if status != 401 && status != 403 {
+            return;
+        }
+        let server = resp
+            .headers()
+            .get(http::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok());
+        if let Some(server) = server {
+            self.skew.learn(server, self.clock.now());
+        }
+    }
+}
+
+/// The offset between the server's clock and ours, learned from rejected requests.
+///
+/// Shared by clones of a layer. Offsets under a minute are treated as none: the `Date`
+/// header has a one-second resolution and SigV4 tolerates five minutes.
+#[derive(Debug, Clone, Default)]
+pub struct ClockSkew(Arc<AtomicI64>);
+
+impl ClockSkew {
+    const IGNORE_BELOW_MS: i64 = 60_000;
+
+    /// The learned offset (server minus local), in milliseconds.
+    pub fn offset_millis(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Records the server's time as seen at local time `local`.
+    pub fn learn(&self, server: SystemTime, local: SystemTime) {
+        let offset = match server.duration_since(local) {
+            Ok(ahead) => i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX),
+            Err(behind) => -i64::try_from(behind.duration().as_millis()).unwrap_or(i64::MAX),
+        };
+        let offset = if offset.abs() < Self::IGNORE_BELOW_MS {
+            0
+        } else {
+            offset
+        };
+        self.0.store(offset, Ordering::Relaxed);
+    }
+
+    /// `local` corrected by the offset.
+    pub fn apply(&self, local: SystemTime) -> SystemTime {
+        let ms = self.offset_millis();
+        let d = Duration::from_millis(ms.unsigned_abs());
+        if ms >= 0 {
+            local + d
+        } else {
+            local.checked_sub(d).unwrap_or(local)
+        }
+    }
 }
 
 impl SigV4Layer {
@@ -27,6 +95,7 @@ impl SigV4Layer {
                 config,
                 provider: SharedCredentialsProvider::new(provider),
                 clock: Arc::new(SystemClock),
+                skew: ClockSkew::default(),
             }),
         }
     }
@@ -38,6 +107,7 @@ impl SigV4Layer {
                 config: self.shared.config.clone(),
                 provider: self.shared.provider.clone(),
                 clock: Arc::new(clock),
+                skew: self.shared.skew.clone(),
             }),
         }
     }
@@ -45,6 +115,11 @@ impl SigV4Layer {
     /// The signing configuration.
     pub fn config(&self) -> &SigningConfig {
         &self.shared.config
+    }
+
+    /// The clock skew this layer (and its clones) learned from the server.
+    pub fn clock_skew(&self) -> &ClockSkew {
+        &self.shared.skew
     }
 }
 

@@ -11,6 +11,15 @@
 //!   request's extensions when there is one, so a retry never re-hashes the body.
 //! - **Lambda's settings by default** ([`SigningConfig::new`]): double URI encoding, path
 //!   normalization, no `x-amz-content-sha256` header (spec §1.1).
+//! - **Clock skew.** When the server rejects a request (401/403) and its `Date` header
+//!   shows the clocks disagree by a minute or more, the offset is learned
+//!   ([`ClockSkew`]) and every later signature uses the corrected time: the next attempt
+//!   of a retry succeeds.
+//! - **Credentials** come from a [`ProvideCredentials`]: static [`Credentials`],
+//!   [`EnvironmentProvider`], [`ProfileProvider`] (shared files), a [`ProviderChain`],
+//!   any aws-config provider through [`AwsSdkProvider`], all cacheable with
+//!   [`CredentialsCache`] (refresh before expiry, single flight).
+//!   [`ProviderChain::default_chain`] is environment, then profile files, cached.
 //! - **Secrets stay secret.** `Debug` of credentials is redacted (they are
 //!   `aws-credential-types` credentials); errors name the failing source or header, never
 //!   a key, token, signature or header value.
@@ -28,12 +37,13 @@
 //! let svc = ServiceBuilder::new()
 //!     .layer(SigV4Layer::new(creds, SigningConfig::new("us-east-1")))
 //!     .service(service_fn(|req: http::Request<Bytes>| async move {
-//!         // A real stack would send the request here.
-//!         Ok::<_, std::convert::Infallible>(req.headers().contains_key("authorization"))
+//!         // A real stack would send the request here; this one answers whether it was signed.
+//!         let signed = req.headers().contains_key("authorization");
+//!         Ok::<_, std::convert::Infallible>(http::Response::new(signed))
 //!     }));
 //! let req = http::Request::post("https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/f/invocations")
 //!     .body(Bytes::from_static(b"{}"))?;
-//! assert!(svc.oneshot(req).await?);
+//! assert!(*svc.oneshot(req).await?.body());
 //! # Ok(()) }
 //! ```
 //!
@@ -42,20 +52,24 @@
 //! Give the layer a [`FixedClock`] and static [`Credentials`], put a
 //! `tower_test::mock` behind it, and assert on the headers the mock receives.
 
+mod chain;
 mod credentials;
 mod error;
 mod future;
 mod layer;
+mod profile;
 mod service;
 mod sign;
 
+pub use chain::{AwsSdkProvider, CredentialsCache, CredentialsCacheBuilder, ProviderChain};
 pub use credentials::{
     Credentials, CredentialsFuture, EnvironmentProvider, ProvideCredentials,
     SharedCredentialsProvider,
 };
 pub use error::{CredentialsError, CredentialsErrorKind, SigV4Error, SigningError};
 pub use future::ResponseFuture;
-pub use layer::SigV4Layer;
+pub use layer::{ClockSkew, SigV4Layer};
+pub use profile::ProfileProvider;
 pub use service::SigV4;
 pub use sign::{
     format_amz_date, parse_amz_date, sha256_hex, sign_request, sign_request_with_hash, Clock,
@@ -66,11 +80,13 @@ pub use sign::{
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use std::sync::Arc;
-    use std::time::{Duration, UNIX_EPOCH};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
     use tower::{Layer, ServiceExt};
     use tower_test::mock;
+
+    type Resp = http::Response<()>;
 
     fn request() -> http::Request<Bytes> {
         http::Request::post(
@@ -81,10 +97,33 @@ mod tests {
         .unwrap()
     }
 
+    fn ok() -> Resp {
+        http::Response::new(())
+    }
+
+    const T0: u64 = 1_700_000_000;
+
+    /// A clock tests move by hand.
+    #[derive(Debug, Clone, Default)]
+    struct ManualClock(Arc<AtomicU64>);
+    impl ManualClock {
+        fn at(secs: u64) -> Self {
+            Self(Arc::new(AtomicU64::new(secs)))
+        }
+        fn advance(&self, secs: u64) {
+            self.0.fetch_add(secs, Ordering::SeqCst);
+        }
+    }
+    impl Clock for ManualClock {
+        fn now(&self) -> SystemTime {
+            UNIX_EPOCH + Duration::from_secs(self.0.load(Ordering::SeqCst))
+        }
+    }
+
     #[tokio::test]
     async fn signs_before_the_inner_service_sees_the_request() {
-        let (mock, mut handle) = mock::pair::<http::Request<Bytes>, &'static str>();
-        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let (mock, mut handle) = mock::pair::<http::Request<Bytes>, Resp>();
+        let at = UNIX_EPOCH + Duration::from_secs(T0);
         let layer = SigV4Layer::new(
             Credentials::from_keys("AKID", "SECRET", Some("TOKEN".into())),
             SigningConfig::new("eu-west-1"),
@@ -93,14 +132,260 @@ mod tests {
         let svc = layer.layer(mock);
         let call = tokio::spawn(svc.oneshot(request()));
         let (seen, send) = handle.next_request().await.unwrap();
-        send.send_response("ok");
-        assert_eq!(call.await.unwrap().unwrap(), "ok");
+        send.send_response(ok());
+        assert_eq!(call.await.unwrap().unwrap().status(), 200);
         let h = seen.headers();
         assert_eq!(h["x-amz-date"], "20231114T221320Z");
         assert_eq!(h["x-amz-security-token"], "TOKEN");
         let auth = h["authorization"].to_str().unwrap();
         assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKID/20231114/eu-west-1/lambda/aws4_request, SignedHeaders="), "{auth}");
         assert!(!h.contains_key("x-amz-content-sha256"));
+    }
+
+    #[tokio::test]
+    async fn every_attempt_gets_a_fresh_date() {
+        let (mock, mut handle) = mock::pair::<http::Request<Bytes>, Resp>();
+        let clock = ManualClock::at(T0);
+        let svc = SigV4Layer::new(
+            Credentials::from_keys("A", "S", None),
+            SigningConfig::new("us-east-1"),
+        )
+        .with_clock(clock.clone())
+        .layer(mock);
+        let mut dates = Vec::new();
+        for _ in 0..2 {
+            let call = tokio::spawn(svc.clone().oneshot(request()));
+            let (seen, send) = handle.next_request().await.unwrap();
+            dates.push(seen.headers()["x-amz-date"].clone());
+            send.send_response(ok());
+            call.await.unwrap().unwrap();
+            clock.advance(3);
+        }
+        assert_eq!(dates[0], "20231114T221320Z");
+        assert_eq!(dates[1], "20231114T221323Z");
+    }
+
+    #[tokio::test]
+    async fn learns_clock_skew_from_a_rejection() {
+        let (mock, mut handle) = mock::pair::<http::Request<Bytes>, Resp>();
+        let clock = ManualClock::at(T0);
+        let layer = SigV4Layer::new(
+            Credentials::from_keys("A", "S", None),
+            SigningConfig::new("us-east-1"),
+        )
+        .with_clock(clock.clone());
+        let svc = layer.layer(mock);
+        // The server is 15 minutes ahead and rejects the first request.
+        let server_time = UNIX_EPOCH + Duration::from_secs(T0 + 900);
+        let call = tokio::spawn(svc.clone().oneshot(request()));
+        let (_, send) = handle.next_request().await.unwrap();
+        let rejected = http::Response::builder()
+            .status(403)
+            .header("date", httpdate::fmt_http_date(server_time))
+            .body(())
+            .unwrap();
+        send.send_response(rejected);
+        assert_eq!(call.await.unwrap().unwrap().status(), 403);
+        assert_eq!(layer.clock_skew().offset_millis(), 900_000);
+        // The next attempt is signed with the server's time.
+        let call = tokio::spawn(svc.clone().oneshot(request()));
+        let (seen, send) = handle.next_request().await.unwrap();
+        assert_eq!(
+            seen.headers()["x-amz-date"],
+            format_amz_date(server_time).as_str()
+        );
+        send.send_response(ok());
+        call.await.unwrap().unwrap();
+        // A later rejection showing clocks in agreement resets the offset.
+        let call = tokio::spawn(svc.oneshot(request()));
+        let (_, send) = handle.next_request().await.unwrap();
+        send.send_response(
+            http::Response::builder()
+                .status(403)
+                .header("date", httpdate::fmt_http_date(clock.now()))
+                .body(())
+                .unwrap(),
+        );
+        call.await.unwrap().unwrap();
+        assert_eq!(layer.clock_skew().offset_millis(), 0);
+    }
+
+    #[derive(Debug)]
+    struct Counting {
+        calls: Arc<AtomicUsize>,
+        fail_from: usize,
+        expiry: Option<SystemTime>,
+    }
+    impl ProvideCredentials for Counting {
+        fn provide_credentials(&self) -> CredentialsFuture {
+            let calls = Arc::clone(&self.calls);
+            let fail_from = self.fail_from;
+            let expiry = self.expiry;
+            CredentialsFuture::new(async move {
+                // Takes a while, so concurrent callers pile up behind the refresh.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                if n >= fail_from {
+                    Err(CredentialsError::new(
+                        "counting",
+                        CredentialsErrorKind::ProviderError,
+                        "down",
+                    ))
+                } else {
+                    Ok(Credentials::new(
+                        format!("AKID{n}"),
+                        "S",
+                        None,
+                        expiry,
+                        "counting",
+                    ))
+                }
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cache_refreshes_once_for_100_concurrent_callers() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let clock = ManualClock::at(T0);
+        let cache = CredentialsCache::builder(Counting {
+            calls: Arc::clone(&calls),
+            fail_from: usize::MAX,
+            expiry: Some(UNIX_EPOCH + Duration::from_secs(T0 + 3600)),
+        })
+        .clock(clock.clone())
+        .build();
+        let tasks: Vec<_> = (0..100)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.provide_credentials().await })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap().access_key_id(), "AKID0");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // Served from memory, without a future to await, until the refresh time.
+        clock.advance(3600 - 360 - 1);
+        assert!(cache.provide_credentials().take_ready().is_some());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // At expiry − buffer (jitter only makes the refresh earlier): refreshed.
+        clock.advance(61);
+        assert_eq!(
+            cache.provide_credentials().await.unwrap().access_key_id(),
+            "AKID1"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cache_serves_valid_credentials_while_refresh_fails() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let clock = ManualClock::at(T0);
+        let cache = CredentialsCache::builder(Counting {
+            calls: Arc::clone(&calls),
+            fail_from: 1,
+            expiry: Some(UNIX_EPOCH + Duration::from_secs(T0 + 600)),
+        })
+        .clock(clock.clone())
+        .jitter(Duration::ZERO)
+        .build();
+        assert_eq!(
+            cache.provide_credentials().await.unwrap().access_key_id(),
+            "AKID0"
+        );
+        clock.advance(301); // inside the 5 min buffer: refresh is due, and fails
+        assert_eq!(
+            cache.provide_credentials().await.unwrap().access_key_id(),
+            "AKID0"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // No new attempt for 10 s.
+        clock.advance(5);
+        assert!(cache.provide_credentials().take_ready().is_some());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // Once expired, the failure shows.
+        clock.advance(600);
+        let e = cache.provide_credentials().await.unwrap_err();
+        assert_eq!(e.source_name(), "counting");
+    }
+
+    #[tokio::test]
+    async fn chain_order_and_errors() {
+        let none = || EnvironmentProvider::load_from(|_| None).unwrap_err();
+        #[derive(Debug)]
+        struct Fails(CredentialsError);
+        impl ProvideCredentials for Fails {
+            fn provide_credentials(&self) -> CredentialsFuture {
+                CredentialsFuture::ready(Err(self.0.clone()))
+            }
+        }
+        let chain = ProviderChain::first_try(Fails(none()))
+            .or_else(Credentials::from_keys("SECOND", "S", None))
+            .or_else(Credentials::from_keys("THIRD", "S", None));
+        assert_eq!(
+            chain.provide_credentials().await.unwrap().access_key_id(),
+            "SECOND"
+        );
+
+        let broken = CredentialsError::new(
+            "file",
+            CredentialsErrorKind::InvalidConfiguration,
+            "half a key",
+        );
+        let chain = ProviderChain::first_try(Fails(broken.clone()))
+            .or_else(Credentials::from_keys("X", "S", None));
+        assert_eq!(chain.provide_credentials().await.unwrap_err(), broken);
+
+        let chain = ProviderChain::first_try(Fails(none())).or_else(Fails(none()));
+        let e = chain.provide_credentials().await.unwrap_err();
+        assert_eq!(e.kind(), CredentialsErrorKind::NotLoaded);
+        assert!(e.to_string().contains("AWS_ACCESS_KEY_ID"), "{e}");
+
+        // An asynchronous provider in the middle of the chain.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let chain = ProviderChain::first_try(Fails(none()))
+            .or_else(Counting {
+                calls,
+                fail_from: 0,
+                expiry: None,
+            })
+            .or_else(Credentials::from_keys("LAST", "S", None));
+        let e = chain.provide_credentials().await.unwrap_err();
+        assert_eq!(e.kind(), CredentialsErrorKind::ProviderError);
+    }
+
+    #[tokio::test]
+    async fn aws_sdk_providers_plug_in() {
+        let p = AwsSdkProvider::new(aws_credential_types::Credentials::from_keys(
+            "SDK", "S", None,
+        ));
+        assert_eq!(
+            p.provide_credentials().await.unwrap().access_key_id(),
+            "SDK"
+        );
+        #[derive(Debug)]
+        struct Broken;
+        impl aws_credential_types::provider::ProvideCredentials for Broken {
+            fn provide_credentials<'a>(
+                &'a self,
+            ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+            where
+                Self: 'a,
+            {
+                aws_credential_types::provider::future::ProvideCredentials::ready(Err(
+                    aws_credential_types::provider::error::CredentialsError::not_loaded(
+                        "no IMDS here",
+                    ),
+                ))
+            }
+        }
+        let e = AwsSdkProvider::new(Broken)
+            .provide_credentials()
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), CredentialsErrorKind::NotLoaded);
+        assert!(e.to_string().contains("no IMDS here"), "{e}");
     }
 
     #[derive(Debug)]
@@ -126,14 +411,14 @@ mod tests {
     #[tokio::test]
     async fn async_provider_then_failure_is_typed() {
         let calls = Arc::new(AtomicUsize::new(0));
-        let (mock, mut handle) = mock::pair::<http::Request<Bytes>, &'static str>();
+        let (mock, mut handle) = mock::pair::<http::Request<Bytes>, Resp>();
         let svc =
             SigV4Layer::new(Slow(Arc::clone(&calls)), SigningConfig::new("us-east-1")).layer(mock);
         let first = tokio::spawn(svc.clone().oneshot(request()));
         let (seen, send) = handle.next_request().await.unwrap();
         assert!(seen.headers().contains_key("authorization"));
-        send.send_response("ok");
-        assert_eq!(first.await.unwrap().unwrap(), "ok");
+        send.send_response(ok());
+        first.await.unwrap().unwrap();
 
         let err = svc.oneshot(request()).await.unwrap_err();
         match err {
@@ -147,7 +432,7 @@ mod tests {
 
     #[tokio::test]
     async fn payload_hash_is_computed_once_per_operation() {
-        let (mock, mut handle) = mock::pair::<http::Request<Bytes>, ()>();
+        let (mock, mut handle) = mock::pair::<http::Request<Bytes>, Resp>();
         let svc = SigV4Layer::new(
             Credentials::from_keys("A", "S", None),
             SigningConfig::new("us-east-1"),
@@ -159,13 +444,13 @@ mod tests {
             req.extensions_mut().insert(cell.clone());
             let call = tokio::spawn(svc.clone().oneshot(req));
             let (_, send) = handle.next_request().await.unwrap();
-            send.send_response(());
+            send.send_response(ok());
             call.await.unwrap().unwrap();
         }
         assert_eq!(cell.get(), Some(sha256_hex(b"{\"a\":1}").as_str()));
         // A precomputed (here: deliberately wrong) hash is used as given, proving no re-hash.
-        let (mock, mut handle) = mock::pair::<http::Request<Bytes>, ()>();
-        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let (mock, mut handle) = mock::pair::<http::Request<Bytes>, Resp>();
+        let at = UNIX_EPOCH + Duration::from_secs(T0);
         let layer = SigV4Layer::new(
             Credentials::from_keys("A", "S", None),
             SigningConfig::new("us-east-1"),
@@ -179,7 +464,7 @@ mod tests {
             let call = tokio::spawn(svc.clone().oneshot(req));
             let (seen, send) = handle.next_request().await.unwrap();
             auths.push(seen.headers()["authorization"].clone());
-            send.send_response(());
+            send.send_response(ok());
             call.await.unwrap().unwrap();
         }
         assert_ne!(auths[0], auths[1]);
@@ -187,7 +472,7 @@ mod tests {
 
     #[tokio::test]
     async fn readiness_is_forwarded() {
-        let (mock, mut handle) = mock::pair::<http::Request<Bytes>, ()>();
+        let (mock, mut handle) = mock::pair::<http::Request<Bytes>, Resp>();
         handle.allow(0);
         let mut svc = tower_test::mock::Spawn::new(
             SigV4Layer::new(
@@ -199,5 +484,25 @@ mod tests {
         assert!(svc.poll_ready().is_pending());
         handle.allow(1);
         assert!(svc.poll_ready().is_ready());
+    }
+
+    #[test]
+    fn debug_output_is_redacted() {
+        let layer = SigV4Layer::new(
+            Credentials::from_keys(
+                "AKIDVISIBLE",
+                "very-secret-key",
+                Some("session-token-value".into()),
+            ),
+            SigningConfig::new("us-east-1"),
+        );
+        let dbg = format!(
+            "{layer:?} {:?}",
+            CredentialsCache::new(Credentials::from_keys("A", "very-secret-key", None))
+        );
+        assert!(
+            !dbg.contains("very-secret-key") && !dbg.contains("session-token-value"),
+            "{dbg}"
+        );
     }
 }

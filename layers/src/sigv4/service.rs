@@ -22,9 +22,9 @@ impl<S> SigV4<S> {
     }
 }
 
-impl<S, B> Service<http::Request<B>> for SigV4<S>
+impl<S, B, RB> Service<http::Request<B>> for SigV4<S>
 where
-    S: Service<http::Request<B>> + Clone,
+    S: Service<http::Request<B>, Response = http::Response<RB>> + Clone,
     B: AsRef<[u8]>,
 {
     type Response = S::Response;
@@ -43,9 +43,9 @@ where
                 &mut req,
                 &c,
                 &self.shared.config,
-                self.shared.clock.now(),
+                self.shared.signing_time(),
             ) {
-                Ok(()) => ResponseFuture::called(self.inner.call(req)),
+                Ok(()) => ResponseFuture::called(self.inner.call(req), Arc::clone(&self.shared)),
                 Err(e) => ResponseFuture::failed(SigV4Error::Signing(e)),
             },
             Some(Err(e)) => ResponseFuture::failed(SigV4Error::Credentials(e)),
