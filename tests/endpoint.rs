@@ -516,6 +516,33 @@ async fn hang_ends_in_an_operation_timeout() {
 }
 
 #[tokio::test]
+async fn event_attempts_time_out_quickly() {
+    use invoke_stack::client::TimeoutConfig;
+    use invoke_stack::error::Timer;
+    let (lambda, _) = common::echo_endpoint().await;
+    lambda.always("echo", Some(Fault::Hang));
+    let client = InvokeClient::builder()
+        .endpoint_url(lambda.endpoint_url())
+        .credentials(lambda.credentials())
+        .timeouts(TimeoutConfig {
+            async_attempt: Duration::from_millis(100),
+            ..TimeoutConfig::default()
+        })
+        .build()
+        .unwrap();
+    let err = client.invoke_event("echo", "{}").await.unwrap_err();
+    let InvokeError::Timeout(t) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(t.timer(), Timer::Attempt);
+    assert!(
+        t.request_sent(),
+        "the body was written before the timer fired"
+    );
+    assert_eq!(err.may_have_run(), RunStatus::Unknown);
+}
+
+#[tokio::test]
 async fn per_operation_counts_use_the_invocation_id() {
     let (lambda, _client) = common::echo_endpoint().await;
     let path = "/2015-03-31/functions/echo/invocations";

@@ -8,9 +8,15 @@
 //! | module | feature | what it does |
 //! |---|---|---|
 //! | [`sigv4`] | `sigv4` | signs requests with AWS SigV4 (`aws-sigv4`), credentials from providers |
+//! | [`timeout`] | `timeout` | operation deadline (in the extensions) and per-attempt timeouts |
+//! | [`keepalive`] | `keepalive` | TCP keep-alive on the connections a connector opens |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+#[cfg(feature = "keepalive")]
+pub mod keepalive;
 #[cfg(feature = "sigv4")]
 pub mod sigv4;
+#[cfg(feature = "timeout")]
+pub mod timeout;

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,11 +24,14 @@ use std::time::Duration;
 use tower::ServiceExt;
 
 use invoke_layers::sigv4::{
-    PayloadHash, ProvideCredentials, ProviderChain, SigV4, SigV4Error, SigV4Layer, SigningConfig,
+    PayloadHash, ProvideCredentials, ProviderChain, SigV4, SigV4Layer, SigningConfig,
+};
+use invoke_layers::timeout::{
+    AttemptTimeout, DeadlineLayer, DeadlineService, Timeout, TimeoutLayer,
 };
 
 use crate::codec;
-use crate::error::{InvokeError, TimeoutError, Timer, TransportError, TransportErrorKind};
+use crate::error::{InvokeError, TransportError, TransportErrorKind};
 use crate::model::{InvocationType, InvokeRequest, InvokeResponse};
 use crate::transport::{
     Endpoint, EndpointError, EndpointVariant, HyperTransport, TransportBuildError, TransportConfig,
@@ -52,7 +56,56 @@ pub struct InvokeClientBuilder {
     variant: EndpointVariant,
     credentials: Option<Arc<dyn ProvideCredentials>>,
     transport: TransportConfig,
-    operation_timeout: Option<Duration>,
+    timeouts: TimeoutConfig,
+    functions: HashMap<String, FunctionSettings>,
+}
+
+/// Timeouts, chosen by invocation type (see the table in the crate README).
+///
+/// - `RequestResponse`: an attempt may wait the function's whole run with no byte on the
+///   wire, so its timeout is the function's maximum duration (default 900 s, Lambda's
+///   limit; set it per function) plus `sync_margin` (default 60 s: cold start and
+///   network). No timer fires before a legitimately long function can finish.
+/// - `Event` and `DryRun`: Lambda answers as soon as it has queued or checked the
+///   request, so an attempt that takes `async_attempt` (default 10 s) is stuck.
+/// - `operation`: a limit on the whole call, all attempts and waits (default none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeoutConfig {
+    /// The whole operation (default none).
+    pub operation: Option<Duration>,
+    /// Maximum function duration when no per-function value is set (default 900 s).
+    pub max_function_duration: Duration,
+    /// Added to the function's duration for a synchronous attempt (default 60 s).
+    pub sync_margin: Duration,
+    /// Attempt timeout of `Event` and `DryRun` calls (default 10 s).
+    pub async_attempt: Duration,
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        Self {
+            operation: None,
+            max_function_duration: Duration::from_secs(900),
+            sync_margin: Duration::from_secs(60),
+            async_attempt: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Settings of one function (keyed by its name, without account or qualifier).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FunctionSettings {
+    /// The function's configured timeout (its maximum duration).
+    pub max_duration: Option<Duration>,
+}
+
+impl FunctionSettings {
+    /// Settings with the function's maximum duration.
+    pub fn max_duration(mut self, d: Duration) -> Self {
+        self.max_duration = Some(d);
+        self
+    }
 }
 
 impl fmt::Debug for InvokeClientBuilder {
@@ -63,7 +116,8 @@ impl fmt::Debug for InvokeClientBuilder {
             .field("variant", &self.variant)
             .field("credentials", &self.credentials)
             .field("transport", &self.transport)
-            .field("operation_timeout", &self.operation_timeout)
+            .field("timeouts", &self.timeouts)
+            .field("functions", &self.functions)
             .finish()
     }
 }
@@ -104,7 +158,17 @@ impl InvokeClientBuilder {
     /// A limit on the whole call (none by default: a synchronous function may run for
     /// 15 minutes).
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {
-        self.operation_timeout = Some(timeout);
+        self.timeouts.operation = Some(timeout);
+        self
+    }
+    /// All timeout settings.
+    pub fn timeouts(mut self, timeouts: TimeoutConfig) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+    /// Settings for one function (by name, without account or qualifier).
+    pub fn function(mut self, name: impl Into<String>, settings: FunctionSettings) -> Self {
+        self.functions.insert(name.into(), settings);
         self
     }
 
@@ -129,24 +193,35 @@ impl InvokeClientBuilder {
             .credentials
             .unwrap_or_else(|| Arc::new(ProviderChain::default_chain()));
         let transport = HyperTransport::new(self.transport)?;
-        let service = tower::Layer::layer(
-            &SigV4Layer::new(credentials, SigningConfig::new(signing_region)),
-            transport,
-        );
+        let service = tower::ServiceBuilder::new()
+            .layer(match self.timeouts.operation {
+                Some(d) => DeadlineLayer::new(d),
+                None => DeadlineLayer::none(),
+            })
+            .layer(TimeoutLayer::per_request())
+            .layer(SigV4Layer::new(
+                credentials,
+                SigningConfig::new(signing_region),
+            ))
+            .service(transport);
         Ok(InvokeClient {
             inner: Arc::new(Inner {
                 endpoint,
                 service,
-                operation_timeout: self.operation_timeout,
+                timeouts: self.timeouts,
+                functions: self.functions,
             }),
         })
     }
 }
 
+type Stack = DeadlineService<Timeout<SigV4<HyperTransport>>>;
+
 struct Inner {
     endpoint: Endpoint,
-    service: SigV4<HyperTransport>,
-    operation_timeout: Option<Duration>,
+    service: Stack,
+    timeouts: TimeoutConfig,
+    functions: HashMap<String, FunctionSettings>,
 }
 
 /// A Lambda Invoke client. `Clone + Send + Sync`; clones share one connection pool.
@@ -159,18 +234,8 @@ impl fmt::Debug for InvokeClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InvokeClient")
             .field("endpoint", &self.inner.endpoint)
-            .field("operation_timeout", &self.inner.operation_timeout)
+            .field("timeouts", &self.inner.timeouts)
             .finish_non_exhaustive()
-    }
-}
-
-fn from_sigv4(e: SigV4Error<TransportError>) -> InvokeError {
-    match e {
-        SigV4Error::Credentials(e) => InvokeError::Credentials(e),
-        SigV4Error::Signing(e) => InvokeError::Signing(e),
-        SigV4Error::Inner(e) => InvokeError::Transport(e),
-        // `SigV4Error` is non-exhaustive; a future kind is a signing failure here.
-        other => InvokeError::Signing(invoke_layers::sigv4::SigningError::new(other.to_string())),
     }
 }
 
@@ -183,7 +248,8 @@ impl InvokeClient {
             variant: EndpointVariant::default(),
             credentials: None,
             transport: TransportConfig::default(),
-            operation_timeout: None,
+            timeouts: TimeoutConfig::default(),
+            functions: HashMap::new(),
         }
     }
 
@@ -204,17 +270,27 @@ impl InvokeClient {
             )
         })?;
         http.extensions_mut().insert(PayloadHash::new());
-        let call = self.inner.service.clone().oneshot(http);
-        let resp = match self.inner.operation_timeout {
-            None => call.await,
-            Some(limit) => match tokio::time::timeout(limit, call).await {
-                Ok(r) => r,
-                // The request may have been written before the timer fired.
-                Err(_) => return Err(TimeoutError::new(Timer::Operation, limit, true).into()),
-            },
-        }
-        .map_err(from_sigv4)?;
+        http.extensions_mut()
+            .insert(AttemptTimeout(self.attempt_timeout(&req)));
+        let resp = self.inner.service.clone().oneshot(http).await?;
         Ok(codec::decode(resp)?)
+    }
+
+    /// The attempt timeout for a request, from its invocation type and function.
+    pub fn attempt_timeout(&self, req: &InvokeRequest) -> Duration {
+        let t = &self.inner.timeouts;
+        match req.invocation_type() {
+            InvocationType::RequestResponse => {
+                let max = self
+                    .inner
+                    .functions
+                    .get(req.function_name().name())
+                    .and_then(|f| f.max_duration)
+                    .unwrap_or(t.max_function_duration);
+                max + t.sync_margin
+            }
+            InvocationType::Event | InvocationType::DryRun => t.async_attempt,
+        }
     }
 
     /// Invokes synchronously with a JSON payload.
@@ -254,5 +330,50 @@ impl InvokeClient {
             .invocation_type(InvocationType::DryRun)
             .build()?;
         self.invoke(req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use invoke_layers::sigv4::Credentials;
+
+    #[test]
+    fn attempt_timeouts_follow_the_invocation_type() {
+        let client = InvokeClient::builder()
+            .endpoint_url("http://127.0.0.1:1")
+            .credentials(Credentials::from_keys("A", "S", None))
+            .function(
+                "quick",
+                FunctionSettings::default().max_duration(Duration::from_secs(30)),
+            )
+            .build()
+            .unwrap();
+        let t = |name: &str, it: InvocationType| {
+            let req = InvokeRequest::builder(name)
+                .invocation_type(it)
+                .build()
+                .unwrap();
+            client.attempt_timeout(&req)
+        };
+        // A synchronous call may take the function's whole run, plus a margin.
+        assert_eq!(
+            t("slow", InvocationType::RequestResponse),
+            Duration::from_secs(960)
+        );
+        assert_eq!(
+            t("quick", InvocationType::RequestResponse),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            t(
+                "arn:aws:lambda:us-east-1:123456789012:function:quick:prod",
+                InvocationType::RequestResponse
+            ),
+            Duration::from_secs(90)
+        );
+        // Lambda answers Event and DryRun once queued or checked.
+        assert_eq!(t("slow", InvocationType::Event), Duration::from_secs(10));
+        assert_eq!(t("quick", InvocationType::DryRun), Duration::from_secs(10));
     }
 }

@@ -159,70 +159,9 @@ impl std::error::Error for TransportError {
     }
 }
 
-/// Which timer fired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Timer {
-    /// Establishing the connection.
-    Connect,
-    /// One attempt (send and read the whole response).
-    Attempt,
-    /// The whole operation (all attempts and waits).
-    Operation,
-}
-
-/// A timer fired before the call completed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimeoutError {
-    timer: Timer,
-    waited: Duration,
-    request_sent: bool,
-}
-
-impl TimeoutError {
-    /// Builds a timeout error.
-    pub fn new(timer: Timer, waited: Duration, request_sent: bool) -> Self {
-        Self {
-            timer,
-            waited,
-            request_sent,
-        }
-    }
-    /// Which timer fired.
-    pub fn timer(&self) -> Timer {
-        self.timer
-    }
-    /// How long it waited.
-    pub fn waited(&self) -> Duration {
-        self.waited
-    }
-    /// Whether the request may have been sent before the timer fired.
-    pub fn request_sent(&self) -> bool {
-        self.request_sent
-    }
-}
-
-impl fmt::Display for TimeoutError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let which = match self.timer {
-            Timer::Connect => "connect",
-            Timer::Attempt => "attempt",
-            Timer::Operation => "operation",
-        };
-        write!(
-            f,
-            "{which} timeout after {:.3}s{}",
-            self.waited.as_secs_f64(),
-            if self.request_sent {
-                " (after the request was sent)"
-            } else {
-                " (the request was not sent)"
-            }
-        )
-    }
-}
-
-impl std::error::Error for TimeoutError {}
+/// A timer fired: which one, after how long, and whether the request may have been sent
+/// (the timeout layer's [`Elapsed`](invoke_layers::timeout::Elapsed)).
+pub use invoke_layers::timeout::{Elapsed as TimeoutError, Timer};
 
 /// Any failure of an Invoke call.
 #[derive(Debug, thiserror::Error)]
@@ -246,6 +185,26 @@ pub enum InvokeError {
     /// The request could not be signed.
     #[error(transparent)]
     Signing(#[from] SigningError),
+}
+
+impl<E: Into<InvokeError>> From<invoke_layers::timeout::TimeoutError<E>> for InvokeError {
+    fn from(e: invoke_layers::timeout::TimeoutError<E>) -> Self {
+        match e {
+            invoke_layers::timeout::TimeoutError::Elapsed(e) => InvokeError::Timeout(e),
+            invoke_layers::timeout::TimeoutError::Inner(e) => e.into(),
+        }
+    }
+}
+
+impl<E: Into<InvokeError>> From<invoke_layers::sigv4::SigV4Error<E>> for InvokeError {
+    fn from(e: invoke_layers::sigv4::SigV4Error<E>) -> Self {
+        use invoke_layers::sigv4::SigV4Error;
+        match e {
+            SigV4Error::Credentials(e) => InvokeError::Credentials(e),
+            SigV4Error::Signing(e) => InvokeError::Signing(e),
+            SigV4Error::Inner(e) => e.into(),
+        }
+    }
 }
 
 impl InvokeError {

@@ -26,7 +26,7 @@ mod endpoint;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(feature = "rustls")]
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -42,6 +42,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pin_project_lite::pin_project;
 
 pub use endpoint::{is_loopback_host, Endpoint, EndpointError, EndpointVariant};
+pub use invoke_layers::keepalive::KeepAlive;
+use invoke_layers::keepalive::{KeepAliveConnector, KeepAliveLayer};
+use invoke_layers::timeout::SendProgress;
 
 use crate::error::{TransportError, TransportErrorKind};
 
@@ -49,43 +52,16 @@ use crate::error::{TransportError, TransportErrorKind};
 /// for error objects and headers, and stops a misbehaving endpoint from filling memory.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 6_553_600;
 
-/// TCP keep-alive probe settings for every connection.
-///
-/// The defaults send the first probe after 60 s of silence and then every 15 s, giving
-/// up after 4 unanswered probes: an idle connection is refreshed well inside the 350 s
-/// idle timeout of NAT gateways, NLBs, Gateway LBs, Network Firewall and Nitro v6
-/// connection tracking, and a dead peer is detected within 2 minutes. Linux's own
-/// defaults (first probe after 7200 s) never fire in time.
-///
-/// L7 proxies (ALB, CLB, HTTP proxies) ignore TCP keep-alive; behind them, their idle
-/// timeout must exceed the function's duration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeepAlive {
-    /// Silence before the first probe (`TCP_KEEPIDLE`).
-    pub idle: Duration,
-    /// Time between probes (`TCP_KEEPINTVL`).
-    pub interval: Duration,
-    /// Unanswered probes before the connection is dropped (`TCP_KEEPCNT`).
-    pub retries: u32,
-}
-
-impl Default for KeepAlive {
-    fn default() -> Self {
-        Self {
-            idle: Duration::from_secs(60),
-            interval: Duration::from_secs(15),
-            retries: 4,
-        }
-    }
-}
-
 /// Settings of [`HyperTransport`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct TransportConfig {
     /// Time allowed to establish a TCP connection (default 3.1 s, as the AWS SDKs).
     pub connect_timeout: Duration,
-    /// TCP keep-alive, `None` to switch it off.
+    /// TCP keep-alive on every connection, `None` to switch it off. The defaults (first
+    /// probe after 60 s, then every 15 s, 4 probes) keep flows alive through the 350 s
+    /// idle timers of NAT gateways and NLBs; see [`KeepAlive`] and
+    /// [`invoke_layers::keepalive`].
     pub keepalive: Option<KeepAlive>,
     /// `TCP_NODELAY` (default on: requests are written whole, Nagle only adds latency).
     pub nodelay: bool,
@@ -149,10 +125,56 @@ impl TransportConfig {
 #[error("cannot build the HTTPS transport: {0}")]
 pub struct TransportBuildError(String);
 
+/// The TCP connector: hyper-util's, with TCP keep-alive when configured.
+#[derive(Clone, Debug)]
+pub enum TcpConnector {
+    /// Keep-alive on every connection.
+    KeepAlive(KeepAliveConnector<HttpConnector>),
+    /// The operating system's defaults (keep-alive off).
+    Plain(HttpConnector),
+}
+
+impl tower_service::Service<http::Uri> for TcpConnector {
+    type Response = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self {
+            TcpConnector::KeepAlive(c) => c.poll_ready(cx),
+            TcpConnector::Plain(c) => c.poll_ready(cx).map_err(Into::into),
+        }
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        // Once per new connection, not per request: a box here costs nothing measurable.
+        match self {
+            TcpConnector::KeepAlive(c) => Box::pin(c.call(uri)),
+            TcpConnector::Plain(c) => {
+                let fut = c.call(uri);
+                Box::pin(async move { fut.await.map_err(Into::into) })
+            }
+        }
+    }
+}
+
+/// The TCP connector the transport uses for `config` (exposed so tests and users can
+/// check the socket options it sets).
+pub fn tcp_connector(config: &TransportConfig) -> TcpConnector {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(config.nodelay);
+    http.set_connect_timeout(Some(config.connect_timeout));
+    match config.keepalive {
+        Some(k) => TcpConnector::KeepAlive(tower::Layer::layer(&KeepAliveLayer::new(k), http)),
+        None => TcpConnector::Plain(http),
+    }
+}
+
 #[cfg(feature = "rustls")]
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Connector = hyper_rustls::HttpsConnector<TcpConnector>;
 #[cfg(not(feature = "rustls"))]
-type Connector = HttpConnector;
+type Connector = TcpConnector;
 
 /// The hyper client as a tower service. Clones share one connection pool.
 #[derive(Clone, Debug)]
@@ -165,18 +187,7 @@ pub struct HyperTransport {
 impl HyperTransport {
     /// Builds the client and its connector.
     pub fn new(config: TransportConfig) -> Result<Self, TransportBuildError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(config.nodelay);
-        http.set_connect_timeout(Some(config.connect_timeout));
-        match config.keepalive {
-            Some(k) => {
-                http.set_keepalive(Some(k.idle));
-                http.set_keepalive_interval(Some(k.interval));
-                http.set_keepalive_retries(Some(k.retries));
-            }
-            None => http.set_keepalive(None),
-        }
+        let http = tcp_connector(&config);
         #[cfg(feature = "rustls")]
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
@@ -245,10 +256,20 @@ impl tower_service::Service<http::Request<Bytes>> for HyperTransport {
         // hyper polls a non-empty body right after it queues the request head, before
         // anything is flushed: an unpolled body means nothing was written. An empty body
         // is never polled, so it counts as sent from the start (connect errors excepted).
-        let sent = Arc::new(AtomicBool::new(req.body().is_empty()));
+        // Progress is reported to the timeout layer's `SendProgress` when there is one.
+        let sent = req
+            .extensions()
+            .get::<SendProgress>()
+            .cloned()
+            .unwrap_or_default();
+        if req.body().is_empty() {
+            sent.mark_sent();
+        } else {
+            sent.mark_not_sent();
+        }
         let req = req.map(|data| RequestBody {
             data: (!data.is_empty()).then_some(data),
-            polled: Arc::clone(&sent),
+            sent: sent.clone(),
         });
         TransportFuture {
             state: State::Sending {
@@ -264,7 +285,7 @@ impl tower_service::Service<http::Request<Bytes>> for HyperTransport {
 #[derive(Debug)]
 pub struct RequestBody {
     data: Option<Bytes>,
-    polled: Arc<AtomicBool>,
+    sent: SendProgress,
 }
 
 impl http_body::Body for RequestBody {
@@ -275,7 +296,7 @@ impl http_body::Body for RequestBody {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.polled.store(true, Ordering::Release);
+        self.sent.mark_sent();
         Poll::Ready(self.data.take().map(|d| Ok(Frame::data(d))))
     }
 
@@ -303,7 +324,7 @@ pin_project! {
         Sending {
             #[pin]
             fut: legacy::ResponseFuture,
-            sent: Arc<AtomicBool>,
+            sent: SendProgress,
             limit: usize,
         },
         Reading {
@@ -384,7 +405,7 @@ impl Future for TransportFuture {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Ok(resp)) => resp,
                         Poll::Ready(Err(e)) => {
-                            return Poll::Ready(Err(send_error(e, sent.load(Ordering::Acquire))))
+                            return Poll::Ready(Err(send_error(e, sent.may_have_been_sent())))
                         }
                     };
                     let limit = *limit;

@@ -1,0 +1,146 @@
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The operation's deadline, carried in the request's extensions by [`DeadlineLayer`].
+///
+/// Layers inside (retry backoff, rate-limit waits, attempt timeouts) read it to refuse a
+/// wait that cannot finish in time ([`Deadline::check_wait`]) instead of sleeping into a
+/// certain timeout.
+///
+/// [`DeadlineLayer`]: super::DeadlineLayer
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    start: Instant,
+    at: Instant,
+}
+
+impl Deadline {
+    /// A deadline `budget` from now.
+    pub fn after(budget: Duration) -> Self {
+        let start = Instant::now();
+        Self {
+            start,
+            at: start + budget,
+        }
+    }
+
+    /// When it passes.
+    pub fn at(&self) -> Instant {
+        self.at
+    }
+
+    /// Time left (zero once passed).
+    pub fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+
+    /// Time since the operation started.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// The earlier of two deadlines.
+    pub fn min(self, other: Deadline) -> Deadline {
+        if other.at < self.at {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// `Ok` if waiting `wait` still leaves the deadline ahead, else the typed refusal.
+    pub fn check_wait(&self, wait: Duration) -> Result<(), WouldExceedDeadline> {
+        let remaining = self.remaining();
+        if wait < remaining {
+            Ok(())
+        } else {
+            Err(WouldExceedDeadline { wait, remaining })
+        }
+    }
+}
+
+/// A wait was refused because it would end past the operation deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WouldExceedDeadline {
+    /// The wait that was asked for.
+    pub wait: Duration,
+    /// Time left before the deadline.
+    pub remaining: Duration,
+}
+
+impl fmt::Display for WouldExceedDeadline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "waiting {:.3}s would exceed the operation deadline ({:.3}s left)",
+            self.wait.as_secs_f64(),
+            self.remaining.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for WouldExceedDeadline {}
+
+const UNKNOWN: u8 = 0;
+const NOT_SENT: u8 = 1;
+const SENT: u8 = 2;
+
+/// Whether a request has left the machine, as reported by the transport.
+///
+/// The attempt timeout layer puts one in each attempt's extensions (a child of the
+/// operation's); a transport that cooperates marks it [`not_sent`](Self::mark_not_sent)
+/// when it takes the request and [`sent`](Self::mark_sent) as soon as any byte may have
+/// been written. When no transport reports, a timed-out request counts as possibly sent:
+/// the safe answer to "may the function have run?".
+#[derive(Clone, Debug, Default)]
+pub struct SendProgress {
+    state: Arc<AtomicU8>,
+    parent: Option<Arc<AtomicU8>>,
+}
+
+impl SendProgress {
+    /// A new, unreported progress.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A progress for one attempt that also reports to this (operation) one.
+    pub fn child(&self) -> Self {
+        Self {
+            state: Arc::default(),
+            parent: Some(Arc::clone(&self.state)),
+        }
+    }
+
+    /// The transport took the request and has written nothing yet.
+    pub fn mark_not_sent(&self) {
+        let _ = self
+            .state
+            .compare_exchange(UNKNOWN, NOT_SENT, Ordering::AcqRel, Ordering::Acquire);
+        if let Some(p) = &self.parent {
+            let _ = p.compare_exchange(UNKNOWN, NOT_SENT, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
+    /// Some byte of the request may have been written.
+    pub fn mark_sent(&self) {
+        self.state.store(SENT, Ordering::Release);
+        if let Some(p) = &self.parent {
+            p.store(SENT, Ordering::Release);
+        }
+    }
+
+    /// False only when a transport reported that nothing was written.
+    pub fn may_have_been_sent(&self) -> bool {
+        self.state.load(Ordering::Acquire) != NOT_SENT
+    }
+}
+
+/// A per-request attempt timeout, overriding the [`TimeoutLayer`](super::TimeoutLayer)'s
+/// default (e.g. chosen from the invocation type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptTimeout(pub Duration);
