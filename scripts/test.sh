@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs what the tests need when it is missing
-# (idempotent): moto's server for the conformance test against a Lambda we did not write.
+# (idempotent): moto's server for the conformance test against a Lambda we did not write,
+# and, as root, iproute2 and nftables for the NAT lab.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +9,14 @@ PYTHON="${PYTHON:-python3}"
 if ! "$PYTHON" -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
   echo "installing moto[server] for the conformance test" >&2
   "$PYTHON" -m pip install --quiet --disable-pip-version-check 'moto[server]'
+fi
+
+# The NAT lab (tests/nat_lab.rs) needs root, iproute2 and nftables; without them it
+# reports itself as ignored, with the reason.
+if [ "$(id -u)" = 0 ] && ! { command -v ip && command -v nft; } >/dev/null 2>&1 \
+   && command -v apt-get >/dev/null 2>&1; then
+  echo "installing iproute2 and nftables for the NAT lab" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables >/dev/null
 fi
 
 cargo test --workspace --all-features -j2 "$@"

@@ -137,9 +137,16 @@ pub struct LocalLambdaBuilder {
     keys: Vec<(String, String, Option<String>)>,
     verify_signatures: bool,
     functions: Vec<(String, LocalFunction)>,
+    bind: SocketAddr,
 }
 
 impl LocalLambdaBuilder {
+    /// Listens on this address instead of `127.0.0.1:0` (e.g. an address inside a test
+    /// network namespace). Port 0 lets the kernel choose.
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
     /// The region in ARNs and in the signature scope (default `us-east-1`).
     pub fn region(mut self, region: impl Into<String>) -> Self {
         self.region = region.into();
@@ -179,9 +186,10 @@ impl LocalLambdaBuilder {
         self
     }
 
-    /// Binds `127.0.0.1:0` and starts serving in the background (needs a tokio runtime).
+    /// Binds (by default `127.0.0.1:0`) and starts serving in the background (needs a
+    /// tokio runtime).
     pub async fn start(self) -> std::io::Result<LocalLambda> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let listener = tokio::net::TcpListener::bind(self.bind).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             region: self.region,
@@ -248,6 +256,7 @@ impl LocalLambda {
             )],
             verify_signatures: true,
             functions: Vec::new(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 
