@@ -8,6 +8,7 @@
 //! | module | feature | what it does |
 //! |---|---|---|
 //! | [`sigv4`] | `sigv4` | signs requests with AWS SigV4 (`aws-sigv4`), credentials from providers |
+//! | [`retry`] | `retry` | retries by failure class, backoff with jitter, `Retry-After`, quota, may-have-run |
 //! | [`timeout`] | `timeout` | operation deadline (in the extensions) and per-attempt timeouts |
 //! | [`keepalive`] | `keepalive` | TCP keep-alive on the connections a connector opens |
 #![forbid(unsafe_code)]
@@ -16,6 +17,8 @@
 
 #[cfg(feature = "keepalive")]
 pub mod keepalive;
+#[cfg(feature = "retry")]
+pub mod retry;
 #[cfg(feature = "sigv4")]
 pub mod sigv4;
 #[cfg(feature = "timeout")]

@@ -99,7 +99,7 @@ const SENT: u8 = 2;
 #[derive(Clone, Debug, Default)]
 pub struct SendProgress {
     state: Arc<AtomicU8>,
-    parent: Option<Arc<AtomicU8>>,
+    parent: Option<Box<SendProgress>>,
 }
 
 impl SendProgress {
@@ -108,11 +108,11 @@ impl SendProgress {
         Self::default()
     }
 
-    /// A progress for one attempt that also reports to this (operation) one.
+    /// A progress for one attempt that also reports to this one (and its parents).
     pub fn child(&self) -> Self {
         Self {
             state: Arc::default(),
-            parent: Some(Arc::clone(&self.state)),
+            parent: Some(Box::new(self.clone())),
         }
     }
 
@@ -122,7 +122,7 @@ impl SendProgress {
             .state
             .compare_exchange(UNKNOWN, NOT_SENT, Ordering::AcqRel, Ordering::Acquire);
         if let Some(p) = &self.parent {
-            let _ = p.compare_exchange(UNKNOWN, NOT_SENT, Ordering::AcqRel, Ordering::Acquire);
+            p.mark_not_sent();
         }
     }
 
@@ -130,7 +130,7 @@ impl SendProgress {
     pub fn mark_sent(&self) {
         self.state.store(SENT, Ordering::Release);
         if let Some(p) = &self.parent {
-            p.store(SENT, Ordering::Release);
+            p.mark_sent();
         }
     }
 

@@ -1,0 +1,125 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::classify::RetryKind;
+
+/// Token costs and capacity of the retry quota (spec §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaConfig {
+    /// Tokens at start, and at most (default 500).
+    pub capacity: u32,
+    /// Cost of retrying a throttle (default 5).
+    pub throttle_cost: u32,
+    /// Cost of retrying a transient failure or a timeout (default 10).
+    pub transient_cost: u32,
+    /// Cost of a retry the server scheduled with `Retry-After` (default 0).
+    ///
+    /// The quota stops retry storms against a failing service. A throttle that says when
+    /// to come back is pacing, not failure: charging it drains the quota of a healthy
+    /// client in a burst (the AWS SDKs let 217 of 300 calls fail that way) while the
+    /// server asked for exactly those retries.
+    pub hinted_cost: u32,
+    /// Tokens returned by a success at the first attempt (default 1).
+    pub success_refund: u32,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 500,
+            throttle_cost: 5,
+            transient_cost: 10,
+            hinted_cost: 0,
+            success_refund: 1,
+        }
+    }
+}
+
+/// Which bucket of a partitioned quota a request draws from; put it in the request's
+/// extensions (e.g. the function name). Requests without one share the default bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RetryPartition(pub String);
+
+/// A token bucket that limits retries; clones share it.
+#[derive(Debug, Clone)]
+pub struct RetryQuota {
+    config: QuotaConfig,
+    buckets: Arc<Mutex<HashMap<Option<String>, u32>>>,
+    partitioned: bool,
+}
+
+impl Default for RetryQuota {
+    fn default() -> Self {
+        Self::new(QuotaConfig::default())
+    }
+}
+
+impl RetryQuota {
+    /// One bucket for every request.
+    pub fn new(config: QuotaConfig) -> Self {
+        Self {
+            config,
+            buckets: Arc::default(),
+            partitioned: false,
+        }
+    }
+
+    /// One bucket per [`RetryPartition`].
+    pub fn partitioned(config: QuotaConfig) -> Self {
+        Self {
+            partitioned: true,
+            ..Self::new(config)
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> QuotaConfig {
+        self.config
+    }
+
+    fn key(&self, partition: Option<&RetryPartition>) -> Option<String> {
+        if self.partitioned {
+            partition.map(|p| p.0.clone())
+        } else {
+            None
+        }
+    }
+
+    /// The cost of one retry.
+    pub fn cost(&self, kind: RetryKind, hinted: bool) -> u32 {
+        match (hinted, kind) {
+            (true, _) => self.config.hinted_cost,
+            (false, RetryKind::Throttling) => self.config.throttle_cost,
+            (false, RetryKind::Transient) => self.config.transient_cost,
+        }
+    }
+
+    /// Takes `cost` tokens if there are enough.
+    pub fn try_acquire(&self, partition: Option<&RetryPartition>, cost: u32) -> bool {
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let tokens = b.entry(self.key(partition)).or_insert(self.config.capacity);
+        if *tokens >= cost {
+            *tokens -= cost;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Returns tokens after a success: `refund` (the last retry's cost) or, without
+    /// retries, the success refund. Never above capacity.
+    pub fn release(&self, partition: Option<&RetryPartition>, refund: Option<u32>) {
+        let amount = refund.unwrap_or(self.config.success_refund);
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let tokens = b.entry(self.key(partition)).or_insert(self.config.capacity);
+        *tokens = (*tokens + amount).min(self.config.capacity);
+    }
+
+    /// Tokens left in a bucket.
+    pub fn available(&self, partition: Option<&RetryPartition>) -> u32 {
+        let b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        b.get(&self.key(partition))
+            .copied()
+            .unwrap_or(self.config.capacity)
+    }
+}

@@ -1,0 +1,304 @@
+//! The retry layer over tower-test mocks, with paused time: attempt counts and exact
+//! delays for each class.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower::{Layer, ServiceExt};
+use tower_test::mock;
+
+use super::*;
+use crate::timeout::{Deadline, SendProgress};
+
+type Req = http::Request<()>;
+type Resp = http::Response<()>;
+
+fn resp(status: u16, headers: &[(&str, &str)]) -> Resp {
+    let mut b = http::Response::builder().status(status);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(()).unwrap()
+}
+
+/// Jitter fixed at 0.5: the delay before retry n is 0.5 × min(2^(n-1) s, 20 s).
+fn layer() -> RetryLayer<HttpClassifier> {
+    RetryLayer::new(HttpClassifier).jitter(|| 0.5)
+}
+
+struct Harness {
+    handle: mock::Handle<Req, Resp>,
+    call:
+        tokio::task::JoinHandle<Result<Resp, RetryError<Box<dyn std::error::Error + Send + Sync>>>>,
+    start: Instant,
+}
+
+fn start(layer: RetryLayer<HttpClassifier>, req: Req) -> Harness {
+    let (svc, handle) = mock::pair::<Req, Resp>();
+    let svc = layer.layer(svc);
+    Harness {
+        handle,
+        call: tokio::spawn(svc.oneshot(req)),
+        start: Instant::now(),
+    }
+}
+
+impl Harness {
+    /// Answers the next attempt; returns it with the time it arrived.
+    async fn answer(&mut self, r: Resp) -> (Req, Duration) {
+        let (req, send) = self.handle.next_request().await.expect("an attempt");
+        let at = self.start.elapsed();
+        send.send_response(r);
+        (req, at)
+    }
+
+    async fn fail(&mut self, sent: bool) -> Duration {
+        let (req, send) = self.handle.next_request().await.expect("an attempt");
+        let p = req.extensions().get::<SendProgress>().expect("progress");
+        p.mark_not_sent();
+        if sent {
+            p.mark_sent();
+        }
+        let at = self.start.elapsed();
+        send.send_error("connection failed");
+        at
+    }
+
+    async fn result(self) -> Result<Resp, RetryError<Box<dyn std::error::Error + Send + Sync>>> {
+        self.call.await.unwrap()
+    }
+}
+
+fn stats(r: &Resp) -> RetryStats {
+    *r.extensions().get::<RetryStats>().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttles_back_off_exponentially_with_jitter() {
+    let mut h = start(layer(), http::Request::new(()));
+    assert_eq!(h.answer(resp(429, &[])).await.1, Duration::ZERO);
+    assert_eq!(h.answer(resp(429, &[])).await.1, Duration::from_millis(500));
+    assert_eq!(
+        h.answer(resp(200, &[])).await.1,
+        Duration::from_millis(1500)
+    );
+    let r = h.result().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        stats(&r),
+        RetryStats {
+            attempts: 3,
+            stop: StopReason::Done,
+            earlier_may_have_reached: false
+        }
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_a_floor() {
+    let mut h = start(layer(), http::Request::new(()));
+    h.answer(resp(429, &[("retry-after", "3")])).await;
+    // Told 3 s: waits 3 s, not the 0.5 s of backoff.
+    assert_eq!(h.answer(resp(200, &[])).await.1, Duration::from_secs(3));
+    h.result().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn too_long_retry_after_ends_the_retries() {
+    let mut h = start(layer(), http::Request::new(()));
+    h.answer(resp(429, &[("retry-after", "120")])).await;
+    let r = h.result().await.unwrap();
+    assert_eq!(
+        (r.status().as_u16(), stats(&r).stop),
+        (429, StopReason::RetryAfterTooLong)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_attempts_then_the_last_answer() {
+    let mut h = start(layer(), http::Request::new(()));
+    for _ in 0..3 {
+        h.answer(resp(429, &[])).await;
+    }
+    let r = h.result().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(stats(&r).stop, StopReason::MaxAttempts);
+    assert_eq!(stats(&r).attempts, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_faults_are_not_retried() {
+    let mut h = start(layer(), http::Request::new(()));
+    h.answer(resp(
+        400,
+        &[("x-amzn-errortype", "InvalidParameterValueException")],
+    ))
+    .await;
+    let r = h.result().await.unwrap();
+    assert_eq!(
+        (stats(&r).attempts, stats(&r).stop),
+        (1, StopReason::NotRetryable)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn ambiguous_failures_need_idempotence() {
+    // A 503 may have reached the target: not retried by default.
+    let mut h = start(layer(), http::Request::new(()));
+    h.answer(resp(503, &[])).await;
+    let r = h.result().await.unwrap();
+    assert_eq!(
+        (stats(&r).attempts, stats(&r).stop),
+        (1, StopReason::MayHaveRun)
+    );
+
+    // Marked idempotent: retried, and the stats remember it may have run before.
+    let mut req = http::Request::new(());
+    req.extensions_mut().insert(Idempotent(true));
+    let mut h = start(layer(), req);
+    h.answer(resp(503, &[])).await;
+    h.answer(resp(200, &[])).await;
+    let r = h.result().await.unwrap();
+    assert_eq!(
+        stats(&r),
+        RetryStats {
+            attempts: 2,
+            stop: StopReason::Done,
+            earlier_may_have_reached: true
+        }
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unsent_failures_are_always_retried_sent_ones_are_not() {
+    let mut h = start(layer(), http::Request::new(()));
+    assert_eq!(h.fail(false).await, Duration::ZERO);
+    assert_eq!(h.answer(resp(200, &[])).await.1, Duration::from_millis(500));
+    assert_eq!(stats(&h.result().await.unwrap()).attempts, 2);
+
+    let mut h = start(layer(), http::Request::new(()));
+    h.fail(true).await;
+    let e = h.result().await.unwrap_err();
+    assert_eq!(e.stats.stop, StopReason::MayHaveRun);
+    assert_eq!(e.stats.attempts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_is_stopped_by_the_deadline() {
+    let mut req = http::Request::new(());
+    req.extensions_mut()
+        .insert(Deadline::after(Duration::from_millis(1200)));
+    let mut h = start(layer(), req);
+    let started = h.start;
+    h.answer(resp(429, &[])).await; // at 0: backoff 0.5 s fits
+    assert_eq!(h.answer(resp(429, &[])).await.1, Duration::from_millis(500)); // then 1 s does not
+    let r = h.result().await.unwrap();
+    assert_eq!(
+        (stats(&r).attempts, stats(&r).stop),
+        (2, StopReason::Deadline)
+    );
+    // It gave up at once instead of sleeping into the deadline.
+    assert_eq!(started.elapsed(), Duration::from_millis(500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn quota_drains_and_refills() {
+    let quota = RetryQuota::new(QuotaConfig {
+        capacity: 20,
+        ..QuotaConfig::default()
+    });
+    let idempotent = || {
+        let mut r = http::Request::new(());
+        r.extensions_mut().insert(Idempotent(true));
+        r
+    };
+    let l = layer().quota(quota.clone()).policy(RetryPolicy {
+        max_attempts: 5,
+        ..RetryPolicy::default()
+    });
+    // Two transient retries cost 10 each; the third finds the bucket empty.
+    let mut h = start(l.clone(), idempotent());
+    for _ in 0..3 {
+        h.answer(resp(500, &[])).await;
+    }
+    let r = h.result().await.unwrap();
+    assert_eq!(
+        (stats(&r).attempts, stats(&r).stop),
+        (3, StopReason::QuotaExhausted)
+    );
+    assert_eq!(quota.available(None), 0);
+    // A success at the first attempt returns 1 token; a success after a retry returns its cost.
+    let mut h = start(l.clone(), idempotent());
+    h.answer(resp(200, &[])).await;
+    h.result().await.unwrap();
+    assert_eq!(quota.available(None), 1);
+    // With tokens, a throttle retry costs 5 and its success refunds the 5.
+    let quota = RetryQuota::new(QuotaConfig {
+        capacity: 20,
+        ..QuotaConfig::default()
+    });
+    let mut h = start(layer().quota(quota.clone()), http::Request::new(()));
+    h.answer(resp(429, &[])).await;
+    let (_second, send) = h.handle.next_request().await.unwrap();
+    assert_eq!(quota.available(None), 15);
+    send.send_response(resp(200, &[]));
+    h.result().await.unwrap();
+    assert_eq!(quota.available(None), 20);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hinted_throttles_cost_nothing() {
+    let quota = RetryQuota::new(QuotaConfig {
+        capacity: 0,
+        ..QuotaConfig::default()
+    });
+    let mut h = start(layer().quota(quota.clone()), http::Request::new(()));
+    h.answer(resp(429, &[("retry-after", "1")])).await;
+    h.answer(resp(200, &[])).await;
+    assert_eq!(stats(&h.result().await.unwrap()).attempts, 2);
+    // Without a hint the empty bucket stops the retry.
+    let mut h = start(layer().quota(quota), http::Request::new(()));
+    h.answer(resp(429, &[])).await;
+    assert_eq!(
+        stats(&h.result().await.unwrap()).stop,
+        StopReason::QuotaExhausted
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn partitions_have_their_own_buckets() {
+    let quota = RetryQuota::partitioned(QuotaConfig {
+        capacity: 5,
+        ..QuotaConfig::default()
+    });
+    let req = |p: &str| {
+        let mut r = http::Request::new(());
+        r.extensions_mut().insert(RetryPartition(p.into()));
+        r
+    };
+    for p in ["a", "b"] {
+        let mut h = start(layer().quota(quota.clone()), req(p));
+        h.answer(resp(429, &[])).await;
+        h.answer(resp(429, &[])).await;
+        let r = h.result().await.unwrap();
+        assert_eq!(stats(&r).stop, StopReason::QuotaExhausted, "partition {p}");
+        assert_eq!(stats(&r).attempts, 2);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn sdk_headers_identify_the_operation_and_attempt() {
+    let mut h = start(layer(), http::Request::new(()));
+    let (first, _) = h.answer(resp(429, &[])).await;
+    let (second, _) = h.answer(resp(200, &[])).await;
+    h.result().await.unwrap();
+    let id = first.headers()["amz-sdk-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(id.len(), 36);
+    assert_eq!(&id[14..15], "4");
+    assert_eq!(second.headers()["amz-sdk-invocation-id"], id.as_str());
+    assert_eq!(first.headers()["amz-sdk-request"], "attempt=1; max=3");
+    assert_eq!(second.headers()["amz-sdk-request"], "attempt=2; max=3");
+}
