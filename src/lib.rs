@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod classify;
 pub mod client;
 pub mod codec;
 pub mod error;
@@ -33,7 +34,7 @@ pub mod testing;
 pub mod transport;
 
 pub use client::{InvokeClient, InvokeClientBuilder};
-pub use error::InvokeError;
+pub use error::{InvokeError, InvokeErrorKind};
 pub use invoke_layers as layers;
 pub use model::{InvokeRequest, InvokeResponse};
 

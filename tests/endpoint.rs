@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use tower::ServiceExt;
 
-use invoke_stack::error::{InvokeError, RunStatus, TransportErrorKind};
+use invoke_stack::error::{InvokeError, InvokeErrorKind, RunStatus, TransportErrorKind};
 use invoke_stack::layers::sigv4::{sign_request, Credentials, SigningConfig};
 use invoke_stack::model::{InvocationType, InvokeRequest, LogType};
 use invoke_stack::testing::{Fault, FunctionFailure, LocalFunction, LocalLambda, Outcome};
@@ -392,7 +392,12 @@ async fn session_tokens_are_checked() {
 
 #[tokio::test]
 async fn skewed_clock_is_rejected_as_clock_skew() {
-    let (lambda, client) = common::echo_endpoint().await;
+    let (lambda, _) = common::echo_endpoint().await;
+    // One attempt, to see the rejection itself (a retry would heal it).
+    let client = common::builder_for(&lambda)
+        .max_attempts(1)
+        .build()
+        .unwrap();
     lambda.set_clock_skew(true, Duration::from_secs(600));
     let err = client.invoke_json("echo", &1).await.unwrap_err();
     let api = err.as_api().unwrap();
@@ -400,7 +405,10 @@ async fn skewed_clock_is_rejected_as_clock_skew() {
     assert!(api.is_clock_skew(), "{api}");
     // A fresh client (nothing learned yet) against a clock that is behind.
     lambda.set_clock_skew(false, Duration::from_secs(600));
-    let err = common::client_for(&lambda)
+    let err = common::builder_for(&lambda)
+        .max_attempts(1)
+        .build()
+        .unwrap()
         .invoke_json("echo", &1)
         .await
         .unwrap_err();
@@ -423,12 +431,24 @@ async fn skewed_clock_is_corrected_after_one_rejection() {
     let (lambda, client) = common::echo_endpoint().await;
     // The endpoint's clock is 20 minutes ahead of ours.
     lambda.set_clock_skew(true, Duration::from_secs(1200));
-    let err = client.invoke_json("echo", &1).await.unwrap_err();
-    assert!(err.as_api().unwrap().is_clock_skew());
-    // The signer learned the offset from the rejection's Date header.
+    // The first attempt is rejected; the signer learns the offset from the rejection's
+    // Date header and the retry, signed with the corrected time, goes through.
     let resp = client.invoke_json("echo", &2).await.unwrap();
     assert_eq!(resp.payload().as_ref(), b"2");
+    let records = lambda.records();
+    assert_eq!(records.len(), 2);
+    assert_eq!(
+        records[0].outcome,
+        Outcome::Rejected {
+            status: 403,
+            code: "InvalidSignatureException".into()
+        }
+    );
+    assert_eq!(records[1].attempt.as_deref(), Some("attempt=2; max=3"));
     assert_eq!(lambda.invocations("echo"), 1);
+    // Later calls are signed right the first time.
+    client.invoke_json("echo", &3).await.unwrap();
+    assert_eq!(lambda.requests("echo"), 3);
 }
 
 #[tokio::test]
@@ -436,7 +456,7 @@ async fn reset_before_request_never_runs_the_function() {
     let (lambda, client) = common::echo_endpoint().await;
     lambda.script("echo", [Fault::ResetBeforeRequest]);
     let err = client.invoke_json("echo", &1).await.unwrap_err();
-    let InvokeError::Transport(t) = &err else {
+    let InvokeErrorKind::Transport(t) = err.kind() else {
         panic!("{err:?}")
     };
     assert_eq!(t.kind(), TransportErrorKind::Exchange);
@@ -454,7 +474,10 @@ async fn reset_after_request_ran_the_function_once() {
     let (lambda, client) = common::echo_endpoint().await;
     lambda.script("echo", [Fault::ResetAfterRequest]);
     let err = client.invoke_json("echo", &1).await.unwrap_err();
-    assert!(matches!(err, InvokeError::Transport(_)), "{err:?}");
+    assert!(
+        matches!(err.kind(), InvokeErrorKind::Transport(_)),
+        "{err:?}"
+    );
     assert_eq!(err.may_have_run(), RunStatus::Unknown);
     assert_eq!(lambda.invocations("echo"), 1);
 }
@@ -472,7 +495,7 @@ async fn truncated_body_is_a_transport_error_after_the_function_ran() {
         )
         .await
         .unwrap_err();
-    let InvokeError::Transport(t) = &err else {
+    let InvokeErrorKind::Transport(t) = err.kind() else {
         panic!("{err:?}")
     };
     assert_eq!(t.kind(), TransportErrorKind::ResponseBody);
@@ -510,7 +533,7 @@ async fn hang_ends_in_an_operation_timeout() {
         .build()
         .unwrap();
     let err = client.invoke_json("echo", &1).await.unwrap_err();
-    assert!(matches!(err, InvokeError::Timeout(_)), "{err:?}");
+    assert!(matches!(err.kind(), InvokeErrorKind::Timeout(_)), "{err:?}");
     assert_eq!(err.may_have_run(), RunStatus::Unknown);
     assert_eq!(lambda.invocations("echo"), 0);
 }
@@ -531,7 +554,7 @@ async fn event_attempts_time_out_quickly() {
         .build()
         .unwrap();
     let err = client.invoke_event("echo", "{}").await.unwrap_err();
-    let InvokeError::Timeout(t) = &err else {
+    let InvokeErrorKind::Timeout(t) = err.kind() else {
         panic!("{err:?}")
     };
     assert_eq!(t.timer(), Timer::Attempt);
@@ -571,7 +594,7 @@ async fn connection_refused_is_not_sent() {
         .build()
         .unwrap();
     let err = client.invoke_json("f", &1).await.unwrap_err();
-    let InvokeError::Transport(t) = &err else {
+    let InvokeErrorKind::Transport(t) = err.kind() else {
         panic!("{err:?}")
     };
     assert_eq!(t.kind(), TransportErrorKind::Connect);
@@ -593,7 +616,7 @@ async fn response_cap_and_insecure_http_are_enforced() {
         .invoke(InvokeRequest::builder("echo").payload(big).build().unwrap())
         .await
         .unwrap_err();
-    let InvokeError::Transport(t) = &err else {
+    let InvokeErrorKind::Transport(t) = err.kind() else {
         panic!("{err:?}")
     };
     assert_eq!(t.kind(), TransportErrorKind::ResponseTooLarge);
@@ -605,7 +628,7 @@ async fn response_cap_and_insecure_http_are_enforced() {
         .build()
         .unwrap();
     let err = remote.invoke_json("echo", &1).await.unwrap_err();
-    let InvokeError::Transport(t) = &err else {
+    let InvokeErrorKind::Transport(t) = err.kind() else {
         panic!("{err:?}")
     };
     assert_eq!(t.kind(), TransportErrorKind::InvalidRequest);
@@ -624,7 +647,7 @@ async fn validation_happens_before_the_network() {
         .unwrap_err();
     assert_eq!(err.may_have_run(), RunStatus::NotRun);
     let err = client.invoke_json("bad name!", &1).await.unwrap_err();
-    assert!(matches!(err, InvokeError::Validation(_)));
+    assert!(matches!(err.kind(), InvokeErrorKind::Validation(_)));
     assert_eq!(lambda.requests("bad name!"), 0);
     assert!(lambda.records().is_empty());
 }

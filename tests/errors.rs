@@ -1,12 +1,13 @@
 //! Each of the 36 modeled error shapes, decoded from a real HTTP response of the local
-//! endpoint, with its fault, retryability and may-have-run asserted.
+//! endpoint, with its fault, retryability and may-have-run asserted. Clients here make
+//! one attempt: this is about decoding, `tests/retry.rs` about retrying.
 
 mod common;
 
 use std::time::Duration;
 
 use invoke_stack::error::{
-    ApiErrorKind, Fault as FaultClass, InvokeError, RunStatus, StandardClass, ThrottleReason,
+    ApiErrorKind, Fault as FaultClass, InvokeErrorKind, RunStatus, StandardClass, ThrottleReason,
     SHAPES,
 };
 use invoke_stack::testing::Fault;
@@ -27,13 +28,17 @@ fn kind_for(code: &str) -> ApiErrorKind {
 
 #[tokio::test]
 async fn every_modeled_shape_over_http() {
-    let (lambda, client) = common::echo_endpoint().await;
+    let (lambda, _) = common::echo_endpoint().await;
+    let client = common::builder_for(&lambda)
+        .max_attempts(1)
+        .build()
+        .unwrap();
     assert_eq!(SHAPES.len(), 36);
     for shape in SHAPES {
         let kind = kind_for(shape.code);
         lambda.script("echo", [Fault::Error(kind.clone())]);
         let err = client.invoke_json("echo", &1).await.unwrap_err();
-        let InvokeError::Api(api) = &err else {
+        let InvokeErrorKind::Api(api) = err.kind() else {
             panic!("{}: not an API error: {err:?}", shape.code)
         };
         assert_eq!(api.kind(), &kind, "{}", shape.code);
@@ -71,7 +76,11 @@ async fn every_modeled_shape_over_http() {
 
 #[tokio::test]
 async fn throttle_members_survive_the_wire() {
-    let (lambda, client) = common::echo_endpoint().await;
+    let (lambda, _) = common::echo_endpoint().await;
+    let client = common::builder_for(&lambda)
+        .max_attempts(1)
+        .build()
+        .unwrap();
     lambda.script(
         "echo",
         [Fault::throttle(
@@ -92,7 +101,11 @@ async fn throttle_members_survive_the_wire() {
 
 #[tokio::test]
 async fn unmodeled_errors_by_status() {
-    let (lambda, client) = common::echo_endpoint().await;
+    let (lambda, _) = common::echo_endpoint().await;
+    let client = common::builder_for(&lambda)
+        .max_attempts(1)
+        .build()
+        .unwrap();
     // An intermediary's HTML 502, a bare 503, and Lambda's real 413 code.
     lambda.script(
         "echo",

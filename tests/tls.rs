@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use invoke_stack::error::{InvokeError, RunStatus, TransportErrorKind};
+use invoke_stack::error::{InvokeErrorKind, RunStatus, TransportErrorKind};
 use invoke_stack::layers::sigv4::Credentials;
 use invoke_stack::InvokeClient;
 use tokio::io::AsyncWriteExt;
@@ -44,7 +44,7 @@ async fn self_signed_certificate_is_refused() {
         .build()
         .unwrap();
     let err = client.invoke_json("f", &1).await.unwrap_err();
-    let InvokeError::Transport(t) = &err else {
+    let InvokeErrorKind::Transport(t) = err.kind() else {
         panic!("{err:?}")
     };
     assert_eq!(t.kind(), TransportErrorKind::Connect, "{t}");

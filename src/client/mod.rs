@@ -23,12 +23,17 @@ use std::time::Duration;
 
 use tower::ServiceExt;
 
+use invoke_layers::retry::{
+    Idempotent, QuotaConfig, Retry, RetryLayer, RetryPartition, RetryPolicy, RetryQuota, RetryStats,
+};
 use invoke_layers::sigv4::{
     PayloadHash, ProvideCredentials, ProviderChain, SigV4, SigV4Layer, SigningConfig,
 };
 use invoke_layers::timeout::{
     AttemptTimeout, DeadlineLayer, DeadlineService, Timeout, TimeoutLayer,
 };
+
+use crate::classify::LambdaClassifier;
 
 use crate::codec;
 use crate::error::{InvokeError, TransportError, TransportErrorKind};
@@ -58,6 +63,10 @@ pub struct InvokeClientBuilder {
     transport: TransportConfig,
     timeouts: TimeoutConfig,
     functions: HashMap<String, FunctionSettings>,
+    retry: RetryPolicy,
+    quota: QuotaConfig,
+    partition_quota: bool,
+    retry_unhandled: bool,
 }
 
 /// Timeouts, chosen by invocation type (see the table in the crate README).
@@ -98,9 +107,18 @@ impl Default for TimeoutConfig {
 pub struct FunctionSettings {
     /// The function's configured timeout (its maximum duration).
     pub max_duration: Option<Duration>,
+    /// Whether running it twice is harmless: failures that may have run it (a timeout
+    /// after the request was sent, a reset, a 500) are then retried. Default: no.
+    pub idempotent: Option<bool>,
 }
 
 impl FunctionSettings {
+    /// Marks the function idempotent (or not).
+    pub fn idempotent(mut self, yes: bool) -> Self {
+        self.idempotent = Some(yes);
+        self
+    }
+
     /// Settings with the function's maximum duration.
     pub fn max_duration(mut self, d: Duration) -> Self {
         self.max_duration = Some(d);
@@ -118,6 +136,8 @@ impl fmt::Debug for InvokeClientBuilder {
             .field("transport", &self.transport)
             .field("timeouts", &self.timeouts)
             .field("functions", &self.functions)
+            .field("retry", &self.retry)
+            .field("quota", &self.quota)
             .finish()
     }
 }
@@ -171,6 +191,32 @@ impl InvokeClientBuilder {
         self.functions.insert(name.into(), settings);
         self
     }
+    /// The retry policy (attempts, backoff, `Retry-After` cap); see [`RetryPolicy`].
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+    /// Total attempts per call, the first included (default 3; 1 switches retries off).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.retry.max_attempts = attempts.max(1);
+        self
+    }
+    /// The retry quota's capacity and costs; see [`QuotaConfig`].
+    pub fn retry_quota(mut self, quota: QuotaConfig) -> Self {
+        self.quota = quota;
+        self
+    }
+    /// One retry quota per function instead of one per client (default off), so one
+    /// failing function cannot use up the retries of the others.
+    pub fn partition_retry_quota_by_function(mut self, yes: bool) -> Self {
+        self.partition_quota = yes;
+        self
+    }
+    /// Retry `Unhandled` function errors of idempotent functions (default off).
+    pub fn retry_unhandled_function_errors(mut self, yes: bool) -> Self {
+        self.retry_unhandled = yes;
+        self
+    }
 
     /// Builds the client.
     pub fn build(self) -> Result<InvokeClient, BuildError> {
@@ -193,11 +239,21 @@ impl InvokeClientBuilder {
             .credentials
             .unwrap_or_else(|| Arc::new(ProviderChain::default_chain()));
         let transport = HyperTransport::new(self.transport)?;
+        let quota = if self.partition_quota {
+            RetryQuota::partitioned(self.quota)
+        } else {
+            RetryQuota::new(self.quota)
+        };
+        let retry =
+            RetryLayer::new(LambdaClassifier::default().retry_unhandled(self.retry_unhandled))
+                .policy(self.retry)
+                .quota(quota);
         let service = tower::ServiceBuilder::new()
             .layer(match self.timeouts.operation {
                 Some(d) => DeadlineLayer::new(d),
                 None => DeadlineLayer::none(),
             })
+            .layer(retry)
             .layer(TimeoutLayer::per_request())
             .layer(SigV4Layer::new(
                 credentials,
@@ -215,7 +271,7 @@ impl InvokeClientBuilder {
     }
 }
 
-type Stack = DeadlineService<Timeout<SigV4<HyperTransport>>>;
+type Stack = DeadlineService<Retry<Timeout<SigV4<HyperTransport>>, LambdaClassifier>>;
 
 struct Inner {
     endpoint: Endpoint,
@@ -250,6 +306,10 @@ impl InvokeClient {
             transport: TransportConfig::default(),
             timeouts: TimeoutConfig::default(),
             functions: HashMap::new(),
+            retry: RetryPolicy::default(),
+            quota: QuotaConfig::default(),
+            partition_quota: false,
+            retry_unhandled: false,
         }
     }
 
@@ -269,11 +329,23 @@ impl InvokeClient {
                 None,
             )
         })?;
-        http.extensions_mut().insert(PayloadHash::new());
-        http.extensions_mut()
-            .insert(AttemptTimeout(self.attempt_timeout(&req)));
+        let name = req.function_name().name();
+        let ext = http.extensions_mut();
+        ext.insert(PayloadHash::new());
+        ext.insert(AttemptTimeout(self.attempt_timeout(&req)));
+        ext.insert(RetryPartition(name.to_owned()));
+        if let Some(idempotent) = self.inner.functions.get(name).and_then(|f| f.idempotent) {
+            ext.insert(Idempotent(idempotent));
+        }
         let resp = self.inner.service.clone().oneshot(http).await?;
-        Ok(codec::decode(resp)?)
+        let stats = resp.extensions().get::<RetryStats>().copied();
+        codec::decode(resp).map_err(|api| {
+            let err = InvokeError::from(api);
+            match stats {
+                Some(s) => err.with_attempts(s.attempts, s.earlier_may_have_reached),
+                None => err,
+            }
+        })
     }
 
     /// The attempt timeout for a request, from its invocation type and function.

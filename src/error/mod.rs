@@ -163,10 +163,10 @@ impl std::error::Error for TransportError {
 /// (the timeout layer's [`Elapsed`](invoke_layers::timeout::Elapsed)).
 pub use invoke_layers::timeout::{Elapsed as TimeoutError, Timer};
 
-/// Any failure of an Invoke call.
+/// What kind of failure an [`InvokeError`] is.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum InvokeError {
+pub enum InvokeErrorKind {
     /// The request is invalid; found before any network I/O.
     #[error(transparent)]
     Validation(#[from] ValidationError),
@@ -187,10 +187,64 @@ pub enum InvokeError {
     Signing(#[from] SigningError),
 }
 
+/// Any failure of an Invoke call: what failed last ([`kind`](Self::kind)), how many
+/// attempts were made, and whether the function may have run in any of them.
+#[derive(Debug)]
+pub struct InvokeError {
+    kind: InvokeErrorKind,
+    attempts: u32,
+    earlier_may_have_run: bool,
+}
+
+impl fmt::Display for InvokeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.kind.fmt(f)?;
+        if self.attempts > 1 {
+            write!(f, " (after {} attempts)", self.attempts)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for InvokeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.kind.source()
+    }
+}
+
+impl From<InvokeErrorKind> for InvokeError {
+    fn from(kind: InvokeErrorKind) -> Self {
+        let attempts = u32::from(!matches!(kind, InvokeErrorKind::Validation(_)));
+        Self {
+            kind,
+            attempts,
+            earlier_may_have_run: false,
+        }
+    }
+}
+
+macro_rules! from_kind {
+    ($($t:ty),*) => {$(
+        impl From<$t> for InvokeError {
+            fn from(e: $t) -> Self {
+                InvokeErrorKind::from(e).into()
+            }
+        }
+    )*};
+}
+from_kind!(
+    ValidationError,
+    ApiError,
+    TransportError,
+    TimeoutError,
+    CredentialsError,
+    SigningError
+);
+
 impl<E: Into<InvokeError>> From<invoke_layers::timeout::TimeoutError<E>> for InvokeError {
     fn from(e: invoke_layers::timeout::TimeoutError<E>) -> Self {
         match e {
-            invoke_layers::timeout::TimeoutError::Elapsed(e) => InvokeError::Timeout(e),
+            invoke_layers::timeout::TimeoutError::Elapsed(e) => e.into(),
             invoke_layers::timeout::TimeoutError::Inner(e) => e.into(),
         }
     }
@@ -200,83 +254,117 @@ impl<E: Into<InvokeError>> From<invoke_layers::sigv4::SigV4Error<E>> for InvokeE
     fn from(e: invoke_layers::sigv4::SigV4Error<E>) -> Self {
         use invoke_layers::sigv4::SigV4Error;
         match e {
-            SigV4Error::Credentials(e) => InvokeError::Credentials(e),
-            SigV4Error::Signing(e) => InvokeError::Signing(e),
+            SigV4Error::Credentials(e) => e.into(),
+            SigV4Error::Signing(e) => e.into(),
             SigV4Error::Inner(e) => e.into(),
         }
     }
 }
 
+impl<E: Into<InvokeError>> From<invoke_layers::retry::RetryError<E>> for InvokeError {
+    fn from(e: invoke_layers::retry::RetryError<E>) -> Self {
+        e.error
+            .into()
+            .with_attempts(e.stats.attempts, e.stats.earlier_may_have_reached)
+    }
+}
+
 impl InvokeError {
+    /// What failed (in the last attempt).
+    pub fn kind(&self) -> &InvokeErrorKind {
+        &self.kind
+    }
+
+    /// Consumes the error, returning its kind.
+    pub fn into_kind(self) -> InvokeErrorKind {
+        self.kind
+    }
+
+    /// Attempts made (0 when the request was invalid).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Records the attempts of a retried operation.
+    pub fn with_attempts(mut self, attempts: u32, earlier_may_have_run: bool) -> Self {
+        if attempts > 0 {
+            self.attempts = attempts;
+        }
+        self.earlier_may_have_run |= earlier_may_have_run;
+        self
+    }
+
     /// Whose fault it is.
     pub fn fault(&self) -> Fault {
-        match self {
-            InvokeError::Validation(_) | InvokeError::Credentials(_) | InvokeError::Signing(_) => {
-                Fault::Client
-            }
-            InvokeError::Api(e) => e.fault(),
-            InvokeError::Transport(e) => e.fault(),
-            InvokeError::Timeout(_) => Fault::Server,
+        match &self.kind {
+            InvokeErrorKind::Validation(_)
+            | InvokeErrorKind::Credentials(_)
+            | InvokeErrorKind::Signing(_) => Fault::Client,
+            InvokeErrorKind::Api(e) => e.fault(),
+            InvokeErrorKind::Transport(e) => e.fault(),
+            InvokeErrorKind::Timeout(_) => Fault::Server,
         }
     }
 
     /// True for throttling errors.
     pub fn is_throttle(&self) -> bool {
-        matches!(self, InvokeError::Api(e) if e.is_throttle())
+        matches!(&self.kind, InvokeErrorKind::Api(e) if e.is_throttle())
     }
 
     /// Whether trying again, unchanged, can succeed. This says nothing of whether it is
     /// safe: check [`may_have_run`](Self::may_have_run) before repeating a call that is
     /// not idempotent.
     pub fn is_retryable(&self) -> bool {
-        match self {
-            InvokeError::Validation(_) | InvokeError::Signing(_) => false,
-            InvokeError::Api(e) => e.is_retryable(),
-            InvokeError::Transport(e) => e.kind() != TransportErrorKind::InvalidRequest,
-            InvokeError::Timeout(_) => true,
-            InvokeError::Credentials(e) => e.is_retryable(),
+        match &self.kind {
+            InvokeErrorKind::Validation(_) | InvokeErrorKind::Signing(_) => false,
+            InvokeErrorKind::Api(e) => e.is_retryable() || e.is_clock_skew(),
+            InvokeErrorKind::Transport(e) => e.kind() != TransportErrorKind::InvalidRequest,
+            InvokeErrorKind::Timeout(_) => true,
+            InvokeErrorKind::Credentials(e) => e.is_retryable(),
         }
     }
 
-    /// Whether the function may have run.
+    /// Whether the function may have run, in the last attempt or an earlier one.
     pub fn may_have_run(&self) -> RunStatus {
-        match self {
-            InvokeError::Validation(_) | InvokeError::Credentials(_) | InvokeError::Signing(_) => {
-                RunStatus::NotRun
-            }
-            InvokeError::Api(e) => e.may_have_run(),
-            InvokeError::Transport(e) if e.request_sent() => RunStatus::Unknown,
-            InvokeError::Timeout(e) if e.request_sent() => RunStatus::Unknown,
-            InvokeError::Transport(_) | InvokeError::Timeout(_) => RunStatus::NotRun,
+        let last = match &self.kind {
+            InvokeErrorKind::Validation(_)
+            | InvokeErrorKind::Credentials(_)
+            | InvokeErrorKind::Signing(_) => RunStatus::NotRun,
+            InvokeErrorKind::Api(e) => e.may_have_run(),
+            InvokeErrorKind::Transport(e) if e.request_sent() => RunStatus::Unknown,
+            InvokeErrorKind::Timeout(e) if e.request_sent() => RunStatus::Unknown,
+            InvokeErrorKind::Transport(_) | InvokeErrorKind::Timeout(_) => RunStatus::NotRun,
+        };
+        if self.earlier_may_have_run && last == RunStatus::NotRun {
+            RunStatus::Unknown
+        } else {
+            last
         }
     }
 
     /// The server's hint of when to try again, if any.
     pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            InvokeError::Api(e) => e.retry_after(),
-            _ => None,
-        }
+        self.as_api().and_then(ApiError::retry_after)
     }
 
     /// The API error, if this is one.
     pub fn as_api(&self) -> Option<&ApiError> {
-        match self {
-            InvokeError::Api(e) => Some(e),
+        match &self.kind {
+            InvokeErrorKind::Api(e) => Some(e),
             _ => None,
         }
     }
 
     /// A short name of the error's type, for logs and command-line output
-    /// (the API error code, or `Validation`, `Transport`, ...).
+    /// (the API error code, or `ValidationError`, `TransportError`, ...).
     pub fn type_name(&self) -> &str {
-        match self {
-            InvokeError::Validation(_) => "ValidationError",
-            InvokeError::Api(e) => e.code(),
-            InvokeError::Transport(_) => "TransportError",
-            InvokeError::Timeout(_) => "TimeoutError",
-            InvokeError::Credentials(_) => "CredentialsError",
-            InvokeError::Signing(_) => "SigningError",
+        match &self.kind {
+            InvokeErrorKind::Validation(_) => "ValidationError",
+            InvokeErrorKind::Api(e) => e.code(),
+            InvokeErrorKind::Transport(_) => "TransportError",
+            InvokeErrorKind::Timeout(_) => "TimeoutError",
+            InvokeErrorKind::Credentials(_) => "CredentialsError",
+            InvokeErrorKind::Signing(_) => "SigningError",
         }
     }
 }

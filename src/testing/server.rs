@@ -228,8 +228,28 @@ fn take_fault(state: &State, function: &str) -> Option<Fault> {
     plan.script.pop_front().or_else(|| plan.always.clone())
 }
 
-fn record(state: &State, rec: RequestRecord) {
-    lock(&state.records).push(rec);
+/// The requests' log, where each request is entered on arrival and updated as it
+/// progresses: a function that is still running (or whose client gave up) is visible.
+struct Entry<'a> {
+    state: &'a State,
+    index: usize,
+}
+
+impl<'a> Entry<'a> {
+    fn new(state: &'a State, rec: &RequestRecord) -> Self {
+        let mut records = lock(&state.records);
+        records.push(rec.clone());
+        Self {
+            state,
+            index: records.len() - 1,
+        }
+    }
+
+    fn update(&self, rec: &RequestRecord) {
+        if let Some(r) = lock(&self.state.records).get_mut(self.index) {
+            r.clone_from(rec);
+        }
+    }
 }
 
 async fn handle(
@@ -268,7 +288,7 @@ async fn handle(
             status: 404,
             code: "UnknownOperationException".into(),
         };
-        record(&state, rec);
+        Entry::new(&state, &rec);
         return Ok(resp);
     };
     let decoded_name = percent_encoding::percent_decode_str(label)
@@ -281,14 +301,13 @@ async fn handle(
 
     let fault = take_fault(&state, &short_name);
     rec.fault.clone_from(&fault);
+    let entry = Entry::new(&state, &rec);
     match fault {
         Some(Fault::ResetBeforeRequest) => {
-            record(&state, rec);
             control.take_over(Takeover::Reset);
             return Ok(std::future::pending::<Resp>().await);
         }
         Some(Fault::Hang) => {
-            record(&state, rec);
             return Ok(std::future::pending::<Resp>().await);
         }
         _ => {}
@@ -308,12 +327,21 @@ async fn handle(
                 status: 413,
                 code: "RequestEntityTooLargeException".into(),
             };
-            record(&state, rec);
+            entry.update(&rec);
             return Ok(resp);
         }
     };
 
-    let result = invoke(&state, &request_id, &parts, body, fault.as_ref(), &mut rec).await;
+    let result = invoke(
+        &state,
+        &request_id,
+        &parts,
+        body,
+        fault.as_ref(),
+        &mut rec,
+        &entry,
+    )
+    .await;
     let resp = match result {
         Ok(resp) => resp,
         Err(rejected) => {
@@ -321,11 +349,11 @@ async fn handle(
                 status: rejected.status,
                 code: rejected.code,
             };
-            record(&state, rec);
+            entry.update(&rec);
             return Ok(rejected.resp);
         }
     };
-    record(&state, rec);
+    entry.update(&rec);
     match fault {
         Some(Fault::ResetAfterRequest) => {
             control.take_over(Takeover::Reset);
@@ -368,6 +396,7 @@ async fn invoke(
     body: Bytes,
     fault: Option<&Fault>,
     rec: &mut RequestRecord,
+    entry: &Entry<'_>,
 ) -> Result<Resp, Rejected> {
     let reject = |resp: Resp| Rejected::new(resp);
 
@@ -596,6 +625,7 @@ async fn invoke(
         }
         InvocationType::Event => {
             rec.outcome = Outcome::Queued;
+            entry.update(rec);
             let handler = Arc::clone(&function.handler);
             let bg_state = Arc::clone(state);
             let fname = name.name().to_owned();
@@ -607,6 +637,7 @@ async fn invoke(
         }
         InvocationType::RequestResponse => {
             rec.outcome = Outcome::Ran;
+            entry.update(rec);
             let log = Arc::clone(&invocation.log);
             let started = std::time::Instant::now();
             let result = (function.handler)(invocation).await;

@@ -1,8 +1,11 @@
 //! Shared set-up of the integration tests.
 #![allow(dead_code)]
 
+use std::time::Duration;
+
+use invoke_stack::layers::retry::RetryPolicy;
 use invoke_stack::testing::{LocalFunction, LocalLambda};
-use invoke_stack::InvokeClient;
+use invoke_stack::{InvokeClient, InvokeClientBuilder};
 
 /// A local endpoint with an `echo` function (versions 1 and 2, alias `live` → 2), and a
 /// client for it.
@@ -22,12 +25,21 @@ pub async fn echo_endpoint() -> (LocalLambda, InvokeClient) {
     (lambda, client)
 }
 
-/// A client signed with the endpoint's test credentials.
-pub fn client_for(lambda: &LocalLambda) -> InvokeClient {
+/// A client builder signed with the endpoint's test credentials, with the default
+/// retry policy but millisecond backoff bases, so tests of retries stay fast.
+pub fn builder_for(lambda: &LocalLambda) -> InvokeClientBuilder {
     InvokeClient::builder()
         .endpoint_url(lambda.endpoint_url())
         .region(lambda.region())
         .credentials(lambda.credentials())
-        .build()
-        .expect("build the client")
+        .retry_policy(RetryPolicy {
+            transient_base: Duration::from_millis(5),
+            throttle_base: Duration::from_millis(5),
+            ..RetryPolicy::default()
+        })
+}
+
+/// A client signed with the endpoint's test credentials (see [`builder_for`]).
+pub fn client_for(lambda: &LocalLambda) -> InvokeClient {
+    builder_for(lambda).build().expect("build the client")
 }

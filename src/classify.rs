@@ -1,0 +1,167 @@
+//! How the retry layer should treat each Lambda outcome: [`LambdaClassifier`], the
+//! Lambda implementation of [`ClassifyRetry`].
+//!
+//! | outcome | class | may have reached the function? |
+//! |---|---|---|
+//! | 2xx | final (a function error is a result) | — |
+//! | 200 + `X-Amz-Function-Error: Unhandled`, with [`LambdaClassifier::retry_unhandled`] | transient | yes: retried only when idempotent |
+//! | `TooManyRequestsException`, any 429, other AWS throttling codes | throttle (honours `Retry-After`) | no |
+//! | `EC2ThrottledException` (502) | throttle | no |
+//! | `ResourceNotReady`, `EC2Unexpected`, `ENILimitReached`, `SubnetIPAddressLimitReached` (502) | transient: these heal | no |
+//! | `EC2AccessDenied`, `InvalidSubnetID`, `InvalidSecurityGroupID`, `KMS*`, `InvalidRuntime`, `InvalidZipFile` (502) | not retried: configuration errors never heal by themselves (AWS standard mode retries them) | no |
+//! | 500 `ServiceException`, unmodeled 5xx (503/504 from a proxy, HTML pages) | transient | maybe |
+//! | signature expired / not yet current (clock skew) | transient: the signer has learned the offset | no |
+//! | other 4xx | not retried | no |
+//! | connect refused, DNS, TLS, connect timeout | transient | no |
+//! | reset, truncated body, attempt timeout after the request was written | transient | maybe |
+//! | request rejected locally (invalid, unsigned) | not retried | no |
+
+use bytes::Bytes;
+use invoke_layers::retry::{Classification, ClassifyRetry, Reached, RetryKind};
+use invoke_layers::sigv4::{CredentialsError, SigV4Error, SigningError};
+use invoke_layers::timeout::TimeoutError as LayerTimeoutError;
+
+use crate::codec;
+use crate::error::{ApiError, RunStatus, TimeoutError, Timer, TransportError, TransportErrorKind};
+
+/// Classifies a failure of the stack below the retry layer.
+pub trait ClassifyError {
+    /// What this error means for retrying.
+    fn classification(&self) -> Classification;
+}
+
+fn transient(reached: bool) -> Classification {
+    Classification::Retryable {
+        kind: RetryKind::Transient,
+        retry_after: None,
+        reached: if reached { Reached::Maybe } else { Reached::No },
+    }
+}
+
+impl ClassifyError for TransportError {
+    fn classification(&self) -> Classification {
+        match self.kind() {
+            TransportErrorKind::InvalidRequest => Classification::NotRetryable,
+            _ => transient(self.request_sent()),
+        }
+    }
+}
+
+impl ClassifyError for TimeoutError {
+    fn classification(&self) -> Classification {
+        match self.timer() {
+            // The operation's time is up: nothing left to retry with.
+            Timer::Operation => Classification::NotRetryable,
+            _ => transient(self.request_sent()),
+        }
+    }
+}
+
+impl ClassifyError for CredentialsError {
+    fn classification(&self) -> Classification {
+        if self.is_retryable() {
+            transient(false)
+        } else {
+            Classification::NotRetryable
+        }
+    }
+}
+
+impl ClassifyError for SigningError {
+    fn classification(&self) -> Classification {
+        Classification::NotRetryable
+    }
+}
+
+impl<E: ClassifyError> ClassifyError for LayerTimeoutError<E> {
+    fn classification(&self) -> Classification {
+        match self {
+            LayerTimeoutError::Elapsed(e) => e.classification(),
+            LayerTimeoutError::Inner(e) => e.classification(),
+        }
+    }
+}
+
+impl<E: ClassifyError> ClassifyError for SigV4Error<E> {
+    fn classification(&self) -> Classification {
+        match self {
+            SigV4Error::Credentials(e) => e.classification(),
+            SigV4Error::Signing(e) => e.classification(),
+            SigV4Error::Inner(e) => e.classification(),
+        }
+    }
+}
+
+impl ClassifyError for ApiError {
+    fn classification(&self) -> Classification {
+        let reached = if self.may_have_run() == RunStatus::Unknown {
+            Reached::Maybe
+        } else {
+            Reached::No
+        };
+        if self.is_clock_skew() {
+            transient(false)
+        } else if self.is_throttle() {
+            Classification::Retryable {
+                kind: RetryKind::Throttling,
+                retry_after: self.retry_after(),
+                reached: Reached::No,
+            }
+        } else if self.is_retryable() {
+            Classification::Retryable {
+                kind: RetryKind::Transient,
+                retry_after: self.retry_after(),
+                reached,
+            }
+        } else {
+            Classification::NotRetryable
+        }
+    }
+}
+
+/// The Lambda classifier (see the [module docs](self) for the table).
+///
+/// ```
+/// use invoke_stack::classify::LambdaClassifier;
+/// use invoke_stack::layers::retry::RetryLayer;
+/// let retry = RetryLayer::new(LambdaClassifier::default().retry_unhandled(true));
+/// # let _ = retry;
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LambdaClassifier {
+    retry_unhandled: bool,
+}
+
+impl LambdaClassifier {
+    /// Also retry `Unhandled` function errors (crash, timeout, out of memory). They ran
+    /// the function, so they are retried only for requests marked idempotent.
+    pub fn retry_unhandled(mut self, yes: bool) -> Self {
+        self.retry_unhandled = yes;
+        self
+    }
+}
+
+impl<E: ClassifyError> ClassifyRetry<http::Response<Bytes>, E> for LambdaClassifier {
+    fn classify(&self, result: &Result<http::Response<Bytes>, E>) -> Classification {
+        let resp = match result {
+            Ok(r) => r,
+            Err(e) => return e.classification(),
+        };
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            let unhandled = resp
+                .headers()
+                .get(codec::X_AMZ_FUNCTION_ERROR)
+                .is_some_and(|v| v == "Unhandled");
+            return if unhandled && self.retry_unhandled {
+                transient(true)
+            } else {
+                Classification::Final
+            };
+        }
+        match codec::decode_parts(status, resp.headers(), resp.body().clone()) {
+            Err(api) => api.classification(),
+            Ok(_) => Classification::Final,
+        }
+    }
+}
