@@ -20,6 +20,7 @@ use std::process::ExitCode;
 
 use bytes::Bytes;
 use clap::Parser;
+use invoke_stack::client::FunctionSettings;
 use invoke_stack::layers::sigv4::EnvironmentProvider;
 use invoke_stack::model::{InvocationType, InvokeRequest, LogType};
 use invoke_stack::testing::{Invocation, LocalFunction, LocalLambda};
@@ -53,6 +54,12 @@ struct Args {
     /// Region (default: AWS_REGION, AWS_DEFAULT_REGION, then us-east-1).
     #[arg(long)]
     region: Option<String>,
+    /// The function is idempotent: also retry failures after which it may have run.
+    #[arg(long)]
+    idempotent: bool,
+    /// Total attempts, the first included (1 switches retries off).
+    #[arg(long, default_value_t = 3)]
+    max_attempts: u32,
 }
 
 fn echo_with_log() -> LocalFunction {
@@ -110,7 +117,15 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             b
         }
     };
-    let client = builder.build()?;
+    let name = invoke_stack::model::FunctionName::new(args.function_name.as_str())
+        .map_err(InvokeError::from)?;
+    let client = builder
+        .max_attempts(args.max_attempts)
+        .function(
+            name.name(),
+            FunctionSettings::default().idempotent(args.idempotent),
+        )
+        .build()?;
 
     let mut req = InvokeRequest::builder(&args.function_name)
         .invocation_type(args.invocation_type)
@@ -163,6 +178,7 @@ async fn main() -> ExitCode {
                 eprintln!("  type: {}", ie.type_name());
                 eprintln!("  fault: {}", ie.fault());
                 eprintln!("  retryable: {}", ie.is_retryable());
+                eprintln!("  attempts: {}", ie.attempts());
                 eprintln!("  function: {}", ie.may_have_run());
             }
             ExitCode::FAILURE

@@ -27,6 +27,7 @@
 pub mod classify;
 pub mod client;
 pub mod codec;
+pub mod dead_letter;
 pub mod error;
 pub mod model;
 #[cfg(feature = "testing")]

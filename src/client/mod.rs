@@ -34,6 +34,7 @@ use invoke_layers::timeout::{
 };
 
 use crate::classify::LambdaClassifier;
+use crate::dead_letter::{DeadLetter, DeadLetterSink};
 
 use crate::codec;
 use crate::error::{InvokeError, TransportError, TransportErrorKind};
@@ -67,6 +68,7 @@ pub struct InvokeClientBuilder {
     quota: QuotaConfig,
     partition_quota: bool,
     retry_unhandled: bool,
+    dead_letter: Option<Arc<dyn DeadLetterSink>>,
 }
 
 /// Timeouts, chosen by invocation type (see the table in the crate README).
@@ -212,6 +214,12 @@ impl InvokeClientBuilder {
         self.partition_quota = yes;
         self
     }
+    /// Where `Event` invocations that finally fail are stored (default: nowhere, the
+    /// caller gets the error); see [`crate::dead_letter`].
+    pub fn dead_letter_sink(mut self, sink: impl DeadLetterSink) -> Self {
+        self.dead_letter = Some(Arc::new(sink));
+        self
+    }
     /// Retry `Unhandled` function errors of idempotent functions (default off).
     pub fn retry_unhandled_function_errors(mut self, yes: bool) -> Self {
         self.retry_unhandled = yes;
@@ -266,6 +274,7 @@ impl InvokeClientBuilder {
                 service,
                 timeouts: self.timeouts,
                 functions: self.functions,
+                dead_letter: self.dead_letter,
             }),
         })
     }
@@ -278,6 +287,7 @@ struct Inner {
     service: Stack,
     timeouts: TimeoutConfig,
     functions: HashMap<String, FunctionSettings>,
+    dead_letter: Option<Arc<dyn DeadLetterSink>>,
 }
 
 /// A Lambda Invoke client. `Clone + Send + Sync`; clones share one connection pool.
@@ -310,6 +320,7 @@ impl InvokeClient {
             quota: QuotaConfig::default(),
             partition_quota: false,
             retry_unhandled: false,
+            dead_letter: None,
         }
     }
 
@@ -320,7 +331,37 @@ impl InvokeClient {
 
     /// Invokes a function. A function error is a successful response
     /// ([`InvokeResponse::function_error`]); every other failure is an [`InvokeError`].
+    ///
+    /// An `Event` invocation that fails is also handed to the dead-letter sink, if one
+    /// is configured ([`InvokeError::dead_lettered`] says whether it was stored).
     pub async fn invoke(&self, req: InvokeRequest) -> Result<InvokeResponse, InvokeError> {
+        let sink = match (&self.inner.dead_letter, req.invocation_type()) {
+            (Some(sink), InvocationType::Event) => sink,
+            _ => return self.invoke_without_dead_letter(req).await,
+        };
+        let started = std::time::SystemTime::now();
+        match self.invoke_without_dead_letter(req.clone()).await {
+            Ok(resp) => Ok(resp),
+            Err(mut err) => {
+                let letter = DeadLetter::new(&req, &err, started);
+                match sink.send(&letter) {
+                    Ok(()) => err.mark_dead_lettered(),
+                    Err(io) => tracing::error!(
+                        function = %req.function_name(),
+                        error = %io,
+                        "could not store an undeliverable Event in the dead-letter sink"
+                    ),
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Invokes without handing a failed `Event` to the dead-letter sink (replays use it).
+    pub async fn invoke_without_dead_letter(
+        &self,
+        req: InvokeRequest,
+    ) -> Result<InvokeResponse, InvokeError> {
         let mut http = codec::encode(&req, &self.inner.endpoint).map_err(|e| {
             TransportError::new(
                 TransportErrorKind::InvalidRequest,

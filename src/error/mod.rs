@@ -194,6 +194,7 @@ pub struct InvokeError {
     kind: InvokeErrorKind,
     attempts: u32,
     earlier_may_have_run: bool,
+    dead_lettered: bool,
 }
 
 impl fmt::Display for InvokeError {
@@ -219,6 +220,7 @@ impl From<InvokeErrorKind> for InvokeError {
             kind,
             attempts,
             earlier_may_have_run: false,
+            dead_lettered: false,
         }
     }
 }
@@ -292,6 +294,15 @@ impl InvokeError {
         }
         self.earlier_may_have_run |= earlier_may_have_run;
         self
+    }
+
+    /// True when the failed `Event` was stored by the client's dead-letter sink.
+    pub fn dead_lettered(&self) -> bool {
+        self.dead_lettered
+    }
+
+    pub(crate) fn mark_dead_lettered(&mut self) {
+        self.dead_lettered = true;
     }
 
     /// Whose fault it is.

@@ -110,6 +110,10 @@ pub struct RequestRecord {
 struct FaultPlan {
     script: VecDeque<Fault>,
     always: Option<Fault>,
+    /// The first N attempts of every operation get this fault.
+    each_operation: Option<(u32, Fault)>,
+    /// Attempts seen per operation (`amz-sdk-invocation-id`).
+    seen: HashMap<String, u32>,
 }
 
 pub(crate) struct State {
@@ -321,6 +325,16 @@ impl LocalLambda {
             .entry(function.to_owned())
             .or_default()
             .always = fault;
+    }
+
+    /// Applies `fault` to the first `attempts` requests of every operation of a function
+    /// (operations are told apart by `amz-sdk-invocation-id`; a request without one is an
+    /// operation of its own). Scripted faults come first.
+    pub fn each_operation(&self, function: &str, attempts: u32, fault: Fault) {
+        lock(&self.state.faults)
+            .entry(function.to_owned())
+            .or_default()
+            .each_operation = Some((attempts, fault));
     }
 
     /// Sets the endpoint's clock ahead of (`ahead = true`) or behind the real time, to

@@ -222,10 +222,26 @@ fn header<'a>(req: &'a http::request::Parts, name: &str) -> Option<&'a str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn take_fault(state: &State, function: &str) -> Option<Fault> {
+fn take_fault(state: &State, function: &str, operation: Option<&str>) -> Option<Fault> {
     let mut faults = lock(&state.faults);
     let plan = faults.get_mut(function)?;
-    plan.script.pop_front().or_else(|| plan.always.clone())
+    if let Some(f) = plan.script.pop_front() {
+        return Some(f);
+    }
+    if let Some((n, fault)) = plan.each_operation.clone() {
+        let seen = match operation {
+            Some(id) => {
+                let count = plan.seen.entry(id.to_owned()).or_insert(0);
+                *count += 1;
+                *count
+            }
+            None => 1,
+        };
+        if seen <= n {
+            return Some(fault);
+        }
+    }
+    plan.always.clone()
 }
 
 /// The requests' log, where each request is entered on arrival and updated as it
@@ -299,7 +315,7 @@ async fn handle(
         .unwrap_or_else(|_| decoded_name.clone());
     rec.function = Some(short_name.clone());
 
-    let fault = take_fault(&state, &short_name);
+    let fault = take_fault(&state, &short_name, rec.invocation_id.as_deref());
     rec.fault.clone_from(&fault);
     let entry = Entry::new(&state, &rec);
     match fault {
