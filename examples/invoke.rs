@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --example invoke
 //! cargo run --example invoke -- --payload '{"n":1}' --log-type Tail
+//! RUST_LOG=invoke_stack=debug cargo run --example invoke    # with the spans of the call
 //! ```
 //!
 //! Against any endpoint that speaks the Invoke protocol (credentials from
@@ -169,6 +170,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // `RUST_LOG=invoke_stack=debug` shows the spans of the call on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -38,6 +38,7 @@ fn event(payload: &str) -> InvokeRequest {
 
 #[tokio::test]
 async fn failed_events_are_spooled_and_replayed_once() {
+    let _secrets = common::watch_secrets();
     let tmp = TempSpool::new("replay");
     let spool = FileSpool::open(&tmp.0).unwrap();
     let (lambda, _) = common::echo_endpoint().await;

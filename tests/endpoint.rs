@@ -21,6 +21,7 @@ fn req(name: &str) -> invoke_stack::model::InvokeRequestBuilder {
 
 #[tokio::test]
 async fn sync_invoke_echoes_and_reports_version() {
+    let _secrets = common::watch_secrets();
     let (lambda, client) = common::echo_endpoint().await;
     let resp = client.invoke(req("echo").build().unwrap()).await.unwrap();
     assert_eq!(resp.status_code(), 200);
@@ -33,6 +34,7 @@ async fn sync_invoke_echoes_and_reports_version() {
 
 #[tokio::test]
 async fn qualifiers_in_every_form() {
+    let _secrets = common::watch_secrets();
     let (lambda, client) = common::echo_endpoint().await;
     let arn = lambda.function_arn("echo");
     let cases = [
@@ -70,6 +72,7 @@ async fn qualifiers_in_every_form() {
 
 #[tokio::test]
 async fn event_is_queued_and_runs_in_the_background() {
+    let _secrets = common::watch_secrets();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let lambda = LocalLambda::builder()
         .function(
@@ -95,6 +98,7 @@ async fn event_is_queued_and_runs_in_the_background() {
 
 #[tokio::test]
 async fn client_context_and_tenant_reach_the_function() {
+    let _secrets = common::watch_secrets();
     let lambda = LocalLambda::builder()
         .function(
             "ctx",
@@ -130,6 +134,7 @@ async fn client_context_and_tenant_reach_the_function() {
 
 #[tokio::test]
 async fn dry_run_does_not_run() {
+    let _secrets = common::watch_secrets();
     let (lambda, client) = common::echo_endpoint().await;
     let resp = client.dry_run("echo").await.unwrap();
     assert_eq!(resp.status_code(), 204);
@@ -142,6 +147,7 @@ async fn dry_run_does_not_run() {
 
 #[tokio::test]
 async fn log_tail_is_the_last_4kb() {
+    let _secrets = common::watch_secrets();
     let lambda = LocalLambda::builder()
         .function(
             "chatty",
@@ -178,6 +184,7 @@ async fn log_tail_is_the_last_4kb() {
 
 #[tokio::test]
 async fn function_errors_are_results() {
+    let _secrets = common::watch_secrets();
     let lambda = LocalLambda::builder()
         .function(
             "fails",
@@ -256,6 +263,7 @@ fn code_of(resp: &http::Response<Bytes>) -> (u16, String) {
 
 #[tokio::test]
 async fn endpoint_enforces_limits_and_validation() {
+    let _secrets = common::watch_secrets();
     let (lambda, _client) = common::echo_endpoint().await;
     let creds = || Some(lambda.credentials());
     let path = "/2015-03-31/functions/echo/invocations";
@@ -325,6 +333,7 @@ async fn endpoint_enforces_limits_and_validation() {
 
 #[tokio::test]
 async fn endpoint_verifies_signatures() {
+    let _secrets = common::watch_secrets();
     let (lambda, _client) = common::echo_endpoint().await;
     let path = "/2015-03-31/functions/echo/invocations";
     let good = raw(&lambda, path, &[], "{}", Some(lambda.credentials())).await;
@@ -368,6 +377,7 @@ async fn endpoint_verifies_signatures() {
 
 #[tokio::test]
 async fn session_tokens_are_checked() {
+    let _secrets = common::watch_secrets();
     let lambda = LocalLambda::builder()
         .accept_key("ASIATEMP", "temp-secret", Some("the-token".into()))
         .function("echo", LocalFunction::echo())
@@ -392,6 +402,7 @@ async fn session_tokens_are_checked() {
 
 #[tokio::test]
 async fn skewed_clock_is_rejected_as_clock_skew() {
+    let _secrets = common::watch_secrets();
     let (lambda, _) = common::echo_endpoint().await;
     // One attempt, to see the rejection itself (a retry would heal it).
     let client = common::builder_for(&lambda)
@@ -428,6 +439,7 @@ async fn skewed_clock_is_rejected_as_clock_skew() {
 
 #[tokio::test]
 async fn skewed_clock_is_corrected_after_one_rejection() {
+    let _secrets = common::watch_secrets();
     let (lambda, client) = common::echo_endpoint().await;
     // The endpoint's clock is 20 minutes ahead of ours.
     lambda.set_clock_skew(true, Duration::from_secs(1200));
@@ -453,6 +465,7 @@ async fn skewed_clock_is_corrected_after_one_rejection() {
 
 #[tokio::test]
 async fn reset_before_request_never_runs_the_function() {
+    let _secrets = common::watch_secrets();
     let (lambda, client) = common::echo_endpoint().await;
     lambda.script("echo", [Fault::ResetBeforeRequest]);
     let err = client.invoke_json("echo", &1).await.unwrap_err();
@@ -471,6 +484,7 @@ async fn reset_before_request_never_runs_the_function() {
 
 #[tokio::test]
 async fn reset_after_request_ran_the_function_once() {
+    let _secrets = common::watch_secrets();
     let (lambda, client) = common::echo_endpoint().await;
     lambda.script("echo", [Fault::ResetAfterRequest]);
     let err = client.invoke_json("echo", &1).await.unwrap_err();
@@ -484,6 +498,7 @@ async fn reset_after_request_ran_the_function_once() {
 
 #[tokio::test]
 async fn truncated_body_is_a_transport_error_after_the_function_ran() {
+    let _secrets = common::watch_secrets();
     let (lambda, client) = common::echo_endpoint().await;
     lambda.script("echo", [Fault::Truncated]);
     let err = client
@@ -506,6 +521,7 @@ async fn truncated_body_is_a_transport_error_after_the_function_ran() {
 
 #[tokio::test]
 async fn garbage_and_delay_faults() {
+    let _secrets = common::watch_secrets();
     let (lambda, client) = common::echo_endpoint().await;
     lambda.script(
         "echo",
@@ -524,6 +540,7 @@ async fn garbage_and_delay_faults() {
 
 #[tokio::test]
 async fn hang_ends_in_an_operation_timeout() {
+    let _secrets = common::watch_secrets();
     let (lambda, _) = common::echo_endpoint().await;
     lambda.always("echo", Some(Fault::Hang));
     let client = InvokeClient::builder()
@@ -540,6 +557,7 @@ async fn hang_ends_in_an_operation_timeout() {
 
 #[tokio::test]
 async fn event_attempts_time_out_quickly() {
+    let _secrets = common::watch_secrets();
     use invoke_stack::client::TimeoutConfig;
     use invoke_stack::error::Timer;
     let (lambda, _) = common::echo_endpoint().await;
@@ -567,6 +585,7 @@ async fn event_attempts_time_out_quickly() {
 
 #[tokio::test]
 async fn per_operation_counts_use_the_invocation_id() {
+    let _secrets = common::watch_secrets();
     let (lambda, _client) = common::echo_endpoint().await;
     let path = "/2015-03-31/functions/echo/invocations";
     for attempt in ["attempt=1; max=3", "attempt=2; max=3"] {
@@ -585,6 +604,7 @@ async fn per_operation_counts_use_the_invocation_id() {
 
 #[tokio::test]
 async fn connection_refused_is_not_sent() {
+    let _secrets = common::watch_secrets();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
@@ -604,6 +624,7 @@ async fn connection_refused_is_not_sent() {
 
 #[tokio::test]
 async fn response_cap_and_insecure_http_are_enforced() {
+    let _secrets = common::watch_secrets();
     let (lambda, _) = common::echo_endpoint().await;
     let client = InvokeClient::builder()
         .endpoint_url(lambda.endpoint_url())
@@ -638,6 +659,7 @@ async fn response_cap_and_insecure_http_are_enforced() {
 
 #[tokio::test]
 async fn validation_happens_before_the_network() {
+    let _secrets = common::watch_secrets();
     let (lambda, client) = common::echo_endpoint().await;
     let err = InvokeRequest::builder("echo")
         .invocation_type(InvocationType::Event)

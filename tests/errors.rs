@@ -28,6 +28,7 @@ fn kind_for(code: &str) -> ApiErrorKind {
 
 #[tokio::test]
 async fn every_modeled_shape_over_http() {
+    let _secrets = common::watch_secrets();
     let (lambda, _) = common::echo_endpoint().await;
     let client = common::builder_for(&lambda)
         .max_attempts(1)
@@ -76,6 +77,7 @@ async fn every_modeled_shape_over_http() {
 
 #[tokio::test]
 async fn throttle_members_survive_the_wire() {
+    let _secrets = common::watch_secrets();
     let (lambda, _) = common::echo_endpoint().await;
     let client = common::builder_for(&lambda)
         .max_attempts(1)
@@ -101,6 +103,7 @@ async fn throttle_members_survive_the_wire() {
 
 #[tokio::test]
 async fn unmodeled_errors_by_status() {
+    let _secrets = common::watch_secrets();
     let (lambda, _) = common::echo_endpoint().await;
     let client = common::builder_for(&lambda)
         .max_attempts(1)

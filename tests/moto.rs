@@ -16,6 +16,8 @@
 //! - for `Event` it answers 202 *with* the payload as body, where Lambda sends none
 //!   (spec §2.1): we assert the status only.
 
+mod common;
+
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -102,6 +104,7 @@ fn client(moto: &Moto) -> InvokeClient {
 
 #[tokio::test]
 async fn invoke_against_moto() {
+    let _secrets = common::watch_secrets();
     let Some(moto) = start_moto().await else {
         return;
     };
@@ -209,6 +212,7 @@ fn xml_field(xml: &str, tag: &str) -> String {
 /// non-empty payloads.
 #[tokio::test]
 async fn moto_verifies_our_signatures() {
+    let _secrets = common::watch_secrets();
     let Some(moto) = start_moto().await else {
         return;
     };

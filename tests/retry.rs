@@ -35,6 +35,7 @@ fn one_operation(lambda: &LocalLambda) -> String {
 
 #[tokio::test]
 async fn throttled_twice_then_runs_exactly_once() {
+    let _secrets = common::watch_secrets();
     let (lambda, client) = common::echo_endpoint().await;
     let throttle = Fault::throttle(
         Some(ThrottleReason::ReservedFunctionConcurrentInvocationLimitExceeded),
@@ -60,6 +61,7 @@ async fn throttled_twice_then_runs_exactly_once() {
 
 #[tokio::test]
 async fn service_exception_is_not_retried_unless_idempotent() {
+    let _secrets = common::watch_secrets();
     let (lambda, client) = common::echo_endpoint().await;
     lambda.script("echo", [Fault::service_exception()]);
     let err = client.invoke_json("echo", &1).await.unwrap_err();
@@ -84,6 +86,7 @@ async fn service_exception_is_not_retried_unless_idempotent() {
 
 #[tokio::test]
 async fn reset_before_the_request_is_read() {
+    let _secrets = common::watch_secrets();
     // From the client's side the request was written: not retried by default...
     let (lambda, client) = common::echo_endpoint().await;
     lambda.script("echo", [Fault::ResetBeforeRequest]);
@@ -107,6 +110,7 @@ async fn reset_before_the_request_is_read() {
 
 #[tokio::test]
 async fn reset_after_the_function_ran_is_never_run_twice() {
+    let _secrets = common::watch_secrets();
     let (lambda, client) = common::echo_endpoint().await;
     lambda.script("echo", [Fault::ResetAfterRequest]);
     let err = client.invoke_json("echo", &1).await.unwrap_err();
@@ -118,6 +122,7 @@ async fn reset_after_the_function_ran_is_never_run_twice() {
 
 #[tokio::test]
 async fn configuration_502s_are_not_retried_healing_ones_are() {
+    let _secrets = common::watch_secrets();
     let (lambda, client) = common::echo_endpoint().await;
     lambda.script("echo", [Fault::Error(ApiErrorKind::InvalidZipFile)]);
     let err = client.invoke_json("echo", &1).await.unwrap_err();
@@ -142,6 +147,7 @@ async fn configuration_502s_are_not_retried_healing_ones_are() {
 
 #[tokio::test]
 async fn slow_function_past_the_attempt_timeout_is_not_run_twice() {
+    let _secrets = common::watch_secrets();
     let lambda = LocalLambda::builder()
         .function(
             "slow",
@@ -180,6 +186,7 @@ async fn slow_function_past_the_attempt_timeout_is_not_run_twice() {
 
 #[tokio::test]
 async fn unsent_requests_are_retried_and_say_not_run() {
+    let _secrets = common::watch_secrets();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
@@ -201,6 +208,7 @@ async fn unsent_requests_are_retried_and_say_not_run() {
 
 #[tokio::test]
 async fn ambiguous_event_failures_follow_the_same_rule() {
+    let _secrets = common::watch_secrets();
     let (lambda, client) = common::echo_endpoint().await;
     lambda.script("echo", [Fault::ResetAfterRequest]);
     let err = client.invoke_event("echo", "{}").await.unwrap_err();
@@ -219,6 +227,7 @@ async fn ambiguous_event_failures_follow_the_same_rule() {
 
 #[tokio::test]
 async fn unhandled_function_errors_are_retried_only_when_asked_and_idempotent() {
+    let _secrets = common::watch_secrets();
     let start = || async {
         let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
         let c = calls.clone();

@@ -10,6 +10,7 @@
 //! | [`sigv4`] | `sigv4` | signs requests with AWS SigV4 (`aws-sigv4`), credentials from providers |
 //! | [`retry`] | `retry` | retries by failure class, backoff with jitter, `Retry-After`, quota, may-have-run |
 //! | [`timeout`] | `timeout` | operation deadline (in the extensions) and per-attempt timeouts |
+//! | [`trace`] | `trace` | operation and attempt spans with pluggable descriptions, no secrets |
 //! | [`keepalive`] | `keepalive` | TCP keep-alive on the connections a connector opens |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -23,3 +24,5 @@ pub mod retry;
 pub mod sigv4;
 #[cfg(feature = "timeout")]
 pub mod timeout;
+#[cfg(feature = "trace")]
+pub mod trace;

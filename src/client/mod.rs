@@ -35,6 +35,8 @@ use invoke_layers::timeout::{
 
 use crate::classify::LambdaClassifier;
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
+use crate::telemetry::LambdaTrace;
+use invoke_layers::trace::{Trace, TraceLayer};
 
 use crate::codec;
 use crate::error::{InvokeError, TransportError, TransportErrorKind};
@@ -257,11 +259,17 @@ impl InvokeClientBuilder {
                 .policy(self.retry)
                 .quota(quota);
         let service = tower::ServiceBuilder::new()
+            .layer(TraceLayer::new(LambdaTrace::operation(
+                signing_region.clone(),
+            )))
             .layer(match self.timeouts.operation {
                 Some(d) => DeadlineLayer::new(d),
                 None => DeadlineLayer::none(),
             })
             .layer(retry)
+            .layer(TraceLayer::new(LambdaTrace::attempt(
+                signing_region.clone(),
+            )))
             .layer(TimeoutLayer::per_request())
             .layer(SigV4Layer::new(
                 credentials,
@@ -280,7 +288,10 @@ impl InvokeClientBuilder {
     }
 }
 
-type Stack = DeadlineService<Retry<Timeout<SigV4<HyperTransport>>, LambdaClassifier>>;
+type Stack = Trace<
+    DeadlineService<Retry<Trace<Timeout<SigV4<HyperTransport>>, LambdaTrace>, LambdaClassifier>>,
+    LambdaTrace,
+>;
 
 struct Inner {
     endpoint: Endpoint,
@@ -345,7 +356,15 @@ impl InvokeClient {
             Err(mut err) => {
                 let letter = DeadLetter::new(&req, &err, started);
                 match sink.send(&letter) {
-                    Ok(()) => err.mark_dead_lettered(),
+                    Ok(()) => {
+                        err.mark_dead_lettered();
+                        tracing::warn!(
+                            function = %req.function_name(),
+                            letter = %letter.id,
+                            error.type = err.type_name(),
+                            "event dead-lettered"
+                        );
+                    }
                     Err(io) => tracing::error!(
                         function = %req.function_name(),
                         error = %io,
@@ -406,6 +425,23 @@ impl InvokeClient {
         }
     }
 
+    /// Reports a request that failed validation, as an operation span of its own.
+    fn invalid(function_name: &str, e: crate::model::ValidationError) -> InvokeError {
+        let span = tracing::info_span!(
+            "Lambda.Invoke",
+            rpc.system = "aws-api",
+            rpc.service = "Lambda",
+            rpc.method = "Invoke",
+            faas.invoked_name = function_name,
+            faas.invoked_provider = "aws",
+            error.type = "ValidationError",
+            aws.lambda.fault = "client",
+            aws.lambda.may_have_run = "not_run",
+        );
+        tracing::info!(parent: &span, field = %e.field(), error = %e, "invoke failed");
+        e.into()
+    }
+
     /// Invokes synchronously with a JSON payload.
     pub async fn invoke_json<T: serde::Serialize + ?Sized>(
         &self,
@@ -415,12 +451,12 @@ impl InvokeClient {
         let req = InvokeRequest::builder(function_name)
             .payload_json(payload)
             .map_err(|e| {
-                crate::model::ValidationError::new(
-                    crate::model::Field::Payload,
-                    crate::model::Problem::NotJsonSerializable(e.to_string()),
-                )
+                let problem = crate::model::Problem::NotJsonSerializable(e.to_string());
+                let err = crate::model::ValidationError::new(crate::model::Field::Payload, problem);
+                Self::invalid(function_name, err)
             })?
-            .build()?;
+            .build()
+            .map_err(|e| Self::invalid(function_name, e))?;
         self.invoke(req).await
     }
 
@@ -433,7 +469,8 @@ impl InvokeClient {
         let req = InvokeRequest::builder(function_name)
             .invocation_type(InvocationType::Event)
             .payload(payload)
-            .build()?;
+            .build()
+            .map_err(|e| Self::invalid(function_name, e))?;
         self.invoke(req).await
     }
 
@@ -441,7 +478,8 @@ impl InvokeClient {
     pub async fn dry_run(&self, function_name: &str) -> Result<InvokeResponse, InvokeError> {
         let req = InvokeRequest::builder(function_name)
             .invocation_type(InvocationType::DryRun)
-            .build()?;
+            .build()
+            .map_err(|e| Self::invalid(function_name, e))?;
         self.invoke(req).await
     }
 }

@@ -9,7 +9,7 @@ use http::HeaderValue;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::classify::{Classification, ClassifyRetry, Reached};
+use super::classify::{Classification, ClassifyRetry, Reached, RetryKind};
 use super::policy::{Idempotent, RetryPolicy, RetryStats, StopReason};
 use super::quota::{RetryPartition, RetryQuota};
 use crate::timeout::{Deadline, SendProgress};
@@ -140,6 +140,10 @@ impl<S: fmt::Debug, C> fmt::Debug for Retry<S, C> {
     }
 }
 
+/// The number of the attempt (1 for the first), in each attempt's request extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptNumber(pub u32);
+
 /// The last failure, and what the retry layer did before giving up.
 #[derive(Debug)]
 pub struct RetryError<E> {
@@ -256,6 +260,7 @@ where
             .as_ref()
             .map_or_else(SendProgress::new, SendProgress::child);
         req.extensions_mut().insert(progress.clone());
+        req.extensions_mut().insert(AttemptNumber(attempt));
         if let Some(id) = &invocation_id {
             req.headers_mut()
                 .insert("amz-sdk-invocation-id", id.clone());
@@ -306,6 +311,13 @@ where
                 reached,
             } => (kind, retry_after, reached),
         };
+        if kind == RetryKind::Throttling {
+            tracing::info!(
+                attempt,
+                retry_after_ms = retry_after.map(|d| d.as_millis() as u64),
+                "throttled"
+            );
+        }
         let reached = match reached {
             Reached::No => false,
             Reached::Maybe => true,
@@ -331,6 +343,14 @@ where
         }
         last_cost = Some(cost);
         earlier_reached |= reached;
+        tracing::debug!(
+            attempt,
+            kind = ?kind,
+            delay_ms = delay.as_millis() as u64,
+            retry_after_ms = retry_after.map(|d| d.as_millis() as u64),
+            quota_left = shared.quota.available(partition.as_ref()),
+            "retry scheduled"
+        );
         drop(result);
         if delay > Duration::ZERO {
             tokio::time::sleep(delay).await;

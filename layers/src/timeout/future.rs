@@ -77,6 +77,12 @@ where
                 if let Some((deadline, timer, progress)) = this.limit.as_ref() {
                     let elapsed =
                         Elapsed::new(*timer, deadline.elapsed(), progress.may_have_been_sent());
+                    tracing::warn!(
+                        timer = ?elapsed.timer(),
+                        waited_ms = elapsed.waited().as_millis() as u64,
+                        request_sent = elapsed.request_sent(),
+                        "timed out"
+                    );
                     return Poll::Ready(Err(TimeoutError::Elapsed(elapsed)));
                 }
             }

@@ -1,0 +1,274 @@
+//! Spans for operations and attempts, described by a pluggable [`Describe`].
+//!
+//! [`TraceLayer`] wraps a service in a span per call and reports the outcome into it.
+//! What the span is called, which fields it has and what a response or error adds is
+//! asked of a [`Describe`] implementation: [`HttpDescribe`] here (method, host, status;
+//! OpenTelemetry HTTP names), and `invoke-stack`'s Lambda description (`Lambda.Invoke`,
+//! `rpc.*`, `faas.*`, fault, may-have-run, log tail). Use it twice in a stack: once
+//! outermost for the operation, once inside the retry layer for each attempt.
+//!
+//! The retry and timeout layers of this crate emit their decisions as events (`retry
+//! scheduled`, `throttled`, `timed out`), which land in these spans.
+//!
+//! # Relation to tower-http's `TraceLayer`
+//!
+//! tower-http's `TraceLayer` makes one span per HTTP request and classifies responses
+//! with its `ClassifyResponse` traits (success or failure, by status or gRPC code). That
+//! fits generic HTTP, but not a call that is one operation of several attempts, whose
+//! outcome needs more than success/failure (fault, throttle reason, whether the function
+//! may have run) and whose errors are typed errors of the stack rather than HTTP
+//! statuses. So this layer takes a describer for spans and outcomes instead of a
+//! classifier; the retry decision has its own trait (`retry::ClassifyRetry`).
+//!
+//! # Secrets
+//!
+//! Nothing here records a header value or a body; describers decide what to record and
+//! the provided ones record only allowlisted headers.
+//!
+//! # Example
+//!
+//! ```
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! use invoke_layers::trace::{HttpDescribe, TraceLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let svc = ServiceBuilder::new()
+//!     .layer(TraceLayer::new(HttpDescribe::default()))
+//!     .service(service_fn(|_req: http::Request<()>| async {
+//!         Ok::<_, std::convert::Infallible>(http::Response::new(()))
+//!     }));
+//! svc.oneshot(http::Request::new(())).await.unwrap();
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Span;
+
+/// Describes calls of a service in spans.
+pub trait Describe<B, RB, E>: Clone + Send + Sync + 'static {
+    /// The span for this call. Fields to fill later are declared `tracing::field::Empty`.
+    fn make_span(&self, req: &http::Request<B>) -> Span;
+    /// Records a response (and may emit events) in the span.
+    fn on_response(&self, span: &Span, resp: &http::Response<RB>, elapsed: Duration);
+    /// Records an error in the span.
+    fn on_error(&self, span: &Span, err: &E, elapsed: Duration);
+}
+
+/// A describer for any HTTP service: a DEBUG span `http.request` with
+/// `http.request.method`, `server.address` and, later, `http.response.status_code`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HttpDescribe;
+
+impl<B, RB, E: fmt::Display> Describe<B, RB, E> for HttpDescribe {
+    fn make_span(&self, req: &http::Request<B>) -> Span {
+        tracing::debug_span!(
+            "http.request",
+            "http.request.method" = %req.method(),
+            "server.address" = req.uri().host().unwrap_or_default(),
+            "http.response.status_code" = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
+        )
+    }
+
+    fn on_response(&self, span: &Span, resp: &http::Response<RB>, elapsed: Duration) {
+        span.record("http.response.status_code", resp.status().as_u16());
+        tracing::debug!(parent: span, elapsed_ms = elapsed.as_secs_f64() * 1e3, "response");
+    }
+
+    fn on_error(&self, span: &Span, err: &E, elapsed: Duration) {
+        span.record("error.type", "error");
+        tracing::debug!(parent: span, elapsed_ms = elapsed.as_secs_f64() * 1e3, error = %err, "failed");
+    }
+}
+
+/// The tracing layer; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct TraceLayer<D> {
+    describe: D,
+}
+
+impl<D> TraceLayer<D> {
+    /// Traces calls with `describe`.
+    pub fn new(describe: D) -> Self {
+        Self { describe }
+    }
+}
+
+impl<S, D: Clone> Layer<S> for TraceLayer<D> {
+    type Service = Trace<S, D>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Trace {
+            inner,
+            describe: self.describe.clone(),
+        }
+    }
+}
+
+/// Service of [`TraceLayer`].
+#[derive(Debug, Clone)]
+pub struct Trace<S, D> {
+    inner: S,
+    describe: D,
+}
+
+impl<S, D, B, RB> Service<http::Request<B>> for Trace<S, D>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
+    D: Describe<B, RB, S::Error>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, D, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let span = self.describe.make_span(&req);
+        let fut = {
+            let _entered = span.enter();
+            self.inner.call(req)
+        };
+        // No clock read for a span nobody records.
+        let start = (!span.is_disabled()).then(Instant::now);
+        ResponseFuture {
+            inner: fut,
+            span,
+            describe: self.describe.clone(),
+            start,
+            _body: std::marker::PhantomData,
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`Trace`].
+    pub struct ResponseFuture<F, D, B> {
+        #[pin]
+        inner: F,
+        span: Span,
+        describe: D,
+        start: Option<Instant>,
+        _body: std::marker::PhantomData<fn(B)>,
+    }
+}
+
+impl<F, D, B, RB, E> Future for ResponseFuture<F, D, B>
+where
+    F: Future<Output = Result<http::Response<RB>, E>>,
+    D: Describe<B, RB, E>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = {
+            let _entered = this.span.enter();
+            std::task::ready!(this.inner.poll(cx))
+        };
+        let elapsed = this.start.map_or(Duration::ZERO, |s| s.elapsed());
+        match &result {
+            Ok(resp) => this.describe.on_response(this.span, resp, elapsed),
+            Err(e) => this.describe.on_error(this.span, e, elapsed),
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// Response headers safe to record: no credentials, signatures or user data.
+pub const SAFE_HEADERS: &[&str] = &[
+    "content-length",
+    "content-type",
+    "date",
+    "retry-after",
+    "x-amzn-requestid",
+    "x-amzn-errortype",
+    "x-amz-executed-version",
+    "x-amz-function-error",
+    "x-amz-invocation-type",
+    "x-amz-log-type",
+    "x-amz-date",
+    "amz-sdk-invocation-id",
+    "amz-sdk-request",
+];
+
+/// Emits one TRACE event per header: the value for [`SAFE_HEADERS`], the name only for
+/// the rest (so `authorization` and `x-amz-security-token` never appear).
+pub fn trace_headers(direction: &'static str, headers: &http::HeaderMap) {
+    if !tracing::enabled!(tracing::Level::TRACE) {
+        return;
+    }
+    for (name, value) in headers {
+        if SAFE_HEADERS.contains(&name.as_str()) {
+            tracing::trace!(direction, header = %name, value = value.to_str().unwrap_or("<binary>"), "header");
+        } else {
+            tracing::trace!(direction, header = %name, value = "<redacted>", "header");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tower::ServiceExt;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[derive(Clone, Default)]
+    struct Names(Arc<Mutex<Vec<String>>>);
+    impl<S> tracing_subscriber::Layer<S> for Names
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(attrs.metadata().name().to_owned());
+        }
+        fn on_event(&self, e: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+            let parent = ctx
+                .event_span(e)
+                .map(|s| s.name().to_owned())
+                .unwrap_or_default();
+            self.0.lock().unwrap().push(format!("event in {parent}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn spans_wrap_the_call_and_record_the_outcome() {
+        let names = Names::default();
+        let subscriber = tracing_subscriber::registry().with(names.clone());
+        let _g = tracing::subscriber::set_default(subscriber);
+        let svc =
+            TraceLayer::new(HttpDescribe).layer(tower::service_fn(|_r: http::Request<()>| async {
+                tracing::info!("inside");
+                Ok::<_, std::convert::Infallible>(http::Response::new(()))
+            }));
+        svc.oneshot(http::Request::new(())).await.unwrap();
+        let seen = names.0.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [
+                "http.request",
+                "event in http.request",
+                "event in http.request"
+            ]
+        );
+    }
+}

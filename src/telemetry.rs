@@ -1,0 +1,406 @@
+//! Tracing for Lambda calls: the [`Describe`] implementations behind the operation span
+//! (`Lambda.Invoke`, INFO) and the attempt spans (`Lambda.Invoke.attempt`, DEBUG).
+//!
+//! | level | what |
+//! |---|---|
+//! | INFO | the operation span, and one `invoke finished` / `invoke failed` event with the outcome; `throttled` |
+//! | DEBUG | attempt spans; `retry scheduled`, `retries stopped`; the decoded log tail, one event per line |
+//! | WARN | `timed out`; an `Event` dead-lettered, or one that could not be |
+//! | TRACE | request and response headers: values of an allowlist, names only for the rest |
+//!
+//! Span fields follow OpenTelemetry's semantic conventions where one exists: `rpc.system`
+//! = `aws-api`, `rpc.service` = `Lambda`, `rpc.method` = `Invoke`, `faas.invoked_name`,
+//! `faas.invoked_provider` = `aws`, `faas.invoked_region`, `aws.request_id`,
+//! `http.response.status_code`, `server.address`, `error.type`; and ours, under
+//! `aws.lambda.*`: invocation type, qualifier, payload and response sizes, executed
+//! version, function error, fault, throttle reason, may-have-run, attempts.
+//!
+//! Never recorded: `Authorization`, `X-Amz-Security-Token`, credentials, signatures,
+//! payloads, client contexts.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use invoke_layers::retry::{AttemptNumber, RetryError, RetryStats};
+use invoke_layers::sigv4::{CredentialsError, SigV4Error, SigningError};
+use invoke_layers::timeout::TimeoutError as LayerTimeoutError;
+use invoke_layers::trace::{trace_headers, Describe};
+use tracing::field::Empty;
+use tracing::Span;
+
+use crate::codec;
+use crate::error::{Fault, RunStatus, TimeoutError, TransportError};
+
+/// What the tracing layers record of an error of the stack.
+pub trait ErrorFacts {
+    /// `error.type`: the error's type name.
+    fn error_type(&self) -> &'static str;
+    /// Client or server fault.
+    fn fault(&self) -> Fault;
+    /// Whether the function may have run.
+    fn may_have_run(&self) -> RunStatus;
+    /// Attempts made, when a retry layer counted them.
+    fn attempts(&self) -> Option<u32> {
+        None
+    }
+}
+
+fn sent(b: bool) -> RunStatus {
+    if b {
+        RunStatus::Unknown
+    } else {
+        RunStatus::NotRun
+    }
+}
+
+impl ErrorFacts for TransportError {
+    fn error_type(&self) -> &'static str {
+        "TransportError"
+    }
+    fn fault(&self) -> Fault {
+        TransportError::fault(self)
+    }
+    fn may_have_run(&self) -> RunStatus {
+        sent(self.request_sent())
+    }
+}
+
+impl ErrorFacts for TimeoutError {
+    fn error_type(&self) -> &'static str {
+        "TimeoutError"
+    }
+    fn fault(&self) -> Fault {
+        Fault::Server
+    }
+    fn may_have_run(&self) -> RunStatus {
+        sent(self.request_sent())
+    }
+}
+
+impl ErrorFacts for CredentialsError {
+    fn error_type(&self) -> &'static str {
+        "CredentialsError"
+    }
+    fn fault(&self) -> Fault {
+        Fault::Client
+    }
+    fn may_have_run(&self) -> RunStatus {
+        RunStatus::NotRun
+    }
+}
+
+impl ErrorFacts for SigningError {
+    fn error_type(&self) -> &'static str {
+        "SigningError"
+    }
+    fn fault(&self) -> Fault {
+        Fault::Client
+    }
+    fn may_have_run(&self) -> RunStatus {
+        RunStatus::NotRun
+    }
+}
+
+impl<E: ErrorFacts> ErrorFacts for LayerTimeoutError<E> {
+    fn error_type(&self) -> &'static str {
+        match self {
+            LayerTimeoutError::Elapsed(e) => e.error_type(),
+            LayerTimeoutError::Inner(e) => e.error_type(),
+        }
+    }
+    fn fault(&self) -> Fault {
+        match self {
+            LayerTimeoutError::Elapsed(e) => ErrorFacts::fault(e),
+            LayerTimeoutError::Inner(e) => e.fault(),
+        }
+    }
+    fn may_have_run(&self) -> RunStatus {
+        match self {
+            LayerTimeoutError::Elapsed(e) => ErrorFacts::may_have_run(e),
+            LayerTimeoutError::Inner(e) => e.may_have_run(),
+        }
+    }
+    fn attempts(&self) -> Option<u32> {
+        match self {
+            LayerTimeoutError::Elapsed(_) => None,
+            LayerTimeoutError::Inner(e) => e.attempts(),
+        }
+    }
+}
+
+impl<E: ErrorFacts> ErrorFacts for SigV4Error<E> {
+    fn error_type(&self) -> &'static str {
+        match self {
+            SigV4Error::Credentials(e) => e.error_type(),
+            SigV4Error::Signing(e) => e.error_type(),
+            SigV4Error::Inner(e) => e.error_type(),
+        }
+    }
+    fn fault(&self) -> Fault {
+        match self {
+            SigV4Error::Credentials(e) => ErrorFacts::fault(e),
+            SigV4Error::Signing(e) => ErrorFacts::fault(e),
+            SigV4Error::Inner(e) => e.fault(),
+        }
+    }
+    fn may_have_run(&self) -> RunStatus {
+        match self {
+            SigV4Error::Credentials(_) | SigV4Error::Signing(_) => RunStatus::NotRun,
+            SigV4Error::Inner(e) => e.may_have_run(),
+        }
+    }
+}
+
+impl<E: ErrorFacts> ErrorFacts for RetryError<E> {
+    fn error_type(&self) -> &'static str {
+        self.error.error_type()
+    }
+    fn fault(&self) -> Fault {
+        self.error.fault()
+    }
+    fn may_have_run(&self) -> RunStatus {
+        match self.error.may_have_run() {
+            RunStatus::NotRun if self.stats.earlier_may_have_reached => RunStatus::Unknown,
+            other => other,
+        }
+    }
+    fn attempts(&self) -> Option<u32> {
+        Some(self.stats.attempts)
+    }
+}
+
+/// Which span a [`LambdaTrace`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// One span per call, outermost.
+    Operation,
+    /// One span per attempt, inside the retry layer.
+    Attempt,
+}
+
+/// Describes Lambda `Invoke` calls for [`invoke_layers::trace::TraceLayer`].
+#[derive(Debug, Clone)]
+pub struct LambdaTrace {
+    region: std::sync::Arc<str>,
+    scope: Scope,
+}
+
+impl LambdaTrace {
+    /// The operation span, for calls to `region`.
+    pub fn operation(region: impl Into<String>) -> Self {
+        Self {
+            region: region.into().into(),
+            scope: Scope::Operation,
+        }
+    }
+    /// The attempt span.
+    pub fn attempt(region: impl Into<String>) -> Self {
+        Self {
+            region: region.into().into(),
+            scope: Scope::Attempt,
+        }
+    }
+}
+
+/// The function name (decoded path label) and qualifier of an Invoke request.
+fn target(uri: &http::Uri) -> (String, Option<String>) {
+    let label = uri
+        .path()
+        .rsplit_once("/functions/")
+        .map_or("", |(_, rest)| rest.trim_end_matches("/invocations"));
+    let name = percent_encoding::percent_decode_str(label)
+        .decode_utf8_lossy()
+        .into_owned();
+    let qualifier = uri.query().and_then(|q| {
+        q.split('&').find_map(|kv| {
+            kv.strip_prefix("Qualifier=").map(|v| {
+                percent_encoding::percent_decode_str(v)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+        })
+    });
+    (name, qualifier)
+}
+
+fn header<'a>(h: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn run_status(r: RunStatus) -> &'static str {
+    match r {
+        RunStatus::NotRun => "not_run",
+        RunStatus::Ran => "ran",
+        RunStatus::Unknown => "unknown",
+    }
+}
+
+fn fault_name(f: Fault) -> &'static str {
+    match f {
+        Fault::Client => "client",
+        Fault::Server => "server",
+    }
+}
+
+impl LambdaTrace {
+    /// Records what an error response says (code, fault, throttle reason).
+    fn record_api_error(span: &Span, resp: &http::Response<Bytes>) -> Option<String> {
+        let api = codec::decode_parts(resp.status().as_u16(), resp.headers(), resp.body().clone())
+            .err()?;
+        span.record("error.type", api.code());
+        span.record("aws.lambda.fault", fault_name(api.fault()));
+        span.record("aws.lambda.may_have_run", run_status(api.may_have_run()));
+        if let Some(reason) = api.throttle_reason() {
+            span.record("aws.lambda.throttle_reason", reason.as_str());
+        }
+        Some(api.code().to_owned())
+    }
+}
+
+impl<E: ErrorFacts + std::fmt::Display> Describe<Bytes, Bytes, E> for LambdaTrace {
+    fn make_span(&self, req: &http::Request<Bytes>) -> Span {
+        // Fields are filled only for a span a subscriber wants: a filtered-out span costs
+        // a level check, not a decoded path.
+        match self.scope {
+            Scope::Operation => {
+                let span = tracing::info_span!(
+                    "Lambda.Invoke",
+                    rpc.system = "aws-api",
+                    rpc.service = "Lambda",
+                    rpc.method = "Invoke",
+                    faas.invoked_name = Empty,
+                    faas.invoked_provider = "aws",
+                    faas.invoked_region = Empty,
+                    server.address = Empty,
+                    aws.lambda.invocation_type = Empty,
+                    aws.lambda.qualifier = Empty,
+                    aws.lambda.payload_size = Empty,
+                    aws.request_id = Empty,
+                    http.response.status_code = Empty,
+                    error.type = Empty,
+                    aws.lambda.fault = Empty,
+                    aws.lambda.throttle_reason = Empty,
+                    aws.lambda.may_have_run = Empty,
+                    aws.lambda.executed_version = Empty,
+                    aws.lambda.function_error = Empty,
+                    aws.lambda.response_size = Empty,
+                    aws.lambda.attempts = Empty,
+                );
+                if !span.is_disabled() {
+                    let (name, qualifier) = target(req.uri());
+                    span.record("faas.invoked_name", name.as_str());
+                    span.record("faas.invoked_region", &*self.region);
+                    span.record("server.address", req.uri().host().unwrap_or_default());
+                    span.record(
+                        "aws.lambda.invocation_type",
+                        header(req.headers(), "x-amz-invocation-type").unwrap_or("RequestResponse"),
+                    );
+                    if let Some(q) = &qualifier {
+                        span.record("aws.lambda.qualifier", q.as_str());
+                    }
+                    span.record("aws.lambda.payload_size", req.body().len());
+                }
+                span
+            }
+            Scope::Attempt => {
+                let span = tracing::debug_span!(
+                    "Lambda.Invoke.attempt",
+                    aws.lambda.attempt = Empty,
+                    aws.request_id = Empty,
+                    http.response.status_code = Empty,
+                    error.type = Empty,
+                    aws.lambda.fault = Empty,
+                    aws.lambda.throttle_reason = Empty,
+                    aws.lambda.may_have_run = Empty,
+                );
+                if !span.is_disabled() {
+                    let attempt = req.extensions().get::<AttemptNumber>().map_or(1, |a| a.0);
+                    span.record("aws.lambda.attempt", attempt);
+                    span.in_scope(|| trace_headers("request", req.headers()));
+                }
+                span
+            }
+        }
+    }
+
+    fn on_response(&self, span: &Span, resp: &http::Response<Bytes>, elapsed: Duration) {
+        if span.is_disabled() {
+            return;
+        }
+        let h = resp.headers();
+        let status = resp.status().as_u16();
+        span.record("http.response.status_code", status);
+        if let Some(id) = header(h, "x-amzn-requestid") {
+            span.record("aws.request_id", id);
+        }
+        let error = if status >= 300 {
+            Self::record_api_error(span, resp)
+        } else {
+            None
+        };
+        let elapsed_ms = elapsed.as_secs_f64() * 1e3;
+        match self.scope {
+            Scope::Attempt => {
+                let _e = span.enter();
+                trace_headers("response", h);
+                if let Some(tail) = header(h, "x-amz-log-result").and_then(|b64| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b64.trim())
+                        .ok()
+                }) {
+                    for line in String::from_utf8_lossy(&tail).lines() {
+                        tracing::debug!(target: "invoke_stack::function_log", line, "log");
+                    }
+                }
+            }
+            Scope::Operation => {
+                let attempts = resp.extensions().get::<RetryStats>().map(|s| s.attempts);
+                if let Some(n) = attempts {
+                    span.record("aws.lambda.attempts", n);
+                }
+                if let Some(v) = header(h, "x-amz-executed-version") {
+                    span.record("aws.lambda.executed_version", v);
+                }
+                let function_error = header(h, "x-amz-function-error");
+                if let Some(fe) = function_error {
+                    span.record("aws.lambda.function_error", fe);
+                }
+                span.record("aws.lambda.response_size", resp.body().len());
+                match error {
+                    None => {
+                        tracing::info!(parent: span, status, elapsed_ms, attempts, function_error, "invoke finished")
+                    }
+                    Some(code) => {
+                        tracing::info!(parent: span, status, elapsed_ms, attempts, error.type = %code, "invoke failed")
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_error(&self, span: &Span, err: &E, elapsed: Duration) {
+        if span.is_disabled() {
+            return;
+        }
+        span.record("error.type", err.error_type());
+        span.record("aws.lambda.fault", fault_name(err.fault()));
+        span.record("aws.lambda.may_have_run", run_status(err.may_have_run()));
+        if self.scope == Scope::Operation {
+            let attempts = err.attempts();
+            if let Some(n) = attempts {
+                span.record("aws.lambda.attempts", n);
+            }
+            tracing::info!(
+                parent: span,
+                elapsed_ms = elapsed.as_secs_f64() * 1e3,
+                attempts,
+                error.type = err.error_type(),
+                error = %err,
+                "invoke failed"
+            );
+        } else {
+            tracing::debug!(parent: span, error = %err, "attempt failed");
+        }
+    }
+}
