@@ -8,6 +8,7 @@
 //! | module | feature | what it does |
 //! |---|---|---|
 //! | [`sigv4`] | `sigv4` | signs requests with AWS SigV4 (`aws-sigv4`), credentials from providers |
+//! | [`rate_limit`] | `rate-limit` | governor quotas (global, per key), per-key concurrency caps, adaptive limits |
 //! | [`retry`] | `retry` | retries by failure class, backoff with jitter, `Retry-After`, quota, may-have-run |
 //! | [`timeout`] | `timeout` | operation deadline (in the extensions) and per-attempt timeouts |
 //! | [`trace`] | `trace` | operation and attempt spans with pluggable descriptions, no secrets |
@@ -18,6 +19,8 @@
 
 #[cfg(feature = "keepalive")]
 pub mod keepalive;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
 #[cfg(feature = "retry")]
 pub mod retry;
 #[cfg(feature = "sigv4")]

@@ -1,0 +1,202 @@
+//! The limiter state shared by clones: governor quotas, per-key concurrency, adaptive
+//! per-key limits, and the maintenance that keeps memory bounded.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// governor on tokio's clock, so paused time drives it in tests.
+#[derive(Debug, Clone)]
+pub(crate) struct TokioClock {
+    origin: Instant,
+}
+
+impl TokioClock {
+    fn new() -> Self {
+        Self {
+            origin: Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    type Instant = Duration;
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
+
+type Direct = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
+type Keyed = RateLimiter<String, DashMapStateStore<String>, TokioClock, NoOpMiddleware<Duration>>;
+
+/// A rate: `burst` calls at once, refilled at one per `period / burst`... expressed as
+/// calls per period with a burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Calls allowed per `per`.
+    pub calls: u32,
+    /// The period.
+    pub per: Duration,
+    /// Calls allowed at once (default: `calls`).
+    pub burst: Option<u32>,
+}
+
+impl Rate {
+    /// `calls` per second.
+    pub fn per_second(calls: u32) -> Self {
+        Self {
+            calls,
+            per: Duration::from_secs(1),
+            burst: None,
+        }
+    }
+
+    pub(crate) fn quota(&self) -> Option<Quota> {
+        let calls = NonZeroU32::new(self.calls)?;
+        let burst = NonZeroU32::new(self.burst.unwrap_or(self.calls))?;
+        Quota::with_period(self.per / calls.get()).map(|q| q.allow_burst(burst))
+    }
+}
+
+/// Adaptive concurrency per key: additive increase, multiplicative decrease (see the
+/// module docs for why AIMD rather than CUBIC).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Adaptive {
+    /// Starting limit of in-flight calls per key (default 4).
+    pub initial: f64,
+    /// Lowest limit (default 1).
+    pub min: f64,
+    /// Highest limit (default 1000).
+    pub max: f64,
+    /// Factor applied on a throttle (default 0.7, CUBIC's β).
+    pub decrease: f64,
+}
+
+impl Default for Adaptive {
+    fn default() -> Self {
+        Self {
+            initial: 4.0,
+            min: 1.0,
+            max: 1000.0,
+            decrease: 0.7,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct AdaptiveState {
+    pub limit: f64,
+    pub in_flight: usize,
+    /// Bumped at each decrease: one decrease per round of calls, not per throttle.
+    pub epoch: u64,
+    pub last_used: Instant,
+    pub notify: Arc<Notify>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ConcurrencyState {
+    pub in_flight: usize,
+    pub notify: Arc<Notify>,
+}
+
+pub(crate) struct Limits {
+    pub clock: TokioClock,
+    pub global: Option<Direct>,
+    pub keyed: Option<Keyed>,
+    pub concurrency: Option<usize>,
+    pub adaptive: Option<Adaptive>,
+    pub conc: Mutex<HashMap<String, ConcurrencyState>>,
+    pub adapt: Mutex<HashMap<String, AdaptiveState>>,
+    pub calls_since_maintenance: std::sync::atomic::AtomicU64,
+    pub maintenance_every: u64,
+    pub idle_ttl: Duration,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Limits {
+    pub(crate) fn new(
+        global: Option<Rate>,
+        per_key: Option<Rate>,
+        concurrency: Option<usize>,
+        adaptive: Option<Adaptive>,
+    ) -> Self {
+        let clock = TokioClock::new();
+        Self {
+            global: global
+                .and_then(|r| r.quota())
+                .map(|q| RateLimiter::direct_with_clock(q, clock.clone())),
+            keyed: per_key
+                .and_then(|r| r.quota())
+                .map(|q| RateLimiter::new(q, DashMapStateStore::default(), clock.clone())),
+            clock,
+            concurrency,
+            adaptive,
+            conc: Mutex::default(),
+            adapt: Mutex::default(),
+            calls_since_maintenance: std::sync::atomic::AtomicU64::new(0),
+            maintenance_every: 4096,
+            idle_ttl: Duration::from_secs(60),
+        }
+    }
+
+    /// The wait before a cell of the global and the key's quota is free (zero: taken now).
+    pub(crate) fn check_rate(&self, key: Option<&str>) -> Duration {
+        let now = self.clock.now();
+        if let Some(g) = &self.global {
+            if let Err(not_until) = g.check() {
+                return not_until.wait_time_from(now).max(Duration::from_nanos(1));
+            }
+        }
+        if let (Some(k), Some(key)) = (&self.keyed, key) {
+            if let Err(not_until) = k.check_key(&key.to_owned()) {
+                return not_until.wait_time_from(now).max(Duration::from_nanos(1));
+            }
+        }
+        Duration::ZERO
+    }
+
+    /// Drops state of keys not used lately, so memory does not grow with the number of
+    /// keys ever seen.
+    pub(crate) fn maintain(&self) {
+        if let Some(k) = &self.keyed {
+            k.retain_recent();
+            k.shrink_to_fit();
+        }
+        lock(&self.conc).retain(|_, s| s.in_flight > 0);
+        let ttl = self.idle_ttl;
+        lock(&self.adapt).retain(|_, s| s.in_flight > 0 || s.last_used.elapsed() < ttl);
+    }
+
+    pub(crate) fn tick(&self) {
+        use std::sync::atomic::Ordering;
+        let n = self.calls_since_maintenance.fetch_add(1, Ordering::Relaxed) + 1;
+        if n % self.maintenance_every == 0 {
+            self.maintain();
+        }
+    }
+
+    /// Whether any limit is configured.
+    pub(crate) fn any(&self) -> bool {
+        self.global.is_some()
+            || self.keyed.is_some()
+            || self.concurrency.is_some()
+            || self.adaptive.is_some()
+    }
+
+    /// Keys with rate state (for tests and metrics).
+    pub(crate) fn keyed_len(&self) -> usize {
+        self.keyed.as_ref().map_or(0, RateLimiter::len)
+    }
+}

@@ -1,0 +1,72 @@
+//! Client-side rate limiting with [governor](https://docs.rs/governor): a global quota,
+//! a quota per key, a concurrency cap per key, and an adaptive per-key limit that backs
+//! off on throttles.
+//!
+//! - **Keys.** Lambda's limits are per function (reserved concurrency) and per account,
+//!   so the limiter is keyed: by default the [`RateLimitKey`] in the request's extensions
+//!   (`invoke-stack` puts the function name and qualifier there), or any
+//!   [`KeyExtractor`].
+//! - **Wait or fail fast** ([`Mode`]). Waiting adds jitter and never passes the operation
+//!   [`Deadline`](crate::timeout::Deadline): a wait that would is refused at once with
+//!   [`RateLimited`] carrying the earliest time a call could go. Fail-fast returns the
+//!   same error immediately. Either way the request never left the machine.
+//! - **Concurrency cap per key**: in-flight calls, like reserved concurrency. The slot is
+//!   released when the response arrives, or when the call fails, is dropped or cancelled.
+//! - **Adaptive** ([`Adaptive`]): each key's in-flight limit grows by one per window of
+//!   successful calls and is cut by 30 % on a throttle (at most once per round of calls),
+//!   AIMD. Why not CUBIC, as the AWS SDKs' adaptive mode (spec §4.4)? The SDKs limit a
+//!   *send rate* for a whole client and probe it back along a cubic curve. Lambda's
+//!   throttles come mostly from *concurrency* limits (reserved or account concurrency),
+//!   so the quantity to control is in-flight calls per function, where the capacity is
+//!   fixed and known to be stable; AIMD converges to it and stays, without CUBIC's
+//!   time-based probing that overshoots a fixed limit again and again. The limiter learns
+//!   from every attempt through the [`feedback`](RateLimitLayer::feedback) layer, placed
+//!   inside the retry layer and using the retry layer's classification trait.
+//! - **Bounded memory.** Key state not used lately is dropped every 4096 calls
+//!   (governor's `retain_recent` and `shrink_to_fit`; idle concurrency and adaptive
+//!   entries), so 100,000 distinct keys do not stay in memory.
+//!
+//! # `poll_ready`
+//!
+//! It forwards the inner service's readiness. The limits are applied in the response
+//! future, because keyed limits need the request; nothing is taken before `call`, so a
+//! service made ready and then dropped holds no permit.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! use invoke_layers::rate_limit::{Mode, Rate, RateLimitKey, RateLimitLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let limiter = RateLimitLayer::builder()
+//!     .per_key(Rate::per_second(10))
+//!     .concurrency_per_key(4)
+//!     .mode(Mode::FailFast)
+//!     .build();
+//! let svc = ServiceBuilder::new().layer(limiter).service(service_fn(|_req: http::Request<()>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+//! }));
+//! let mut req = http::Request::new(());
+//! req.extensions_mut().insert(RateLimitKey("orders".into()));
+//! svc.oneshot(req).await.unwrap();
+//! # }
+//! ```
+//!
+//! # Testing
+//!
+//! The limiter runs on tokio's clock: with paused time, waits are exact and instant.
+
+mod limits;
+mod service;
+
+pub use limits::{Adaptive, Rate};
+pub use service::{
+    ExtensionKey, Feedback, FeedbackLayer, KeyExtractor, LimitKind, LimitedFuture, Mode, RateLimit,
+    RateLimitBuilder, RateLimitError, RateLimitKey, RateLimitLayer, RateLimited,
+};
+
+#[cfg(test)]
+mod tests;

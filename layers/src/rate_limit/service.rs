@@ -1,0 +1,687 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::limits::{lock, Adaptive, AdaptiveState, ConcurrencyState, Limits, Rate};
+use crate::retry::{Classification, ClassifyRetry, RetryKind};
+use crate::timeout::Deadline;
+
+/// What to do when a limit is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Wait (with jitter) until the call can go, but never past the operation deadline.
+    Wait {
+        /// Up to this much random extra wait, so waiters do not wake in lockstep.
+        jitter: Duration,
+    },
+    /// Refuse at once.
+    FailFast,
+}
+
+/// Which limit refused a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    /// The global or per-key rate.
+    Rate,
+    /// The per-key concurrency cap (static or adaptive).
+    Concurrency,
+}
+
+/// A call was refused by the rate limiter. The request never left the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimited {
+    /// The key it was limited under, if any.
+    pub key: Option<String>,
+    /// Which limit.
+    pub limit: LimitKind,
+    /// The earliest time from now a call could go (for rate limits).
+    pub earliest: Option<Duration>,
+}
+
+impl fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.limit {
+            LimitKind::Rate => "rate",
+            LimitKind::Concurrency => "concurrency",
+        };
+        write!(f, "refused by the client-side {what} limit")?;
+        if let Some(k) = &self.key {
+            write!(f, " for {k}")?;
+        }
+        if let Some(e) = self.earliest {
+            write!(f, "; a call could go in {:.3}s", e.as_secs_f64())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RateLimited {}
+
+/// Error of the rate limiter: refused, or the inner service failed.
+#[derive(Debug)]
+pub enum RateLimitError<E> {
+    /// Refused by a limit.
+    Limited(RateLimited),
+    /// The inner service failed.
+    Inner(E),
+}
+
+impl<E: fmt::Display> fmt::Display for RateLimitError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RateLimitError::Limited(e) => e.fmt(f),
+            RateLimitError::Inner(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for RateLimitError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RateLimitError::Limited(e) => Some(e),
+            RateLimitError::Inner(e) => Some(e),
+        }
+    }
+}
+
+/// The key a request is limited under: put it in the extensions (the default
+/// [`ExtensionKey`] extractor reads it), or supply your own [`KeyExtractor`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RateLimitKey(pub String);
+
+/// Where a request's key comes from.
+pub trait KeyExtractor<B>: Send + Sync + 'static {
+    /// The key, or `None` for requests limited only globally.
+    fn key(&self, req: &http::Request<B>) -> Option<String>;
+}
+
+/// Reads [`RateLimitKey`] from the request's extensions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExtensionKey;
+
+impl<B> KeyExtractor<B> for ExtensionKey {
+    fn key(&self, req: &http::Request<B>) -> Option<String> {
+        req.extensions().get::<RateLimitKey>().map(|k| k.0.clone())
+    }
+}
+
+impl<B, F> KeyExtractor<B> for F
+where
+    F: Fn(&http::Request<B>) -> Option<String> + Send + Sync + 'static,
+{
+    fn key(&self, req: &http::Request<B>) -> Option<String> {
+        self(req)
+    }
+}
+
+/// The epoch of the adaptive limit a call was admitted under, for the feedback layer.
+#[derive(Debug, Clone)]
+struct Admitted {
+    key: String,
+    epoch: u64,
+}
+
+struct Shared<K> {
+    limits: Arc<Limits>,
+    mode: Mode,
+    key: K,
+}
+
+/// The rate-limiting layer; see the [module docs](super).
+pub struct RateLimitLayer<K = ExtensionKey> {
+    shared: Arc<Shared<K>>,
+}
+
+impl<K> Clone for RateLimitLayer<K> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<K> fmt::Debug for RateLimitLayer<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("mode", &self.shared.mode)
+            .field("concurrency", &self.shared.limits.concurrency)
+            .field("adaptive", &self.shared.limits.adaptive)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builder of [`RateLimitLayer`].
+#[derive(Debug, Clone)]
+pub struct RateLimitBuilder<K> {
+    global: Option<Rate>,
+    per_key: Option<Rate>,
+    concurrency: Option<usize>,
+    adaptive: Option<Adaptive>,
+    mode: Mode,
+    key: K,
+}
+
+impl RateLimitLayer<ExtensionKey> {
+    /// Starts a builder (no limits, wait mode with 10 ms jitter, keys from
+    /// [`RateLimitKey`]).
+    pub fn builder() -> RateLimitBuilder<ExtensionKey> {
+        RateLimitBuilder {
+            global: None,
+            per_key: None,
+            concurrency: None,
+            adaptive: None,
+            mode: Mode::Wait {
+                jitter: Duration::from_millis(10),
+            },
+            key: ExtensionKey,
+        }
+    }
+}
+
+impl<K> RateLimitBuilder<K> {
+    /// A rate for all calls together.
+    pub fn global(mut self, rate: Rate) -> Self {
+        self.global = Some(rate);
+        self
+    }
+    /// A rate for each key.
+    pub fn per_key(mut self, rate: Rate) -> Self {
+        self.per_key = Some(rate);
+        self
+    }
+    /// At most `n` calls in flight per key.
+    pub fn concurrency_per_key(mut self, n: usize) -> Self {
+        self.concurrency = Some(n.max(1));
+        self
+    }
+    /// An adaptive concurrency limit per key, lowered on throttles (needs the
+    /// [`feedback`](RateLimitLayer::feedback) layer inside the retry layer).
+    pub fn adaptive(mut self, adaptive: Adaptive) -> Self {
+        self.adaptive = Some(adaptive);
+        self
+    }
+    /// Wait or fail fast.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+    /// Where keys come from.
+    pub fn key<K2>(self, key: K2) -> RateLimitBuilder<K2> {
+        RateLimitBuilder {
+            global: self.global,
+            per_key: self.per_key,
+            concurrency: self.concurrency,
+            adaptive: self.adaptive,
+            mode: self.mode,
+            key,
+        }
+    }
+    /// Builds the layer.
+    pub fn build(self) -> RateLimitLayer<K> {
+        RateLimitLayer {
+            shared: Arc::new(Shared {
+                limits: Arc::new(Limits::new(
+                    self.global,
+                    self.per_key,
+                    self.concurrency,
+                    self.adaptive,
+                )),
+                mode: self.mode,
+                key: self.key,
+            }),
+        }
+    }
+}
+
+impl<K> RateLimitLayer<K> {
+    /// The layer that reports each attempt's outcome to the adaptive limits; place it
+    /// inside the retry layer, so every throttle counts.
+    pub fn feedback<C>(&self, classifier: C) -> FeedbackLayer<C> {
+        FeedbackLayer {
+            limits: Arc::clone(&self.shared.limits),
+            classifier: Arc::new(classifier),
+        }
+    }
+
+    /// Drops the state of keys not used lately (also done every 4096 calls).
+    pub fn maintain(&self) {
+        self.shared.limits.maintain();
+    }
+
+    /// How many keys have rate state now.
+    pub fn tracked_keys(&self) -> usize {
+        self.shared.limits.keyed_len()
+    }
+
+    /// The adaptive limit of a key now, if it has one.
+    pub fn adaptive_limit(&self, key: &str) -> Option<f64> {
+        lock(&self.shared.limits.adapt).get(key).map(|s| s.limit)
+    }
+
+    /// Calls in flight for a key now (static or adaptive cap).
+    pub fn in_flight(&self, key: &str) -> usize {
+        let conc = lock(&self.shared.limits.conc)
+            .get(key)
+            .map_or(0, |s| s.in_flight);
+        let adapt = lock(&self.shared.limits.adapt)
+            .get(key)
+            .map_or(0, |s| s.in_flight);
+        conc.max(adapt)
+    }
+}
+
+impl<S, K> Layer<S> for RateLimitLayer<K> {
+    type Service = RateLimit<S, K>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// Service of [`RateLimitLayer`].
+pub struct RateLimit<S, K> {
+    inner: S,
+    shared: Arc<Shared<K>>,
+}
+
+impl<S: Clone, K> Clone for RateLimit<S, K> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: fmt::Debug, K> fmt::Debug for RateLimit<S, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Holds a concurrency slot; releases it (and wakes a waiter) when dropped, whether the
+/// call finished, failed or was cancelled.
+struct Slot {
+    limits: Arc<Limits>,
+    key: String,
+    adaptive: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.adaptive {
+            if let Some(s) = lock(&self.limits.adapt).get_mut(&self.key) {
+                s.in_flight = s.in_flight.saturating_sub(1);
+                s.notify.notify_one();
+            }
+        } else if let Some(s) = lock(&self.limits.conc).get_mut(&self.key) {
+            s.in_flight = s.in_flight.saturating_sub(1);
+            s.notify.notify_one();
+        }
+    }
+}
+
+fn limited(key: Option<&str>, limit: LimitKind, earliest: Option<Duration>) -> RateLimited {
+    RateLimited {
+        key: key.map(str::to_owned),
+        limit,
+        earliest,
+    }
+}
+
+/// Takes a slot under the static or adaptive cap of `key`, or says why not.
+async fn acquire_slot(
+    limits: &Arc<Limits>,
+    key: &str,
+    mode: Mode,
+    deadline: Option<Deadline>,
+) -> Result<Option<(Slot, Option<u64>)>, RateLimited> {
+    let adaptive = limits.adaptive;
+    if adaptive.is_none() && limits.concurrency.is_none() {
+        return Ok(None);
+    }
+    let started = tokio::time::Instant::now();
+    loop {
+        let notify = if let Some(a) = adaptive {
+            let mut map = lock(&limits.adapt);
+            let s = map.entry(key.to_owned()).or_insert_with(|| AdaptiveState {
+                limit: a.initial,
+                in_flight: 0,
+                epoch: 0,
+                last_used: tokio::time::Instant::now(),
+                notify: Arc::default(),
+            });
+            s.last_used = tokio::time::Instant::now();
+            if (s.in_flight as f64) < s.limit.floor().max(1.0) {
+                s.in_flight += 1;
+                let slot = Slot {
+                    limits: Arc::clone(limits),
+                    key: key.to_owned(),
+                    adaptive: true,
+                };
+                return Ok(Some((slot, Some(s.epoch))));
+            }
+            Arc::clone(&s.notify)
+        } else {
+            let cap = limits.concurrency.unwrap_or(usize::MAX);
+            let mut map = lock(&limits.conc);
+            let s = map
+                .entry(key.to_owned())
+                .or_insert_with(|| ConcurrencyState {
+                    in_flight: 0,
+                    notify: Arc::default(),
+                });
+            if s.in_flight < cap {
+                s.in_flight += 1;
+                let slot = Slot {
+                    limits: Arc::clone(limits),
+                    key: key.to_owned(),
+                    adaptive: false,
+                };
+                return Ok(Some((slot, None)));
+            }
+            Arc::clone(&s.notify)
+        };
+        if mode == Mode::FailFast {
+            return Err(limited(Some(key), LimitKind::Concurrency, None));
+        }
+        let wait = notify.notified();
+        let woke = match deadline {
+            Some(d) => tokio::time::timeout_at(d.at(), wait).await.is_ok(),
+            None => {
+                wait.await;
+                true
+            }
+        };
+        if !woke {
+            tracing::debug!(
+                key,
+                waited_ms = started.elapsed().as_millis() as u64,
+                "concurrency wait reached the deadline"
+            );
+            return Err(limited(Some(key), LimitKind::Concurrency, None));
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`RateLimit`] and [`Feedback`]: the inner future directly when
+    /// no limit is configured (the layer then costs nothing measurable), else the boxed
+    /// limiting future (one allocation per call).
+    pub struct LimitedFuture<F, T, E> {
+        #[pin]
+        state: LimitedState<F, T, E>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = LimitedProj]
+    enum LimitedState<F, T, E> {
+        Direct { #[pin] fut: F },
+        Limited { fut: Pin<Box<dyn Future<Output = Result<T, E>> + Send>> },
+    }
+}
+
+impl<F, T, E> LimitedFuture<F, T, E> {
+    fn direct(fut: F) -> Self {
+        Self {
+            state: LimitedState::Direct { fut },
+        }
+    }
+    fn limited(fut: Pin<Box<dyn Future<Output = Result<T, E>> + Send>>) -> Self {
+        Self {
+            state: LimitedState::Limited { fut },
+        }
+    }
+}
+
+impl<F, T, E, IE> Future for LimitedFuture<F, T, E>
+where
+    F: Future<Output = Result<T, IE>>,
+    E: From<IE>,
+{
+    type Output = Result<T, E>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            LimitedProj::Direct { fut } => fut.poll(cx).map_err(E::from),
+            LimitedProj::Limited { fut } => fut.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<E> From<E> for RateLimitError<E> {
+    fn from(e: E) -> Self {
+        RateLimitError::Inner(e)
+    }
+}
+
+impl<S, K, B, RB> Service<http::Request<B>> for RateLimit<S, K>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    B: Send + 'static,
+    RB: Send + 'static,
+    K: KeyExtractor<B>,
+{
+    type Response = http::Response<RB>;
+    type Error = RateLimitError<S::Error>;
+    type Future = LimitedFuture<S::Future, Self::Response, Self::Error>;
+
+    /// Forwards the inner service's readiness. The limits are applied in the response
+    /// future because the keyed ones depend on the request; nothing is taken before
+    /// `call`, so a service made ready and then dropped holds no permit.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(RateLimitError::Inner)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        if !self.shared.limits.any() {
+            return LimitedFuture::direct(self.inner.call(req));
+        }
+        let clone = self.inner.clone();
+        let mut svc = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
+        let key = shared.key.key(&req);
+        let fut = Box::pin(async move {
+            let limits = &shared.limits;
+            limits.tick();
+            let deadline = req.extensions().get::<Deadline>().copied();
+            let mut waited = Duration::ZERO;
+            loop {
+                let wait = limits.check_rate(key.as_deref());
+                if wait.is_zero() {
+                    break;
+                }
+                let wait = match shared.mode {
+                    Mode::FailFast => {
+                        tracing::debug!(
+                            key = key.as_deref(),
+                            earliest_ms = wait.as_millis() as u64,
+                            "rate limited: failed fast"
+                        );
+                        return Err(RateLimitError::Limited(limited(
+                            key.as_deref(),
+                            LimitKind::Rate,
+                            Some(wait),
+                        )));
+                    }
+                    Mode::Wait { jitter } => wait + jitter.mul_f64(fastrand::f64()),
+                };
+                if deadline.is_some_and(|d| d.check_wait(wait).is_err()) {
+                    tracing::debug!(
+                        key = key.as_deref(),
+                        earliest_ms = wait.as_millis() as u64,
+                        "rate limited: the wait would pass the deadline"
+                    );
+                    return Err(RateLimitError::Limited(limited(
+                        key.as_deref(),
+                        LimitKind::Rate,
+                        Some(wait),
+                    )));
+                }
+                tokio::time::sleep(wait).await;
+                waited += wait;
+            }
+            let slot = match &key {
+                Some(k) => acquire_slot(limits, k, shared.mode, deadline)
+                    .await
+                    .map_err(RateLimitError::Limited)?,
+                None => None,
+            };
+            if !waited.is_zero() {
+                tracing::debug!(
+                    key = key.as_deref(),
+                    waited_ms = waited.as_millis() as u64,
+                    "waited for the rate limiter"
+                );
+            }
+            if let (Some((_, Some(epoch))), Some(k)) = (&slot, &key) {
+                req.extensions_mut().insert(Admitted {
+                    key: k.clone(),
+                    epoch: *epoch,
+                });
+            }
+            std::future::poll_fn(|cx| svc.poll_ready(cx))
+                .await
+                .map_err(RateLimitError::Inner)?;
+            let result = svc.call(req).await.map_err(RateLimitError::Inner);
+            // The slot is released here, when the response (or error) has arrived; a
+            // dropped future releases it too.
+            drop(slot);
+            result
+        });
+        LimitedFuture::limited(fut)
+    }
+}
+
+/// Reports each attempt's outcome to the adaptive limits; made by
+/// [`RateLimitLayer::feedback`].
+pub struct FeedbackLayer<C> {
+    limits: Arc<Limits>,
+    classifier: Arc<C>,
+}
+
+impl<C> Clone for FeedbackLayer<C> {
+    fn clone(&self) -> Self {
+        Self {
+            limits: Arc::clone(&self.limits),
+            classifier: Arc::clone(&self.classifier),
+        }
+    }
+}
+
+impl<C> fmt::Debug for FeedbackLayer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FeedbackLayer").finish_non_exhaustive()
+    }
+}
+
+impl<S, C> Layer<S> for FeedbackLayer<C> {
+    type Service = Feedback<S, C>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Feedback {
+            inner,
+            limits: Arc::clone(&self.limits),
+            classifier: Arc::clone(&self.classifier),
+        }
+    }
+}
+
+/// Service of [`FeedbackLayer`].
+pub struct Feedback<S, C> {
+    inner: S,
+    limits: Arc<Limits>,
+    classifier: Arc<C>,
+}
+
+impl<S: Clone, C> Clone for Feedback<S, C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            limits: Arc::clone(&self.limits),
+            classifier: Arc::clone(&self.classifier),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for Feedback<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Feedback")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Limits {
+    fn feedback(&self, admitted: &Admitted, class: Classification) {
+        let Some(a) = self.adaptive else { return };
+        let mut map = lock(&self.adapt);
+        let Some(s) = map.get_mut(&admitted.key) else {
+            return;
+        };
+        match class {
+            Classification::Retryable {
+                kind: RetryKind::Throttling,
+                ..
+            } => {
+                // One decrease per round: throttles of calls admitted before the last
+                // decrease do not cut the limit again.
+                if admitted.epoch == s.epoch {
+                    s.limit = (s.limit * a.decrease).max(a.min);
+                    s.epoch += 1;
+                    tracing::debug!(key = %admitted.key, limit = s.limit, "adaptive limit lowered");
+                }
+            }
+            Classification::Final => {
+                s.limit = (s.limit + 1.0 / s.limit).min(a.max);
+                s.notify.notify_one();
+            }
+            _ => {}
+        }
+    }
+}
+
+impl<S, C, B, RB> Service<http::Request<B>> for Feedback<S, C>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+    RB: 'static,
+    C: ClassifyRetry<http::Response<RB>, S::Error>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = LimitedFuture<S::Future, S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let admitted = req.extensions().get::<Admitted>().cloned();
+        let fut = self.inner.call(req);
+        if admitted.is_none() {
+            return LimitedFuture::direct(fut);
+        }
+        let limits = Arc::clone(&self.limits);
+        let classifier = Arc::clone(&self.classifier);
+        LimitedFuture::limited(Box::pin(async move {
+            let result = fut.await;
+            if let Some(a) = &admitted {
+                limits.feedback(a, classifier.classify(&result));
+            }
+            result
+        }))
+    }
+}

@@ -1,0 +1,259 @@
+//! The rate limiter with paused time: quotas over random arrivals, waits bounded by the
+//! deadline, concurrency slots released on drop, bounded memory, adaptive feedback.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceExt};
+use tower_test::mock;
+
+use super::*;
+use crate::retry::HttpClassifier;
+use crate::timeout::Deadline;
+
+type Req = http::Request<()>;
+type Resp = http::Response<()>;
+
+fn req(key: &str) -> Req {
+    let mut r = http::Request::new(());
+    r.extensions_mut().insert(RateLimitKey(key.to_owned()));
+    r
+}
+
+fn ok_service() -> impl Service<
+    Req,
+    Response = Resp,
+    Error = std::convert::Infallible,
+    Future = std::future::Ready<Result<Resp, std::convert::Infallible>>,
+> + Clone
+       + Send
+       + 'static {
+    tower::service_fn(|_r: Req| std::future::ready(Ok(http::Response::new(()))))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Over any window, admitted calls never exceed the quota: between two admitted
+    /// calls `dt` apart, at most `burst + dt / interval` calls were admitted (GCRA).
+    #[test]
+    fn admitted_calls_never_exceed_the_quota(
+        gaps_ms in proptest::collection::vec(0u64..400, 1..200),
+        calls in 1u32..10,
+        burst in 1u32..5,
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let admitted: Vec<Duration> = rt.block_on(async {
+            let rate = Rate { calls, per: Duration::from_secs(1), burst: Some(burst) };
+            let layer = RateLimitLayer::builder().per_key(rate).mode(Mode::FailFast).build();
+            let mut svc = layer.layer(ok_service());
+            let start = Instant::now();
+            let mut admitted = Vec::new();
+            for gap in gaps_ms {
+                tokio::time::sleep(Duration::from_millis(gap)).await;
+                let r = svc.ready().await.unwrap().call(req("k")).await;
+                if r.is_ok() {
+                    admitted.push(start.elapsed());
+                } else if let Err(RateLimitError::Limited(l)) = r {
+                    assert!(l.earliest.is_some_and(|e| e > Duration::ZERO));
+                }
+            }
+            admitted
+        });
+        let interval = Duration::from_secs(1).as_nanos() / u128::from(calls);
+        for i in 0..admitted.len() {
+            for j in i..admitted.len() {
+                let dt = (admitted[j] - admitted[i]).as_nanos();
+                let allowed = u128::from(burst) + dt / interval;
+                prop_assert!((j - i + 1) as u128 <= allowed, "{} calls in {dt} ns", j - i + 1);
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn waits_exactly_for_the_next_cell() {
+    let rate = Rate {
+        calls: 2,
+        per: Duration::from_secs(1),
+        burst: Some(1),
+    };
+    let layer = RateLimitLayer::builder()
+        .per_key(rate)
+        .mode(Mode::Wait {
+            jitter: Duration::ZERO,
+        })
+        .build();
+    let mut svc = layer.layer(ok_service());
+    let start = Instant::now();
+    let mut at = Vec::new();
+    for _ in 0..3 {
+        svc.ready().await.unwrap().call(req("k")).await.unwrap();
+        at.push(start.elapsed());
+    }
+    assert_eq!(
+        at,
+        [
+            Duration::ZERO,
+            Duration::from_millis(500),
+            Duration::from_secs(1)
+        ]
+    );
+    // Another key has its own quota.
+    svc.ready().await.unwrap().call(req("other")).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_waits_past_the_deadline() {
+    let layer = RateLimitLayer::builder()
+        .global(Rate {
+            calls: 1,
+            per: Duration::from_secs(1),
+            burst: None,
+        })
+        .mode(Mode::Wait {
+            jitter: Duration::ZERO,
+        })
+        .build();
+    let mut svc = layer.layer(ok_service());
+    svc.ready()
+        .await
+        .unwrap()
+        .call(http::Request::new(()))
+        .await
+        .unwrap();
+    let mut r = http::Request::new(());
+    r.extensions_mut()
+        .insert(Deadline::after(Duration::from_millis(300)));
+    let start = Instant::now();
+    let err = svc.ready().await.unwrap().call(r).await.unwrap_err();
+    let RateLimitError::Limited(l) = err else {
+        panic!()
+    };
+    assert_eq!(
+        (l.limit, l.earliest),
+        (LimitKind::Rate, Some(Duration::from_secs(1)))
+    );
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "refused at once, not after a doomed sleep"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrency_slots_are_released_on_response_and_on_cancel() {
+    let (mock, mut handle) = mock::pair::<Req, Resp>();
+    let layer = RateLimitLayer::builder().concurrency_per_key(1).build();
+    let svc = layer.layer(mock);
+
+    let first = tokio::spawn(svc.clone().oneshot(req("f")));
+    let (_r1, send1) = handle.next_request().await.unwrap();
+    assert_eq!(layer.in_flight("f"), 1);
+    // The second waits for the slot.
+    let second = tokio::spawn(svc.clone().oneshot(req("f")));
+    tokio::task::yield_now().await;
+    assert_eq!(layer.in_flight("f"), 1);
+    // Fail-fast callers are refused while the slot is taken.
+    let ff = RateLimitLayer::builder()
+        .concurrency_per_key(1)
+        .mode(Mode::FailFast)
+        .build();
+    let (mock2, mut handle2) = mock::pair::<Req, Resp>();
+    let ff_svc = ff.layer(mock2);
+    let held = tokio::spawn(ff_svc.clone().oneshot(req("f")));
+    let _held_req = handle2.next_request().await.unwrap();
+    let err = ff_svc.clone().oneshot(req("f")).await.unwrap_err();
+    assert!(matches!(
+        err,
+        RateLimitError::Limited(RateLimited {
+            limit: LimitKind::Concurrency,
+            ..
+        })
+    ));
+    // Cancelling the holder releases its slot.
+    held.abort();
+    let _ = held.await;
+    assert_eq!(ff.in_flight("f"), 0);
+
+    // The first response frees the slot for the second.
+    send1.send_response(http::Response::new(()));
+    first.await.unwrap().unwrap();
+    let (_r2, send2) = handle.next_request().await.unwrap();
+    send2.send_response(http::Response::new(()));
+    second.await.unwrap().unwrap();
+    assert_eq!(layer.in_flight("f"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ready_service_that_is_dropped_holds_nothing() {
+    let (mock, mut handle) = mock::pair::<Req, Resp>();
+    handle.allow(0);
+    let layer = RateLimitLayer::builder().concurrency_per_key(1).build();
+    let mut svc = tower_test::mock::Spawn::new(layer.layer(mock));
+    // Back-pressure of the inner service is forwarded.
+    assert!(svc.poll_ready().is_pending());
+    handle.allow(1);
+    assert!(svc.poll_ready().is_ready());
+    drop(svc);
+    assert_eq!(layer.in_flight("f"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn memory_stays_bounded_with_100_000_keys() {
+    let layer = RateLimitLayer::builder()
+        .per_key(Rate::per_second(5))
+        .concurrency_per_key(2)
+        .mode(Mode::FailFast)
+        .build();
+    let mut svc = layer.layer(ok_service());
+    for i in 0..100_000 {
+        svc.ready()
+            .await
+            .unwrap()
+            .call(req(&format!("fn-{i}")))
+            .await
+            .unwrap();
+    }
+    // Maintenance runs every 4096 calls; keys used within the last second are kept.
+    assert!(layer.tracked_keys() <= 100_000);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    layer.maintain();
+    assert_eq!(layer.tracked_keys(), 0);
+    assert_eq!(layer.in_flight("fn-1"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_limit_falls_once_per_round_and_climbs_back() {
+    let layer = RateLimitLayer::builder()
+        .adaptive(Adaptive {
+            initial: 10.0,
+            ..Adaptive::default()
+        })
+        .build();
+    let (mock, mut handle) = mock::pair::<Req, Resp>();
+    let svc = layer.layer(layer.feedback(HttpClassifier).layer(mock));
+    // Four calls admitted in the same round are throttled: one cut, not four.
+    let calls: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(svc.clone().oneshot(req("f"))))
+        .collect();
+    for _ in 0..4 {
+        let (_, send) = handle.next_request().await.unwrap();
+        send.send_response(http::Response::builder().status(429).body(()).unwrap());
+    }
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    assert_eq!(layer.adaptive_limit("f"), Some(7.0));
+    // Successes raise it by 1/limit each.
+    for _ in 0..7 {
+        let call = tokio::spawn(svc.clone().oneshot(req("f")));
+        let (_, send) = handle.next_request().await.unwrap();
+        send.send_response(http::Response::new(()));
+        call.await.unwrap().unwrap();
+    }
+    let limit = layer.adaptive_limit("f").unwrap();
+    assert!(limit > 7.9 && limit < 8.1, "{limit}");
+}
