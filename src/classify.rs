@@ -92,6 +92,16 @@ impl<E: ClassifyError> ClassifyError for SigV4Error<E> {
     }
 }
 
+impl<E: ClassifyError> ClassifyError for invoke_layers::rate_limit::RateLimitError<E> {
+    fn classification(&self) -> Classification {
+        match self {
+            // The attempt gate refused (fail-fast, or no slot before the deadline).
+            invoke_layers::rate_limit::RateLimitError::Limited(_) => Classification::NotRetryable,
+            invoke_layers::rate_limit::RateLimitError::Inner(e) => e.classification(),
+        }
+    }
+}
+
 impl ClassifyError for ApiError {
     fn classification(&self) -> Classification {
         let reached = if self.may_have_run() == RunStatus::Unknown {

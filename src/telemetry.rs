@@ -152,6 +152,45 @@ impl<E: ErrorFacts> ErrorFacts for SigV4Error<E> {
     }
 }
 
+impl ErrorFacts for invoke_layers::rate_limit::RateLimited {
+    fn error_type(&self) -> &'static str {
+        "RateLimited"
+    }
+    fn fault(&self) -> Fault {
+        Fault::Client
+    }
+    fn may_have_run(&self) -> RunStatus {
+        RunStatus::NotRun
+    }
+}
+
+impl<E: ErrorFacts> ErrorFacts for invoke_layers::rate_limit::RateLimitError<E> {
+    fn error_type(&self) -> &'static str {
+        match self {
+            invoke_layers::rate_limit::RateLimitError::Limited(e) => e.error_type(),
+            invoke_layers::rate_limit::RateLimitError::Inner(e) => e.error_type(),
+        }
+    }
+    fn fault(&self) -> Fault {
+        match self {
+            invoke_layers::rate_limit::RateLimitError::Limited(e) => e.fault(),
+            invoke_layers::rate_limit::RateLimitError::Inner(e) => e.fault(),
+        }
+    }
+    fn may_have_run(&self) -> RunStatus {
+        match self {
+            invoke_layers::rate_limit::RateLimitError::Limited(e) => e.may_have_run(),
+            invoke_layers::rate_limit::RateLimitError::Inner(e) => e.may_have_run(),
+        }
+    }
+    fn attempts(&self) -> Option<u32> {
+        match self {
+            invoke_layers::rate_limit::RateLimitError::Limited(_) => Some(0),
+            invoke_layers::rate_limit::RateLimitError::Inner(e) => e.attempts(),
+        }
+    }
+}
+
 impl<E: ErrorFacts> ErrorFacts for RetryError<E> {
     fn error_type(&self) -> &'static str {
         self.error.error_type()

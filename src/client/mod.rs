@@ -23,6 +23,9 @@ use std::time::Duration;
 
 use tower::ServiceExt;
 
+use invoke_layers::rate_limit::{
+    Adaptive, Feedback, Mode, Rate, RateLimit, RateLimitKey, RateLimitLayer,
+};
 use invoke_layers::retry::{
     Idempotent, QuotaConfig, Retry, RetryLayer, RetryPartition, RetryPolicy, RetryQuota, RetryStats,
 };
@@ -71,6 +74,66 @@ pub struct InvokeClientBuilder {
     partition_quota: bool,
     retry_unhandled: bool,
     dead_letter: Option<Arc<dyn DeadLetterSink>>,
+    rate_limit: RateLimitConfig,
+}
+
+/// Client-side rate limits, keyed by function (name and qualifier); see
+/// [`invoke_layers::rate_limit`]. Default: none.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct RateLimitConfig {
+    /// A rate for all calls of the client.
+    pub global: Option<Rate>,
+    /// A rate for each function.
+    pub per_function: Option<Rate>,
+    /// At most this many calls in flight per function.
+    pub concurrency_per_function: Option<usize>,
+    /// An adaptive in-flight limit per function, lowered on throttles.
+    pub adaptive: Option<Adaptive>,
+    /// Wait (within the deadline) or fail fast.
+    pub mode: Mode,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            global: None,
+            per_function: None,
+            concurrency_per_function: None,
+            adaptive: None,
+            mode: Mode::Wait {
+                jitter: Duration::from_millis(10),
+            },
+        }
+    }
+}
+
+impl RateLimitConfig {
+    /// Sets the global rate.
+    pub fn global(mut self, rate: Rate) -> Self {
+        self.global = Some(rate);
+        self
+    }
+    /// Sets the per-function rate.
+    pub fn per_function(mut self, rate: Rate) -> Self {
+        self.per_function = Some(rate);
+        self
+    }
+    /// Caps in-flight calls per function.
+    pub fn concurrency_per_function(mut self, n: usize) -> Self {
+        self.concurrency_per_function = Some(n);
+        self
+    }
+    /// Adapts in-flight limits per function to throttles.
+    pub fn adaptive(mut self, adaptive: Adaptive) -> Self {
+        self.adaptive = Some(adaptive);
+        self
+    }
+    /// Wait or fail fast.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
 }
 
 /// Timeouts, chosen by invocation type (see the table in the crate README).
@@ -216,6 +279,11 @@ impl InvokeClientBuilder {
         self.partition_quota = yes;
         self
     }
+    /// Client-side rate limits (default none).
+    pub fn rate_limit(mut self, config: RateLimitConfig) -> Self {
+        self.rate_limit = config;
+        self
+    }
     /// Where `Event` invocations that finally fail are stored (default: nowhere, the
     /// caller gets the error); see [`crate::dead_letter`].
     pub fn dead_letter_sink(mut self, sink: impl DeadLetterSink) -> Self {
@@ -258,6 +326,22 @@ impl InvokeClientBuilder {
             RetryLayer::new(LambdaClassifier::default().retry_unhandled(self.retry_unhandled))
                 .policy(self.retry)
                 .quota(quota);
+        let rl = self.rate_limit;
+        let mut limiter = RateLimitLayer::builder().mode(rl.mode);
+        if let Some(r) = rl.global {
+            limiter = limiter.global(r);
+        }
+        if let Some(r) = rl.per_function {
+            limiter = limiter.per_key(r);
+        }
+        if let Some(n) = rl.concurrency_per_function {
+            limiter = limiter.concurrency_per_key(n);
+        }
+        if let Some(a) = rl.adaptive {
+            limiter = limiter.adaptive(a);
+        }
+        let limiter = limiter.build();
+        let feedback = limiter.feedback(LambdaClassifier::default());
         let service = tower::ServiceBuilder::new()
             .layer(TraceLayer::new(LambdaTrace::operation(
                 signing_region.clone(),
@@ -266,10 +350,12 @@ impl InvokeClientBuilder {
                 Some(d) => DeadlineLayer::new(d),
                 None => DeadlineLayer::none(),
             })
+            .layer(limiter.clone())
             .layer(retry)
             .layer(TraceLayer::new(LambdaTrace::attempt(
                 signing_region.clone(),
             )))
+            .layer(feedback)
             .layer(TimeoutLayer::per_request())
             .layer(SigV4Layer::new(
                 credentials,
@@ -283,13 +369,22 @@ impl InvokeClientBuilder {
                 timeouts: self.timeouts,
                 functions: self.functions,
                 dead_letter: self.dead_letter,
+                limiter,
             }),
         })
     }
 }
 
 type Stack = Trace<
-    DeadlineService<Retry<Trace<Timeout<SigV4<HyperTransport>>, LambdaTrace>, LambdaClassifier>>,
+    DeadlineService<
+        RateLimit<
+            Retry<
+                Trace<Feedback<Timeout<SigV4<HyperTransport>>, LambdaClassifier>, LambdaTrace>,
+                LambdaClassifier,
+            >,
+            invoke_layers::rate_limit::ExtensionKey,
+        >,
+    >,
     LambdaTrace,
 >;
 
@@ -299,6 +394,7 @@ struct Inner {
     timeouts: TimeoutConfig,
     functions: HashMap<String, FunctionSettings>,
     dead_letter: Option<Arc<dyn DeadLetterSink>>,
+    limiter: RateLimitLayer,
 }
 
 /// A Lambda Invoke client. `Clone + Send + Sync`; clones share one connection pool.
@@ -332,6 +428,7 @@ impl InvokeClient {
             partition_quota: false,
             retry_unhandled: false,
             dead_letter: None,
+            rate_limit: RateLimitConfig::default(),
         }
     }
 
@@ -394,6 +491,10 @@ impl InvokeClient {
         ext.insert(PayloadHash::new());
         ext.insert(AttemptTimeout(self.attempt_timeout(&req)));
         ext.insert(RetryPartition(name.to_owned()));
+        ext.insert(RateLimitKey(match req.effective_qualifier() {
+            Some(q) => format!("{name}:{q}"),
+            None => name.to_owned(),
+        }));
         if let Some(idempotent) = self.inner.functions.get(name).and_then(|f| f.idempotent) {
             ext.insert(Idempotent(idempotent));
         }
@@ -406,6 +507,11 @@ impl InvokeClient {
                 None => err,
             }
         })
+    }
+
+    /// The client's rate limiter (to read adaptive limits and in-flight counts).
+    pub fn rate_limiter(&self) -> &RateLimitLayer {
+        &self.inner.limiter
     }
 
     /// The attempt timeout for a request, from its invocation type and function.

@@ -23,6 +23,7 @@ pub use api::{
     ApiError, ApiErrorKind, ShapeInfo, StandardClass, ThrottleReason, CLOCK_SKEW_CODES, SHAPES,
     THROTTLING_CODES, TRANSIENT_CODES,
 };
+pub use invoke_layers::rate_limit::RateLimited;
 pub use invoke_layers::sigv4::{CredentialsError, SigningError};
 
 use crate::model::ValidationError;
@@ -185,6 +186,9 @@ pub enum InvokeErrorKind {
     /// The request could not be signed.
     #[error(transparent)]
     Signing(#[from] SigningError),
+    /// The client-side rate limiter refused the call (it never left the machine).
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
 }
 
 /// Any failure of an Invoke call: what failed last ([`kind`](Self::kind)), how many
@@ -215,7 +219,10 @@ impl std::error::Error for InvokeError {
 
 impl From<InvokeErrorKind> for InvokeError {
     fn from(kind: InvokeErrorKind) -> Self {
-        let attempts = u32::from(!matches!(kind, InvokeErrorKind::Validation(_)));
+        let attempts = u32::from(!matches!(
+            kind,
+            InvokeErrorKind::Validation(_) | InvokeErrorKind::RateLimited(_)
+        ));
         Self {
             kind,
             attempts,
@@ -240,8 +247,18 @@ from_kind!(
     TransportError,
     TimeoutError,
     CredentialsError,
-    SigningError
+    SigningError,
+    RateLimited
 );
+
+impl<E: Into<InvokeError>> From<invoke_layers::rate_limit::RateLimitError<E>> for InvokeError {
+    fn from(e: invoke_layers::rate_limit::RateLimitError<E>) -> Self {
+        match e {
+            invoke_layers::rate_limit::RateLimitError::Limited(e) => e.into(),
+            invoke_layers::rate_limit::RateLimitError::Inner(e) => e.into(),
+        }
+    }
+}
 
 impl<E: Into<InvokeError>> From<invoke_layers::timeout::TimeoutError<E>> for InvokeError {
     fn from(e: invoke_layers::timeout::TimeoutError<E>) -> Self {
@@ -282,7 +299,7 @@ impl InvokeError {
         self.kind
     }
 
-    /// Attempts made (0 when the request was invalid).
+    /// Attempts made (0 when the request was invalid or refused by the rate limiter).
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
@@ -310,7 +327,8 @@ impl InvokeError {
         match &self.kind {
             InvokeErrorKind::Validation(_)
             | InvokeErrorKind::Credentials(_)
-            | InvokeErrorKind::Signing(_) => Fault::Client,
+            | InvokeErrorKind::Signing(_)
+            | InvokeErrorKind::RateLimited(_) => Fault::Client,
             InvokeErrorKind::Api(e) => e.fault(),
             InvokeErrorKind::Transport(e) => e.fault(),
             InvokeErrorKind::Timeout(_) => Fault::Server,
@@ -319,7 +337,11 @@ impl InvokeError {
 
     /// True for throttling errors.
     pub fn is_throttle(&self) -> bool {
-        matches!(&self.kind, InvokeErrorKind::Api(e) if e.is_throttle())
+        match &self.kind {
+            InvokeErrorKind::Api(e) => e.is_throttle(),
+            InvokeErrorKind::RateLimited(_) => true,
+            _ => false,
+        }
     }
 
     /// Whether trying again, unchanged, can succeed. This says nothing of whether it is
@@ -332,6 +354,7 @@ impl InvokeError {
             InvokeErrorKind::Transport(e) => e.kind() != TransportErrorKind::InvalidRequest,
             InvokeErrorKind::Timeout(_) => true,
             InvokeErrorKind::Credentials(e) => e.is_retryable(),
+            InvokeErrorKind::RateLimited(_) => true,
         }
     }
 
@@ -340,7 +363,8 @@ impl InvokeError {
         let last = match &self.kind {
             InvokeErrorKind::Validation(_)
             | InvokeErrorKind::Credentials(_)
-            | InvokeErrorKind::Signing(_) => RunStatus::NotRun,
+            | InvokeErrorKind::Signing(_)
+            | InvokeErrorKind::RateLimited(_) => RunStatus::NotRun,
             InvokeErrorKind::Api(e) => e.may_have_run(),
             InvokeErrorKind::Transport(e) if e.request_sent() => RunStatus::Unknown,
             InvokeErrorKind::Timeout(e) if e.request_sent() => RunStatus::Unknown,
@@ -355,7 +379,10 @@ impl InvokeError {
 
     /// The server's hint of when to try again, if any.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.as_api().and_then(ApiError::retry_after)
+        match &self.kind {
+            InvokeErrorKind::RateLimited(r) => r.earliest,
+            _ => self.as_api().and_then(ApiError::retry_after),
+        }
     }
 
     /// The API error, if this is one.
@@ -376,6 +403,7 @@ impl InvokeError {
             InvokeErrorKind::Timeout(_) => "TimeoutError",
             InvokeErrorKind::Credentials(_) => "CredentialsError",
             InvokeErrorKind::Signing(_) => "SigningError",
+            InvokeErrorKind::RateLimited(_) => "RateLimited",
         }
     }
 }

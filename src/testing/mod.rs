@@ -126,6 +126,16 @@ pub(crate) struct State {
     faults: Mutex<HashMap<String, FaultPlan>>,
     records: Mutex<Vec<RequestRecord>>,
     runs: Mutex<HashMap<String, u64>>,
+    /// Reserved concurrency per function, and the running count and peak.
+    concurrency: Mutex<HashMap<String, Concurrency>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Concurrency {
+    pub limit: Option<usize>,
+    pub running: usize,
+    pub peak: usize,
+    pub throttled: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -213,6 +223,7 @@ impl LocalLambdaBuilder {
             faults: Mutex::new(HashMap::new()),
             records: Mutex::new(Vec::new()),
             runs: Mutex::new(HashMap::new()),
+            concurrency: Mutex::new(HashMap::new()),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         tokio::spawn(server::serve(listener, Arc::clone(&state), shutdown_rx));
@@ -335,6 +346,30 @@ impl LocalLambda {
             .entry(function.to_owned())
             .or_default()
             .each_operation = Some((attempts, fault));
+    }
+
+    /// Gives a function a reserved concurrency: a synchronous call that arrives while
+    /// `limit` calls of it are running is throttled (429 `TooManyRequestsException`,
+    /// reason `ReservedFunctionConcurrentInvocationLimitExceeded`). `None` removes it.
+    pub fn reserved_concurrency(&self, function: &str, limit: Option<usize>) {
+        lock(&self.state.concurrency)
+            .entry(function.to_owned())
+            .or_default()
+            .limit = limit;
+    }
+
+    /// The most synchronous calls of a function that ran at the same time.
+    pub fn peak_concurrency(&self, function: &str) -> usize {
+        lock(&self.state.concurrency)
+            .get(function)
+            .map_or(0, |c| c.peak)
+    }
+
+    /// How many calls the reserved concurrency throttled.
+    pub fn concurrency_throttles(&self, function: &str) -> u64 {
+        lock(&self.state.concurrency)
+            .get(function)
+            .map_or(0, |c| c.throttled)
     }
 
     /// Sets the endpoint's clock ahead of (`ahead = true`) or behind the real time, to

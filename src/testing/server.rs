@@ -405,6 +405,38 @@ fn truncated(head: &http::response::Parts, body: &[u8]) -> Bytes {
     Bytes::from(bytes)
 }
 
+/// A running synchronous call, counted against the function's reserved concurrency
+/// until dropped (also when the client goes away mid-run).
+struct Running {
+    state: Arc<State>,
+    function: String,
+}
+
+impl Running {
+    fn enter(state: &Arc<State>, function: &str) -> Option<Self> {
+        let mut map = lock(&state.concurrency);
+        let c = map.entry(function.to_owned()).or_default();
+        if c.limit.is_some_and(|l| c.running >= l) {
+            c.throttled += 1;
+            return None;
+        }
+        c.running += 1;
+        c.peak = c.peak.max(c.running);
+        Some(Self {
+            state: Arc::clone(state),
+            function: function.to_owned(),
+        })
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = lock(&self.state.concurrency).get_mut(&self.function) {
+            c.running = c.running.saturating_sub(1);
+        }
+    }
+}
+
 async fn invoke(
     state: &Arc<State>,
     request_id: &str,
@@ -652,6 +684,17 @@ async fn invoke(
             Ok(finish(state, request_id, base.status(202), Bytes::new()))
         }
         InvocationType::RequestResponse => {
+            let Some(_running) = Running::enter(state, name.name()) else {
+                return Err(reject(error_response(
+                    state,
+                    request_id,
+                    &ApiErrorKind::TooManyRequests {
+                        reason: Some(crate::error::ThrottleReason::ReservedFunctionConcurrentInvocationLimitExceeded),
+                        retry_after: None,
+                    },
+                    "Rate Exceeded.",
+                )));
+            };
             rec.outcome = Outcome::Ran;
             entry.update(rec);
             let log = Arc::clone(&invocation.log);

@@ -119,6 +119,7 @@ pub(crate) struct Limits {
     pub calls_since_maintenance: std::sync::atomic::AtomicU64,
     pub maintenance_every: u64,
     pub idle_ttl: Duration,
+    pub mode: super::Mode,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -131,6 +132,7 @@ impl Limits {
         per_key: Option<Rate>,
         concurrency: Option<usize>,
         adaptive: Option<Adaptive>,
+        mode: super::Mode,
     ) -> Self {
         let clock = TokioClock::new();
         Self {
@@ -148,6 +150,7 @@ impl Limits {
             calls_since_maintenance: std::sync::atomic::AtomicU64::new(0),
             maintenance_every: 4096,
             idle_ttl: Duration::from_secs(60),
+            mode,
         }
     }
 

@@ -120,12 +120,16 @@ where
     }
 }
 
-/// The epoch of the adaptive limit a call was admitted under, for the feedback layer.
+/// The epoch of the adaptive limit an attempt was admitted under.
 #[derive(Debug, Clone)]
 struct Admitted {
     key: String,
     epoch: u64,
 }
+
+/// The key of an operation under an adaptive limit, for the feedback layer.
+#[derive(Debug, Clone)]
+struct AdaptiveKey(String);
 
 struct Shared<K> {
     limits: Arc<Limits>,
@@ -231,6 +235,7 @@ impl<K> RateLimitBuilder<K> {
                     self.per_key,
                     self.concurrency,
                     self.adaptive,
+                    self.mode,
                 )),
                 mode: self.mode,
                 key: self.key,
@@ -339,15 +344,27 @@ fn limited(key: Option<&str>, limit: LimitKind, earliest: Option<Duration>) -> R
     }
 }
 
+/// Which in-flight cap a slot is taken under: the static one per operation (in
+/// [`RateLimit`]), the adaptive one per attempt (in [`Feedback`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    Static,
+    Adaptive,
+}
+
 /// Takes a slot under the static or adaptive cap of `key`, or says why not.
 async fn acquire_slot(
     limits: &Arc<Limits>,
     key: &str,
     mode: Mode,
     deadline: Option<Deadline>,
+    gate: Gate,
 ) -> Result<Option<(Slot, Option<u64>)>, RateLimited> {
-    let adaptive = limits.adaptive;
-    if adaptive.is_none() && limits.concurrency.is_none() {
+    let adaptive = match gate {
+        Gate::Adaptive => limits.adaptive,
+        Gate::Static => None,
+    };
+    if adaptive.is_none() && (gate == Gate::Adaptive || limits.concurrency.is_none()) {
         return Ok(None);
     }
     let started = tokio::time::Instant::now();
@@ -534,7 +551,7 @@ where
                 waited += wait;
             }
             let slot = match &key {
-                Some(k) => acquire_slot(limits, k, shared.mode, deadline)
+                Some(k) => acquire_slot(limits, k, shared.mode, deadline, Gate::Static)
                     .await
                     .map_err(RateLimitError::Limited)?,
                 None => None,
@@ -546,11 +563,9 @@ where
                     "waited for the rate limiter"
                 );
             }
-            if let (Some((_, Some(epoch))), Some(k)) = (&slot, &key) {
-                req.extensions_mut().insert(Admitted {
-                    key: k.clone(),
-                    epoch: *epoch,
-                });
+            if let (Some(k), Some(_)) = (&key, limits.adaptive) {
+                // Each attempt takes its adaptive slot in the feedback layer.
+                req.extensions_mut().insert(AdaptiveKey(k.clone()));
             }
             std::future::poll_fn(|cx| svc.poll_ready(cx))
                 .await
@@ -644,7 +659,11 @@ impl Limits {
                 }
             }
             Classification::Final => {
-                s.limit = (s.limit + 1.0 / s.limit).min(a.max);
+                // Grow only while the window is in use: a limit that is not being
+                // tested must not creep up (the caller slows down, the limit stays).
+                if (s.in_flight as f64) * 2.0 >= s.limit {
+                    s.limit = (s.limit + 1.0 / s.limit).min(a.max);
+                }
                 s.notify.notify_one();
             }
             _ => {}
@@ -654,34 +673,50 @@ impl Limits {
 
 impl<S, C, B, RB> Service<http::Request<B>> for Feedback<S, C>
 where
-    S: Service<http::Request<B>, Response = http::Response<RB>>,
+    S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    S::Error: 'static,
-    RB: 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    RB: Send + 'static,
     C: ClassifyRetry<http::Response<RB>, S::Error>,
 {
     type Response = S::Response;
-    type Error = S::Error;
-    type Future = LimitedFuture<S::Future, S::Response, S::Error>;
+    type Error = RateLimitError<S::Error>;
+    type Future = LimitedFuture<S::Future, S::Response, Self::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(RateLimitError::Inner)
     }
 
+    /// With an adaptive limit, each attempt waits for a slot under its key's current
+    /// limit (never past the deadline), and its outcome moves the limit. Attempts count,
+    /// not operations: an operation sleeping in retry backoff holds no slot.
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let admitted = req.extensions().get::<Admitted>().cloned();
-        let fut = self.inner.call(req);
-        if admitted.is_none() {
-            return LimitedFuture::direct(fut);
-        }
+        let key = req.extensions().get::<AdaptiveKey>().map(|k| k.0.clone());
+        let Some(key) = key.filter(|_| self.limits.adaptive.is_some()) else {
+            return LimitedFuture::direct(self.inner.call(req));
+        };
+        let clone = self.inner.clone();
+        let mut svc = std::mem::replace(&mut self.inner, clone);
         let limits = Arc::clone(&self.limits);
         let classifier = Arc::clone(&self.classifier);
         LimitedFuture::limited(Box::pin(async move {
-            let result = fut.await;
-            if let Some(a) = &admitted {
-                limits.feedback(a, classifier.classify(&result));
-            }
-            result
+            let deadline = req.extensions().get::<Deadline>().copied();
+            let (slot, epoch) =
+                match acquire_slot(&limits, &key, limits.mode, deadline, Gate::Adaptive)
+                    .await
+                    .map_err(RateLimitError::Limited)?
+                {
+                    Some((slot, epoch)) => (Some(slot), epoch.unwrap_or(0)),
+                    None => (None, 0),
+                };
+            std::future::poll_fn(|cx| svc.poll_ready(cx))
+                .await
+                .map_err(RateLimitError::Inner)?;
+            let result = svc.call(req).await;
+            limits.feedback(&Admitted { key, epoch }, classifier.classify(&result));
+            drop(slot);
+            result.map_err(RateLimitError::Inner)
         }))
     }
 }

@@ -247,13 +247,31 @@ async fn adaptive_limit_falls_once_per_round_and_climbs_back() {
         c.await.unwrap().unwrap();
     }
     assert_eq!(layer.adaptive_limit("f"), Some(7.0));
-    // Successes raise it by 1/limit each.
+    // Successes raise it by 1/limit each, while the window is in use (in flight at
+    // least half the limit)...
+    let calls: Vec<_> = (0..7)
+        .map(|_| tokio::spawn(svc.clone().oneshot(req("f"))))
+        .collect();
+    let mut pending = Vec::new();
     for _ in 0..7 {
+        pending.push(handle.next_request().await.unwrap().1);
+    }
+    for send in pending {
+        send.send_response(http::Response::new(()));
+        tokio::task::yield_now().await;
+    }
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    let grown = layer.adaptive_limit("f").unwrap();
+    // 7, 6, 5 and 4 in flight >= limit / 2: four increases of about 1/7.
+    assert!(grown > 7.5 && grown < 7.6, "{grown}");
+    // ...and not while it is not: one call at a time leaves it alone.
+    for _ in 0..5 {
         let call = tokio::spawn(svc.clone().oneshot(req("f")));
         let (_, send) = handle.next_request().await.unwrap();
         send.send_response(http::Response::new(()));
         call.await.unwrap().unwrap();
     }
-    let limit = layer.adaptive_limit("f").unwrap();
-    assert!(limit > 7.9 && limit < 8.1, "{limit}");
+    assert_eq!(layer.adaptive_limit("f"), Some(grown));
 }
