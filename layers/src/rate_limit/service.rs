@@ -646,17 +646,15 @@ impl Limits {
             return;
         };
         match class {
+            // One decrease per round: throttles of calls admitted before the last
+            // decrease do not cut the limit again.
             Classification::Retryable {
                 kind: RetryKind::Throttling,
                 ..
-            } => {
-                // One decrease per round: throttles of calls admitted before the last
-                // decrease do not cut the limit again.
-                if admitted.epoch == s.epoch {
-                    s.limit = (s.limit * a.decrease).max(a.min);
-                    s.epoch += 1;
-                    tracing::debug!(key = %admitted.key, limit = s.limit, "adaptive limit lowered");
-                }
+            } if admitted.epoch == s.epoch => {
+                s.limit = (s.limit * a.decrease).max(a.min);
+                s.epoch += 1;
+                tracing::debug!(key = %admitted.key, limit = s.limit, "adaptive limit lowered");
             }
             Classification::Final => {
                 // Grow only while the window is in use: a limit that is not being

@@ -129,9 +129,7 @@ async fn never_waits_past_the_deadline() {
         .insert(Deadline::after(Duration::from_millis(300)));
     let start = Instant::now();
     let err = svc.ready().await.unwrap().call(r).await.unwrap_err();
-    let RateLimitError::Limited(l) = err else {
-        panic!()
-    };
+    let RateLimitError::Limited(l) = err;
     assert_eq!(
         (l.limit, l.earliest),
         (LimitKind::Rate, Some(Duration::from_secs(1)))
