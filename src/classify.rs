@@ -102,6 +102,19 @@ impl<E: ClassifyError> ClassifyError for invoke_layers::rate_limit::RateLimitErr
     }
 }
 
+impl ClassifyError for crate::error::InvokeError {
+    fn classification(&self) -> Classification {
+        use crate::error::InvokeErrorKind as K;
+        match self.kind() {
+            K::Api(e) => e.classification(),
+            K::Transport(e) => e.classification(),
+            K::Timeout(e) => e.classification(),
+            K::Credentials(e) => e.classification(),
+            _ => Classification::NotRetryable,
+        }
+    }
+}
+
 impl ClassifyError for ApiError {
     fn classification(&self) -> Classification {
         let reached = if self.may_have_run() == RunStatus::Unknown {

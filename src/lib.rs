@@ -30,6 +30,7 @@ pub mod codec;
 pub mod dead_letter;
 pub mod error;
 pub mod model;
+pub mod stack;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -152,6 +152,30 @@ impl<E: ErrorFacts> ErrorFacts for SigV4Error<E> {
     }
 }
 
+impl ErrorFacts for crate::error::InvokeError {
+    fn error_type(&self) -> &'static str {
+        use crate::error::InvokeErrorKind as K;
+        match self.kind() {
+            K::Validation(_) => "ValidationError",
+            K::Api(_) => "ApiError",
+            K::Transport(_) => "TransportError",
+            K::Timeout(_) => "TimeoutError",
+            K::Credentials(_) => "CredentialsError",
+            K::Signing(_) => "SigningError",
+            K::RateLimited(_) => "RateLimited",
+        }
+    }
+    fn fault(&self) -> Fault {
+        crate::error::InvokeError::fault(self)
+    }
+    fn may_have_run(&self) -> RunStatus {
+        crate::error::InvokeError::may_have_run(self)
+    }
+    fn attempts(&self) -> Option<u32> {
+        Some(crate::error::InvokeError::attempts(self))
+    }
+}
+
 impl ErrorFacts for invoke_layers::rate_limit::RateLimited {
     fn error_type(&self) -> &'static str {
         "RateLimited"

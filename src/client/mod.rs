@@ -38,6 +38,7 @@ use invoke_layers::timeout::{
 
 use crate::classify::LambdaClassifier;
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
+use crate::stack::{BoxService, InvokeStack, Step};
 use crate::telemetry::LambdaTrace;
 use invoke_layers::trace::{Trace, TraceLayer};
 
@@ -75,6 +76,7 @@ pub struct InvokeClientBuilder {
     retry_unhandled: bool,
     dead_letter: Option<Arc<dyn DeadLetterSink>>,
     rate_limit: RateLimitConfig,
+    named: Option<Customize>,
 }
 
 /// Client-side rate limits, keyed by function (name and qualifier); see
@@ -279,6 +281,16 @@ impl InvokeClientBuilder {
         self.partition_quota = yes;
         self
     }
+    /// Builds the client on a named stack ([`InvokeStack`]) that `customize` can change:
+    /// add, insert before or after, remove or replace layers by name. Without it the
+    /// client uses the static composition (no boxing).
+    pub fn named_stack(
+        mut self,
+        customize: impl FnOnce(&mut InvokeStack) + Send + 'static,
+    ) -> Self {
+        self.named = Some(Box::new(customize));
+        self
+    }
     /// Client-side rate limits (default none).
     pub fn rate_limit(mut self, config: RateLimitConfig) -> Self {
         self.rate_limit = config;
@@ -342,26 +354,62 @@ impl InvokeClientBuilder {
         }
         let limiter = limiter.build();
         let feedback = limiter.feedback(LambdaClassifier::default());
-        let service = tower::ServiceBuilder::new()
-            .layer(TraceLayer::new(LambdaTrace::operation(
-                signing_region.clone(),
-            )))
-            .layer(match self.timeouts.operation {
-                Some(d) => DeadlineLayer::new(d),
-                None => DeadlineLayer::none(),
-            })
-            .layer(limiter.clone())
-            .layer(retry)
-            .layer(TraceLayer::new(LambdaTrace::attempt(
-                signing_region.clone(),
-            )))
-            .layer(feedback)
-            .layer(TimeoutLayer::per_request())
-            .layer(SigV4Layer::new(
-                credentials,
-                SigningConfig::new(signing_region),
-            ))
-            .service(transport);
+        let operation_deadline = match self.timeouts.operation {
+            Some(d) => DeadlineLayer::new(d),
+            None => DeadlineLayer::none(),
+        };
+        let signer = SigV4Layer::new(credentials, SigningConfig::new(signing_region.clone()));
+        let service = match self.named {
+            None => ClientService::Static(
+                tower::ServiceBuilder::new()
+                    .layer(TraceLayer::new(LambdaTrace::operation(
+                        signing_region.clone(),
+                    )))
+                    .layer(operation_deadline)
+                    .layer(limiter.clone())
+                    .layer(retry)
+                    .layer(TraceLayer::new(LambdaTrace::attempt(signing_region)))
+                    .layer(feedback)
+                    .layer(TimeoutLayer::per_request())
+                    .layer(signer)
+                    .service(transport),
+            ),
+            Some(customize) => {
+                let mut stack = InvokeStack::new();
+                // Every name is new in an empty stack: these cannot fail.
+                let _ = stack
+                    .add(
+                        "trace",
+                        Step::Operation,
+                        TraceLayer::new(LambdaTrace::operation(signing_region.clone())),
+                    )
+                    .and_then(|s| s.add("deadline", Step::Operation, operation_deadline))
+                    .and_then(|s| s.add("rate-limit", Step::Operation, limiter.clone()))
+                    .and_then(|s| s.add("retry", Step::Operation, retry))
+                    .and_then(|s| {
+                        s.add(
+                            "attempt-trace",
+                            Step::Attempt,
+                            TraceLayer::new(LambdaTrace::attempt(signing_region)),
+                        )
+                    })
+                    .and_then(|s| s.add("rate-limit-feedback", Step::Attempt, feedback))
+                    .and_then(|s| {
+                        s.add(
+                            "attempt-timeout",
+                            Step::Attempt,
+                            TimeoutLayer::per_request(),
+                        )
+                    })
+                    .and_then(|s| s.add("sign", Step::Attempt, signer));
+                customize(&mut stack);
+                let transport = BoxService::new(transport.map_err(InvokeError::from));
+                ClientService::Named {
+                    service: stack.build(transport),
+                    names: stack.identify(),
+                }
+            }
+        };
         Ok(InvokeClient {
             inner: Arc::new(Inner {
                 endpoint,
@@ -374,6 +422,32 @@ impl InvokeClientBuilder {
         })
     }
 }
+
+/// A change to the named stack, applied when the client is built.
+type Customize = Box<dyn FnOnce(&mut InvokeStack) + Send>;
+
+/// The client's stack: the static composition, or a named stack. (The static one is
+/// larger; there is one per client, behind an `Arc`.)
+#[allow(clippy::large_enum_variant)]
+enum ClientService {
+    Static(Stack),
+    Named {
+        service: BoxService,
+        names: Vec<String>,
+    },
+}
+
+/// The default order of the stack (see [`crate::stack`]).
+pub const DEFAULT_ORDER: &[&str] = &[
+    "trace (operation)",
+    "deadline (operation)",
+    "rate-limit (operation)",
+    "retry (operation)",
+    "attempt-trace (attempt)",
+    "rate-limit-feedback (attempt)",
+    "attempt-timeout (attempt)",
+    "sign (attempt)",
+];
 
 type Stack = Trace<
     DeadlineService<
@@ -390,7 +464,7 @@ type Stack = Trace<
 
 struct Inner {
     endpoint: Endpoint,
-    service: Stack,
+    service: ClientService,
     timeouts: TimeoutConfig,
     functions: HashMap<String, FunctionSettings>,
     dead_letter: Option<Arc<dyn DeadLetterSink>>,
@@ -429,6 +503,7 @@ impl InvokeClient {
             retry_unhandled: false,
             dead_letter: None,
             rate_limit: RateLimitConfig::default(),
+            named: None,
         }
     }
 
@@ -498,7 +573,10 @@ impl InvokeClient {
         if let Some(idempotent) = self.inner.functions.get(name).and_then(|f| f.idempotent) {
             ext.insert(Idempotent(idempotent));
         }
-        let resp = self.inner.service.clone().oneshot(http).await?;
+        let resp = match &self.inner.service {
+            ClientService::Static(s) => s.clone().oneshot(http).await?,
+            ClientService::Named { service, .. } => service.clone().oneshot(http).await?,
+        };
         let stats = resp.extensions().get::<RetryStats>().copied();
         codec::decode(resp).map_err(|api| {
             let err = InvokeError::from(api);
@@ -507,6 +585,14 @@ impl InvokeClient {
                 None => err,
             }
         })
+    }
+
+    /// The order of the client's layers, outermost first (`"name (step)"`).
+    pub fn identify(&self) -> Vec<String> {
+        match &self.inner.service {
+            ClientService::Static(_) => DEFAULT_ORDER.iter().map(|s| (*s).to_owned()).collect(),
+            ClientService::Named { names, .. } => names.clone(),
+        }
     }
 
     /// The client's rate limiter (to read adaptive limits and in-flight counts).
