@@ -418,6 +418,10 @@ impl InvokeClientBuilder {
                 functions: self.functions,
                 dead_letter: self.dead_letter,
                 limiter,
+                partition_quota: self.partition_quota,
+                keyed_limits: rl.per_function.is_some()
+                    || rl.concurrency_per_function.is_some()
+                    || rl.adaptive.is_some(),
             }),
         })
     }
@@ -469,6 +473,8 @@ struct Inner {
     functions: HashMap<String, FunctionSettings>,
     dead_letter: Option<Arc<dyn DeadLetterSink>>,
     limiter: RateLimitLayer,
+    partition_quota: bool,
+    keyed_limits: bool,
 }
 
 /// A Lambda Invoke client. `Clone + Send + Sync`; clones share one connection pool.
@@ -565,11 +571,16 @@ impl InvokeClient {
         let ext = http.extensions_mut();
         ext.insert(PayloadHash::new());
         ext.insert(AttemptTimeout(self.attempt_timeout(&req)));
-        ext.insert(RetryPartition(name.to_owned()));
-        ext.insert(RateLimitKey(match req.effective_qualifier() {
-            Some(q) => format!("{name}:{q}"),
-            None => name.to_owned(),
-        }));
+        // Keys are allocated only for the limits that use them.
+        if self.inner.partition_quota {
+            ext.insert(RetryPartition(name.to_owned()));
+        }
+        if self.inner.keyed_limits {
+            ext.insert(RateLimitKey(match req.effective_qualifier() {
+                Some(q) => format!("{name}:{q}"),
+                None => name.to_owned(),
+            }));
+        }
         if let Some(idempotent) = self.inner.functions.get(name).and_then(|f| f.idempotent) {
             ext.insert(Idempotent(idempotent));
         }
