@@ -75,8 +75,10 @@ fn start_server() -> std::net::SocketAddr {
     rx.recv().unwrap()
 }
 
+/// The clients compared. (One of each per run: the size difference does not matter.)
 #[derive(Clone)]
-enum Client_ {
+#[allow(clippy::large_enum_variant)]
+enum Target {
     Hyper(
         Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
         bool,
@@ -92,7 +94,7 @@ fn payload(size: usize) -> Bytes {
 }
 
 async fn one_call(
-    client: &Client_,
+    client: &Target,
     url: &str,
     addr: &str,
     body: &Bytes,
@@ -100,7 +102,7 @@ async fn one_call(
     cfg: &SigningConfig,
 ) {
     match client {
-        Client_::Hyper(c, sign) => {
+        Target::Hyper(c, sign) => {
             let mut req = http::Request::post(url)
                 .header("host", addr)
                 .header("x-amz-invocation-type", "RequestResponse")
@@ -114,7 +116,7 @@ async fn one_call(
             let resp = c.request(req.map(Full::new)).await.unwrap();
             let _ = resp.into_body().collect().await.unwrap();
         }
-        Client_::Stack(c) => {
+        Target::Stack(c) => {
             let req = InvokeRequest::builder("bench")
                 .payload(body.clone())
                 .build()
@@ -124,7 +126,7 @@ async fn one_call(
     }
 }
 
-struct Result_ {
+struct Measured {
     per_sec: f64,
     p50: Duration,
     p99: Duration,
@@ -132,12 +134,12 @@ struct Result_ {
 }
 
 async fn run(
-    client: Client_,
+    client: Target,
     addr: std::net::SocketAddr,
     size: usize,
     concurrency: usize,
     calls: usize,
-) -> Result_ {
+) -> Measured {
     let url = Arc::new(format!(
         "http://{addr}/2015-03-31/functions/bench/invocations"
     ));
@@ -180,7 +182,7 @@ async fn run(
     let cpu = thread_cpu_ns() - cpu0;
     lat.sort_unstable();
     let n = lat.len();
-    Result_ {
+    Measured {
         per_sec: n as f64 / wall.as_secs_f64(),
         p50: lat[n / 2],
         p99: lat[(n * 99 / 100).min(n - 1)],
@@ -219,10 +221,10 @@ fn main() {
                     (false, _) => 3_200,
                 };
                 for (name, client) in [
-                    ("hyper", Client_::Hyper(hyper(), false)),
-                    ("hyper+sigv4", Client_::Hyper(hyper(), true)),
-                    ("stack", Client_::Stack(stack.clone())),
-                    ("named", Client_::Stack(named.clone())),
+                    ("hyper", Target::Hyper(hyper(), false)),
+                    ("hyper+sigv4", Target::Hyper(hyper(), true)),
+                    ("stack", Target::Stack(stack.clone())),
+                    ("named", Target::Stack(named.clone())),
                 ] {
                     let r = run(client, addr, size, c, calls).await;
                     println!(
