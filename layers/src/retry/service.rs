@@ -21,6 +21,15 @@ struct Shared<C> {
     classifier: C,
     quota: RetryQuota,
     jitter: Jitter,
+    /// `amz-sdk-request` values for attempts 1..=max, built once.
+    attempt_headers: Vec<HeaderValue>,
+}
+
+fn attempt_headers(policy: &RetryPolicy) -> Vec<HeaderValue> {
+    let max = policy.max_attempts.max(1);
+    (1..=max)
+        .filter_map(|n| HeaderValue::from_str(&format!("attempt={n}; max={max}")).ok())
+        .collect()
 }
 
 /// The retry layer; see the [module docs](super).
@@ -48,9 +57,11 @@ impl<C> fmt::Debug for RetryLayer<C> {
 impl<C> RetryLayer<C> {
     /// Retries with `classifier`, the default policy and a fresh quota.
     pub fn new(classifier: C) -> Self {
+        let policy = RetryPolicy::default();
         Self {
             shared: Arc::new(Shared {
-                policy: RetryPolicy::default(),
+                attempt_headers: attempt_headers(&policy),
+                policy,
                 classifier,
                 quota: RetryQuota::default(),
                 jitter: Arc::new(fastrand::f64),
@@ -68,6 +79,7 @@ impl<C> RetryLayer<C> {
         f(&mut policy, &mut quota, &mut jitter);
         Self {
             shared: Arc::new(Shared {
+                attempt_headers: attempt_headers(&policy),
                 policy,
                 classifier: self.shared.classifier.clone(),
                 quota,
@@ -179,18 +191,21 @@ fn clone_request<B: Clone>(req: &http::Request<B>) -> http::Request<B> {
     out
 }
 
-fn invocation_id() -> String {
-    // A random (version 4) UUID.
+/// A random (version 4) UUID as a header value, written without formatting machinery.
+fn invocation_id() -> Option<HeaderValue> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let v = (fastrand::u128(..) & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
-    let h = format!("{v:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    let mut out = [0u8; 36];
+    let mut nibble = 0;
+    for (i, slot) in out.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            *slot = b'-';
+        } else {
+            *slot = HEX[((v >> (124 - 4 * nibble)) & 0xf) as usize];
+            nibble += 1;
+        }
+    }
+    HeaderValue::from_bytes(&out).ok()
 }
 
 impl<S, C, B, RB> Service<http::Request<B>> for Retry<S, C>
@@ -245,10 +260,7 @@ where
         .get::<Idempotent>()
         .map_or(policy.idempotent_by_default, |i| i.0);
     let operation_progress = ext.get::<SendProgress>().cloned();
-    let invocation_id = policy
-        .sdk_headers
-        .then(|| HeaderValue::from_str(&invocation_id()).ok())
-        .flatten();
+    let invocation_id = policy.sdk_headers.then(invocation_id).flatten();
 
     let mut earlier_reached = false;
     let mut last_cost: Option<u32> = None;
@@ -264,8 +276,8 @@ where
         if let Some(id) = &invocation_id {
             req.headers_mut()
                 .insert("amz-sdk-invocation-id", id.clone());
-            if let Ok(v) = HeaderValue::from_str(&format!("attempt={attempt}; max={max}")) {
-                req.headers_mut().insert("amz-sdk-request", v);
+            if let Some(v) = shared.attempt_headers.get(attempt as usize - 1) {
+                req.headers_mut().insert("amz-sdk-request", v.clone());
             }
         }
         if attempt > 1 {

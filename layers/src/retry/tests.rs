@@ -298,6 +298,15 @@ async fn sdk_headers_identify_the_operation_and_attempt() {
         .to_owned();
     assert_eq!(id.len(), 36);
     assert_eq!(&id[14..15], "4");
+    assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
+    assert!(id
+        .bytes()
+        .enumerate()
+        .all(|(i, c)| if matches!(i, 8 | 13 | 18 | 23) {
+            c == b'-'
+        } else {
+            c.is_ascii_hexdigit()
+        }));
     assert_eq!(second.headers()["amz-sdk-invocation-id"], id.as_str());
     assert_eq!(first.headers()["amz-sdk-request"], "attempt=1; max=3");
     assert_eq!(second.headers()["amz-sdk-request"], "attempt=2; max=3");

@@ -168,6 +168,13 @@ impl SigningConfig {
 
     fn settings(&self) -> SigningSettings {
         let mut s = SigningSettings::default();
+        // Per-attempt bookkeeping added by the retry layer: sent, not signed (as the AWS
+        // Rust SDK, which adds them after signing). Signing them costs CPU on every
+        // attempt and protects nothing.
+        if let Some(excluded) = s.excluded_headers.as_mut() {
+            excluded.push(std::borrow::Cow::Borrowed("amz-sdk-invocation-id"));
+            excluded.push(std::borrow::Cow::Borrowed("amz-sdk-request"));
+        }
         s.percent_encoding_mode = if self.double_uri_encode {
             PercentEncodingMode::Double
         } else {

@@ -35,11 +35,11 @@ where
             (Some(ours), Some(theirs)) => Some(ours.min(theirs)),
             (ours, theirs) => ours.or(theirs),
         };
-        let progress = ext.get::<SendProgress>().cloned().unwrap_or_default();
-        ext.insert(progress.clone());
         let Some(deadline) = deadline else {
             return ResponseFuture::unlimited(self.inner.call(req));
         };
+        let progress = ext.get::<SendProgress>().cloned().unwrap_or_default();
+        ext.insert(progress.clone());
         ext.insert(deadline);
         ResponseFuture::limited(self.inner.call(req), deadline, Timer::Operation, progress)
     }
