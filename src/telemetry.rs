@@ -418,7 +418,12 @@ impl<E: ErrorFacts + std::fmt::Display> Describe<Bytes, Bytes, E> for LambdaTrac
                 }
             }
             Scope::Operation => {
-                let attempts = resp.extensions().get::<RetryStats>().map(|s| s.attempts);
+                // No stats: the first attempt succeeded (or there is no retry layer).
+                let attempts = Some(
+                    resp.extensions()
+                        .get::<RetryStats>()
+                        .map_or(1, |s| s.attempts),
+                );
                 if let Some(n) = attempts {
                     span.record("aws.lambda.attempts", n);
                 }

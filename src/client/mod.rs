@@ -77,6 +77,7 @@ pub struct InvokeClientBuilder {
     dead_letter: Option<Arc<dyn DeadLetterSink>>,
     rate_limit: RateLimitConfig,
     named: Option<Customize>,
+    inner_service: Option<BoxService>,
 }
 
 /// Client-side rate limits, keyed by function (name and qualifier); see
@@ -291,6 +292,13 @@ impl InvokeClientBuilder {
         self.named = Some(Box::new(customize));
         self
     }
+    /// Sends through this service instead of the hyper transport (a test double, another
+    /// HTTP client, a proxy...). It receives signed `http::Request<Bytes>`s and answers
+    /// `http::Response<Bytes>`s; the client then uses the named stack.
+    pub fn inner_service(mut self, service: BoxService) -> Self {
+        self.inner_service = Some(service);
+        self
+    }
     /// Client-side rate limits (default none).
     pub fn rate_limit(mut self, config: RateLimitConfig) -> Self {
         self.rate_limit = config;
@@ -359,7 +367,12 @@ impl InvokeClientBuilder {
             None => DeadlineLayer::none(),
         };
         let signer = SigV4Layer::new(credentials, SigningConfig::new(signing_region.clone()));
-        let service = match self.named {
+        // A custom inner service needs the named (boxed) stack.
+        let named = match (self.named, self.inner_service.is_some()) {
+            (None, true) => Some(Box::new(|_: &mut InvokeStack| {}) as Customize),
+            (named, _) => named,
+        };
+        let service = match named {
             None => ClientService::Static(
                 tower::ServiceBuilder::new()
                     .layer(TraceLayer::new(LambdaTrace::operation(
@@ -403,7 +416,9 @@ impl InvokeClientBuilder {
                     })
                     .and_then(|s| s.add("sign", Step::Attempt, signer));
                 customize(&mut stack);
-                let transport = BoxService::new(transport.map_err(InvokeError::from));
+                let transport = self
+                    .inner_service
+                    .unwrap_or_else(|| BoxService::new(transport.map_err(InvokeError::from)));
                 ClientService::Named {
                     service: stack.build(transport),
                     names: stack.identify(),
@@ -510,6 +525,7 @@ impl InvokeClient {
             dead_letter: None,
             rate_limit: RateLimitConfig::default(),
             named: None,
+            inner_service: None,
         }
     }
 

@@ -81,6 +81,7 @@ pub enum StopReason {
 }
 
 /// What the retry layer did, in the extensions of the final response and in its errors.
+/// A response without it succeeded at its first attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryStats {
     /// Attempts made.

@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::classify::RetryKind;
@@ -44,7 +45,9 @@ pub struct RetryPartition(pub String);
 #[derive(Debug, Clone)]
 pub struct RetryQuota {
     config: QuotaConfig,
-    buckets: Arc<Mutex<HashMap<Option<String>, u32>>>,
+    /// The bucket of an unpartitioned quota: lock-free on the hot path.
+    single: Arc<AtomicU32>,
+    buckets: Arc<Mutex<HashMap<String, u32>>>,
     partitioned: bool,
 }
 
@@ -59,6 +62,7 @@ impl RetryQuota {
     pub fn new(config: QuotaConfig) -> Self {
         Self {
             config,
+            single: Arc::new(AtomicU32::new(config.capacity)),
             buckets: Arc::default(),
             partitioned: false,
         }
@@ -77,11 +81,30 @@ impl RetryQuota {
         self.config
     }
 
-    fn key(&self, partition: Option<&RetryPartition>) -> Option<String> {
-        if self.partitioned {
-            partition.map(|p| p.0.clone())
-        } else {
-            None
+    /// The partition's key, or `None` for the single bucket.
+    fn key<'a>(&self, partition: Option<&'a RetryPartition>) -> Option<&'a str> {
+        partition.filter(|_| self.partitioned).map(|p| p.0.as_str())
+    }
+
+    /// Applies `f` to a bucket's tokens; `f` returns the new count, or `None` to leave
+    /// it. True when it changed.
+    fn update(&self, partition: Option<&RetryPartition>, f: impl Fn(u32) -> Option<u32>) -> bool {
+        match self.key(partition) {
+            None => self
+                .single
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, f)
+                .is_ok(),
+            Some(key) => {
+                let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+                let tokens = b.entry(key.to_owned()).or_insert(self.config.capacity);
+                match f(*tokens) {
+                    Some(t) => {
+                        *tokens = t;
+                        true
+                    }
+                    None => false,
+                }
+            }
         }
     }
 
@@ -96,30 +119,28 @@ impl RetryQuota {
 
     /// Takes `cost` tokens if there are enough.
     pub fn try_acquire(&self, partition: Option<&RetryPartition>, cost: u32) -> bool {
-        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let tokens = b.entry(self.key(partition)).or_insert(self.config.capacity);
-        if *tokens >= cost {
-            *tokens -= cost;
-            true
-        } else {
-            false
-        }
+        self.update(partition, |t| t.checked_sub(cost))
     }
 
     /// Returns tokens after a success: `refund` (the last retry's cost) or, without
     /// retries, the success refund. Never above capacity.
     pub fn release(&self, partition: Option<&RetryPartition>, refund: Option<u32>) {
         let amount = refund.unwrap_or(self.config.success_refund);
-        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let tokens = b.entry(self.key(partition)).or_insert(self.config.capacity);
-        *tokens = (*tokens + amount).min(self.config.capacity);
+        let cap = self.config.capacity;
+        // At capacity (the common case) there is nothing to write.
+        self.update(partition, |t| {
+            (t < cap).then(|| t.saturating_add(amount).min(cap))
+        });
     }
 
     /// Tokens left in a bucket.
     pub fn available(&self, partition: Option<&RetryPartition>) -> u32 {
-        let b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        b.get(&self.key(partition))
-            .copied()
-            .unwrap_or(self.config.capacity)
+        match self.key(partition) {
+            None => self.single.load(Ordering::Acquire),
+            Some(key) => {
+                let b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+                b.get(key).copied().unwrap_or(self.config.capacity)
+            }
+        }
     }
 }

@@ -302,7 +302,11 @@ where
                 };
                 match result {
                     Ok(mut resp) => {
-                        resp.extensions_mut().insert(stats);
+                        // One attempt that succeeded is what a response without stats
+                        // means: no allocation for the common case.
+                        if stats.attempts > 1 || stats.stop != StopReason::Done {
+                            resp.extensions_mut().insert(stats);
+                        }
                         Ok(resp)
                     }
                     Err(error) => Err(RetryError { error, stats }),
