@@ -274,23 +274,8 @@ error_shapes! {
         ("UnsupportedMediaTypeException", 415, Client, NotRetried, false, "message"),
 }
 
-/// AWS standard-mode throttling codes (spec §4.1).
-pub const THROTTLING_CODES: &[&str] = &[
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "RequestThrottledException",
-    "TooManyRequestsException",
-    "ProvisionedThroughputExceededException",
-    "TransactionInProgressException",
-    "RequestLimitExceeded",
-    "BandwidthLimitExceeded",
-    "LimitExceededException",
-    "RequestThrottled",
-    "SlowDown",
-    "PriorRequestNotComplete",
-    "EC2ThrottledException",
-];
+/// AWS standard-mode throttling codes (spec §4.1), shared with the retry layer.
+pub use invoke_layers::retry::THROTTLING_CODES;
 
 /// AWS standard-mode transient codes (spec §4.1).
 pub const TRANSIENT_CODES: &[&str] = &["RequestTimeout", "RequestTimeoutException"];

@@ -133,9 +133,14 @@ impl fmt::Debug for InvokeStack {
     }
 }
 
-/// Boxes a tower layer as a slot of the named stack. Its service's errors must convert
-/// into [`InvokeError`].
-fn boxed<L>(layer: L) -> LayerFn
+/// A tower layer that can be a slot of the named stack: it wraps a [`BoxService`], and
+/// its service's errors convert into [`InvokeError`]. Implemented for every such layer.
+pub trait StackLayer: Send + Sync + 'static {
+    /// The layer as a boxing function.
+    fn into_slot(self) -> Arc<dyn Fn(BoxService) -> BoxService + Send + Sync>;
+}
+
+impl<L> StackLayer for L
 where
     L: Layer<BoxService> + Send + Sync + 'static,
     L::Service: Service<http::Request<Bytes>, Response = http::Response<Bytes>>
@@ -146,7 +151,9 @@ where
     <L::Service as Service<http::Request<Bytes>>>::Future: Send + 'static,
     <L::Service as Service<http::Request<Bytes>>>::Error: Into<InvokeError>,
 {
-    Arc::new(move |inner| BoxCloneSyncService::new(layer.layer(inner).map_err(Into::into)))
+    fn into_slot(self) -> LayerFn {
+        Arc::new(move |inner| BoxCloneSyncService::new(self.layer(inner).map_err(Into::into)))
+    }
 }
 
 impl InvokeStack {
@@ -171,17 +178,12 @@ impl InvokeStack {
     }
 
     /// Adds a layer as the innermost slot of its step.
-    pub fn add<L>(&mut self, name: &str, step: Step, layer: L) -> Result<&mut Self, StackError>
-    where
-        L: Layer<BoxService> + Send + Sync + 'static,
-        L::Service: Service<http::Request<Bytes>, Response = http::Response<Bytes>>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        <L::Service as Service<http::Request<Bytes>>>::Future: Send + 'static,
-        <L::Service as Service<http::Request<Bytes>>>::Error: Into<InvokeError>,
-    {
+    pub fn add<L: StackLayer>(
+        &mut self,
+        name: &str,
+        step: Step,
+        layer: L,
+    ) -> Result<&mut Self, StackError> {
         self.check_new(name)?;
         let at = match step {
             Step::Operation => self
@@ -196,29 +198,19 @@ impl InvokeStack {
             Slot {
                 name: name.to_owned(),
                 step,
-                layer: boxed(layer),
+                layer: layer.into_slot(),
             },
         );
         Ok(self)
     }
 
     /// Inserts a layer just outside the slot `existing`, in the same step.
-    pub fn add_before<L>(
+    pub fn add_before<L: StackLayer>(
         &mut self,
         existing: &str,
         name: &str,
         layer: L,
-    ) -> Result<&mut Self, StackError>
-    where
-        L: Layer<BoxService> + Send + Sync + 'static,
-        L::Service: Service<http::Request<Bytes>, Response = http::Response<Bytes>>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        <L::Service as Service<http::Request<Bytes>>>::Future: Send + 'static,
-        <L::Service as Service<http::Request<Bytes>>>::Error: Into<InvokeError>,
-    {
+    ) -> Result<&mut Self, StackError> {
         let at = self.index(existing)?;
         self.check_new(name)?;
         let step = self.slots[at].step;
@@ -227,29 +219,19 @@ impl InvokeStack {
             Slot {
                 name: name.to_owned(),
                 step,
-                layer: boxed(layer),
+                layer: layer.into_slot(),
             },
         );
         Ok(self)
     }
 
     /// Inserts a layer just inside the slot `existing`, in the same step.
-    pub fn add_after<L>(
+    pub fn add_after<L: StackLayer>(
         &mut self,
         existing: &str,
         name: &str,
         layer: L,
-    ) -> Result<&mut Self, StackError>
-    where
-        L: Layer<BoxService> + Send + Sync + 'static,
-        L::Service: Service<http::Request<Bytes>, Response = http::Response<Bytes>>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        <L::Service as Service<http::Request<Bytes>>>::Future: Send + 'static,
-        <L::Service as Service<http::Request<Bytes>>>::Error: Into<InvokeError>,
-    {
+    ) -> Result<&mut Self, StackError> {
         let at = self.index(existing)?;
         self.check_new(name)?;
         let step = self.slots[at].step;
@@ -258,7 +240,7 @@ impl InvokeStack {
             Slot {
                 name: name.to_owned(),
                 step,
-                layer: boxed(layer),
+                layer: layer.into_slot(),
             },
         );
         Ok(self)
@@ -272,19 +254,13 @@ impl InvokeStack {
     }
 
     /// Replaces the layer of a slot, keeping its name, step and place.
-    pub fn replace<L>(&mut self, name: &str, layer: L) -> Result<&mut Self, StackError>
-    where
-        L: Layer<BoxService> + Send + Sync + 'static,
-        L::Service: Service<http::Request<Bytes>, Response = http::Response<Bytes>>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        <L::Service as Service<http::Request<Bytes>>>::Future: Send + 'static,
-        <L::Service as Service<http::Request<Bytes>>>::Error: Into<InvokeError>,
-    {
+    pub fn replace<L: StackLayer>(
+        &mut self,
+        name: &str,
+        layer: L,
+    ) -> Result<&mut Self, StackError> {
         let at = self.index(name)?;
-        self.slots[at].layer = boxed(layer);
+        self.slots[at].layer = layer.into_slot();
         Ok(self)
     }
 
