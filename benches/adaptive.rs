@@ -9,15 +9,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use invoke_stack::client::RateLimitConfig;
-use invoke_stack::layers::rate_limit::Adaptive;
+use invoke_stack::layers::rate_limit::{Adaptive, ExtensionKey, RateLimitBuilder, RateLimitLayer};
 use invoke_stack::testing::{LocalFunction, LocalLambda};
 use invoke_stack::InvokeClient;
 
 const CALLS: usize = 600;
 const RUN: Duration = Duration::from_millis(20);
 
-async fn run(n: usize, config: RateLimitConfig, label: &str) {
+async fn run(n: usize, config: RateLimitBuilder<ExtensionKey>, label: &str) {
     let lambda = LocalLambda::builder()
         .function(
             "work",
@@ -68,11 +67,11 @@ async fn run(n: usize, config: RateLimitConfig, label: &str) {
 #[tokio::main]
 async fn main() {
     for n in [4, 8, 16] {
-        let adaptive = RateLimitConfig::default().adaptive(Adaptive {
+        let adaptive = RateLimitLayer::builder().adaptive(Adaptive {
             initial: 2.0,
             ..Adaptive::default()
         });
         run(n, adaptive, "adaptive").await;
-        run(n, RateLimitConfig::default(), "no limiter").await;
+        run(n, RateLimitLayer::builder(), "no limiter").await;
     }
 }

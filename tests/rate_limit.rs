@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use invoke_stack::client::RateLimitConfig;
 use invoke_stack::error::{InvokeErrorKind, RunStatus};
-use invoke_stack::layers::rate_limit::{Adaptive, Mode, Rate};
+use invoke_stack::layers::rate_limit::{
+    Adaptive, ExtensionKey, Mode, Rate, RateLimitBuilder, RateLimitLayer,
+};
 use invoke_stack::testing::{LocalFunction, LocalLambda};
 
 #[tokio::test]
@@ -34,8 +35,8 @@ async fn fail_fast_when_the_function_is_at_its_cap() {
         .unwrap();
     let client = common::builder_for(&lambda)
         .rate_limit(
-            RateLimitConfig::default()
-                .concurrency_per_function(1)
+            RateLimitLayer::builder()
+                .concurrency_per_key(1)
                 .mode(Mode::FailFast),
         )
         .build()
@@ -65,7 +66,7 @@ async fn waits_never_pass_the_deadline() {
     let _secrets = common::watch_secrets();
     let (lambda, _) = common::echo_endpoint().await;
     let client = common::builder_for(&lambda)
-        .rate_limit(RateLimitConfig::default().per_function(Rate {
+        .rate_limit(RateLimitLayer::builder().per_key(Rate {
             calls: 1,
             per: Duration::from_secs(60),
             burst: None,
@@ -87,7 +88,9 @@ const CALLS: usize = 400;
 
 /// Offers `CALLS` calls at concurrency 64 to a function with a reserved concurrency of
 /// `N` that takes 20 ms; returns (successes, throttles, the endpoint, the client).
-async fn load(config: RateLimitConfig) -> (usize, u64, LocalLambda, invoke_stack::InvokeClient) {
+async fn load(
+    config: RateLimitBuilder<ExtensionKey>,
+) -> (usize, u64, LocalLambda, invoke_stack::InvokeClient) {
     let lambda = LocalLambda::builder()
         .function(
             "work",
@@ -132,13 +135,13 @@ async fn load(config: RateLimitConfig) -> (usize, u64, LocalLambda, invoke_stack
 /// throttles are a fraction of those of the same load without a limiter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adaptive_limit_converges_on_reserved_concurrency() {
-    let adaptive = RateLimitConfig::default().adaptive(Adaptive {
+    let adaptive = RateLimitLayer::builder().adaptive(Adaptive {
         initial: 2.0,
         ..Adaptive::default()
     });
     let (ok, throttles, lambda, client) = load(adaptive).await;
     let limit = client.rate_limiter().adaptive_limit("work").unwrap();
-    let (base_ok, base_throttles, _, _) = load(RateLimitConfig::default()).await;
+    let (base_ok, base_throttles, _, _) = load(RateLimitLayer::builder()).await;
     eprintln!(
         "adaptive: ok {ok}/{CALLS}, throttles {throttles}, final limit {limit:.2}, peak {}; no limiter: ok {base_ok}/{CALLS}, throttles {base_throttles}",
         lambda.peak_concurrency("work")

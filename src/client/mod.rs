@@ -24,7 +24,7 @@ use std::time::Duration;
 use tower::ServiceExt;
 
 use invoke_layers::rate_limit::{
-    Adaptive, Feedback, Mode, Rate, RateLimit, RateLimitKey, RateLimitLayer,
+    ExtensionKey, Feedback, RateLimit, RateLimitBuilder, RateLimitKey, RateLimitLayer,
 };
 use invoke_layers::retry::{
     Idempotent, QuotaConfig, Retry, RetryLayer, RetryPartition, RetryPolicy, RetryQuota, RetryStats,
@@ -75,68 +75,9 @@ pub struct InvokeClientBuilder {
     partition_quota: bool,
     retry_unhandled: bool,
     dead_letter: Option<Arc<dyn DeadLetterSink>>,
-    rate_limit: RateLimitConfig,
+    rate_limit: RateLimitBuilder<ExtensionKey>,
     named: Option<Customize>,
     inner_service: Option<BoxService>,
-}
-
-/// Client-side rate limits, keyed by function (name and qualifier); see
-/// [`invoke_layers::rate_limit`]. Default: none.
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
-pub struct RateLimitConfig {
-    /// A rate for all calls of the client.
-    pub global: Option<Rate>,
-    /// A rate for each function.
-    pub per_function: Option<Rate>,
-    /// At most this many calls in flight per function.
-    pub concurrency_per_function: Option<usize>,
-    /// An adaptive in-flight limit per function, lowered on throttles.
-    pub adaptive: Option<Adaptive>,
-    /// Wait (within the deadline) or fail fast.
-    pub mode: Mode,
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> Self {
-        Self {
-            global: None,
-            per_function: None,
-            concurrency_per_function: None,
-            adaptive: None,
-            mode: Mode::Wait {
-                jitter: Duration::from_millis(10),
-            },
-        }
-    }
-}
-
-impl RateLimitConfig {
-    /// Sets the global rate.
-    pub fn global(mut self, rate: Rate) -> Self {
-        self.global = Some(rate);
-        self
-    }
-    /// Sets the per-function rate.
-    pub fn per_function(mut self, rate: Rate) -> Self {
-        self.per_function = Some(rate);
-        self
-    }
-    /// Caps in-flight calls per function.
-    pub fn concurrency_per_function(mut self, n: usize) -> Self {
-        self.concurrency_per_function = Some(n);
-        self
-    }
-    /// Adapts in-flight limits per function to throttles.
-    pub fn adaptive(mut self, adaptive: Adaptive) -> Self {
-        self.adaptive = Some(adaptive);
-        self
-    }
-    /// Wait or fail fast.
-    pub fn mode(mut self, mode: Mode) -> Self {
-        self.mode = mode;
-        self
-    }
 }
 
 /// Timeouts, chosen by invocation type (see the table in the crate README).
@@ -299,9 +240,23 @@ impl InvokeClientBuilder {
         self.inner_service = Some(service);
         self
     }
-    /// Client-side rate limits (default none).
-    pub fn rate_limit(mut self, config: RateLimitConfig) -> Self {
-        self.rate_limit = config;
+    /// Client-side rate limits, keyed by function (name and qualifier); default none.
+    ///
+    /// ```
+    /// use invoke_stack::layers::rate_limit::{Adaptive, Rate, RateLimitLayer};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = invoke_stack::InvokeClient::builder()
+    ///     .region("us-east-1")
+    ///     .rate_limit(
+    ///         RateLimitLayer::builder()
+    ///             .per_key(Rate::per_second(50))
+    ///             .adaptive(Adaptive::default()),
+    ///     )
+    ///     .build()?;
+    /// # let _ = client; Ok(()) }
+    /// ```
+    pub fn rate_limit(mut self, limits: RateLimitBuilder<ExtensionKey>) -> Self {
+        self.rate_limit = limits;
         self
     }
     /// Where `Event` invocations that finally fail are stored (default: nowhere, the
@@ -346,21 +301,8 @@ impl InvokeClientBuilder {
             RetryLayer::new(LambdaClassifier::default().retry_unhandled(self.retry_unhandled))
                 .policy(self.retry)
                 .quota(quota);
-        let rl = self.rate_limit;
-        let mut limiter = RateLimitLayer::builder().mode(rl.mode);
-        if let Some(r) = rl.global {
-            limiter = limiter.global(r);
-        }
-        if let Some(r) = rl.per_function {
-            limiter = limiter.per_key(r);
-        }
-        if let Some(n) = rl.concurrency_per_function {
-            limiter = limiter.concurrency_per_key(n);
-        }
-        if let Some(a) = rl.adaptive {
-            limiter = limiter.adaptive(a);
-        }
-        let limiter = limiter.build();
+        let limiter = self.rate_limit.build();
+        let keyed_limits = limiter.is_keyed();
         let feedback = limiter.feedback(LambdaClassifier::default());
         let operation_deadline = match self.timeouts.operation {
             Some(d) => DeadlineLayer::new(d),
@@ -434,9 +376,7 @@ impl InvokeClientBuilder {
                 dead_letter: self.dead_letter,
                 limiter,
                 partition_quota: self.partition_quota,
-                keyed_limits: rl.per_function.is_some()
-                    || rl.concurrency_per_function.is_some()
-                    || rl.adaptive.is_some(),
+                keyed_limits,
             }),
         })
     }
@@ -475,7 +415,7 @@ type Stack = Trace<
                 Trace<Feedback<Timeout<SigV4<HyperTransport>>, LambdaClassifier>, LambdaTrace>,
                 LambdaClassifier,
             >,
-            invoke_layers::rate_limit::ExtensionKey,
+            ExtensionKey,
         >,
     >,
     LambdaTrace,
@@ -523,7 +463,7 @@ impl InvokeClient {
             partition_quota: false,
             retry_unhandled: false,
             dead_letter: None,
-            rate_limit: RateLimitConfig::default(),
+            rate_limit: RateLimitLayer::builder(),
             named: None,
             inner_service: None,
         }

@@ -259,6 +259,12 @@ impl<K> RateLimitLayer<K> {
         self.shared.limits.maintain();
     }
 
+    /// Whether any limit needs a key (per-key rate, concurrency or adaptive limit).
+    pub fn is_keyed(&self) -> bool {
+        let l = &self.shared.limits;
+        l.keyed.is_some() || l.concurrency.is_some() || l.adaptive.is_some()
+    }
+
     /// How many keys have rate state now.
     pub fn tracked_keys(&self) -> usize {
         self.shared.limits.keyed_len()
