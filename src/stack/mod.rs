@@ -211,18 +211,7 @@ impl InvokeStack {
         name: &str,
         layer: L,
     ) -> Result<&mut Self, StackError> {
-        let at = self.index(existing)?;
-        self.check_new(name)?;
-        let step = self.slots[at].step;
-        self.slots.insert(
-            at,
-            Slot {
-                name: name.to_owned(),
-                step,
-                layer: layer.into_slot(),
-            },
-        );
-        Ok(self)
+        self.insert_next_to(existing, 0, name, layer.into_slot())
     }
 
     /// Inserts a layer just inside the slot `existing`, in the same step.
@@ -232,15 +221,27 @@ impl InvokeStack {
         name: &str,
         layer: L,
     ) -> Result<&mut Self, StackError> {
+        self.insert_next_to(existing, 1, name, layer.into_slot())
+    }
+
+    /// Inserts a slot at `existing`'s index plus `offset` (0: outside it, 1: inside it),
+    /// in `existing`'s step.
+    fn insert_next_to(
+        &mut self,
+        existing: &str,
+        offset: usize,
+        name: &str,
+        layer: LayerFn,
+    ) -> Result<&mut Self, StackError> {
         let at = self.index(existing)?;
         self.check_new(name)?;
         let step = self.slots[at].step;
         self.slots.insert(
-            at + 1,
+            at + offset,
             Slot {
                 name: name.to_owned(),
                 step,
-                layer: layer.into_slot(),
+                layer,
             },
         );
         Ok(self)
