@@ -112,6 +112,8 @@ pub struct SigningConfig {
     double_uri_encode: bool,
     normalize_uri_path: bool,
     content_sha256_header: bool,
+    /// aws-sigv4's settings for the fields above, built once.
+    settings: SigningSettings,
 }
 
 impl fmt::Debug for SigningConfig {
@@ -135,27 +137,29 @@ impl SigningConfig {
             double_uri_encode: true,
             normalize_uri_path: true,
             content_sha256_header: false,
+            settings: SigningSettings::default(),
         }
+        .with_settings()
     }
     /// Signs for another service name (e.g. `execute-api`).
     pub fn service(mut self, service: impl Into<String>) -> Self {
         self.service = service.into();
-        self
+        self.with_settings()
     }
     /// Whether the canonical URI is percent-encoded again (true for everything but S3).
     pub fn double_uri_encode(mut self, yes: bool) -> Self {
         self.double_uri_encode = yes;
-        self
+        self.with_settings()
     }
     /// Whether dot segments of the path are normalized.
     pub fn normalize_uri_path(mut self, yes: bool) -> Self {
         self.normalize_uri_path = yes;
-        self
+        self.with_settings()
     }
     /// Whether to add and sign `x-amz-content-sha256` (S3 needs it).
     pub fn content_sha256_header(mut self, yes: bool) -> Self {
         self.content_sha256_header = yes;
-        self
+        self.with_settings()
     }
     /// The signing region.
     pub fn region(&self) -> &str {
@@ -166,7 +170,12 @@ impl SigningConfig {
         &self.service
     }
 
-    fn settings(&self) -> SigningSettings {
+    fn with_settings(mut self) -> Self {
+        self.settings = self.build_settings();
+        self
+    }
+
+    fn build_settings(&self) -> SigningSettings {
         let mut s = SigningSettings::default();
         // Per-attempt bookkeeping added by the retry layer: sent, not signed (as the AWS
         // Rust SDK, which adds them after signing). Signing them costs CPU on every
@@ -236,7 +245,22 @@ pub fn sign_request_with_hash<B>(
     headers.remove(X_AMZ_SECURITY_TOKEN);
 
     let identity = Identity::new(credentials.clone(), credentials.expiry());
-    let settings = config.settings();
+    let settings = config.settings.clone();
+    // Excluded headers are left out before aws-sigv4 sees them: it would lowercase,
+    // copy and normalize each one only to skip it when listing the signed headers.
+    let excluded = settings.excluded_headers.as_deref().unwrap_or_default();
+    let mut header_pairs = Vec::with_capacity(req.headers().len());
+    for (name, value) in req.headers() {
+        if excluded.iter().any(|e| e == name.as_str()) {
+            continue;
+        }
+        let value = value.to_str().map_err(|_| {
+            SigningError::new(format!(
+                "header {name} has a value that is not visible ASCII"
+            ))
+        })?;
+        header_pairs.push((name.as_str(), value));
+    }
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(&config.region)
@@ -247,15 +271,6 @@ pub fn sign_request_with_hash<B>(
         .map_err(|e| SigningError::new(e.to_string()))?
         .into();
 
-    let mut header_pairs = Vec::with_capacity(req.headers().len());
-    for (name, value) in req.headers() {
-        let value = value.to_str().map_err(|_| {
-            SigningError::new(format!(
-                "header {name} has a value that is not visible ASCII"
-            ))
-        })?;
-        header_pairs.push((name.as_str(), value));
-    }
     let uri = req.uri().to_string();
     let method = req.method().as_str();
     let signable = SignableRequest::new(
