@@ -91,15 +91,33 @@ const SENT: u8 = 2;
 
 /// Whether a request has left the machine, as reported by the transport.
 ///
-/// The attempt timeout layer puts one in each attempt's extensions (a child of the
-/// operation's); a transport that cooperates marks it [`not_sent`](Self::mark_not_sent)
-/// when it takes the request and [`sent`](Self::mark_sent) as soon as any byte may have
-/// been written. When no transport reports, a timed-out request counts as possibly sent:
-/// the safe answer to "may the function have run?".
+/// Each attempt's extensions carry one (a [`child`](Self::child) of the operation's, put
+/// there by the retry layer or, without one, by the attempt timeout layer); a transport
+/// that cooperates marks it [`not_sent`](Self::mark_not_sent) when it takes the request
+/// and [`sent`](Self::mark_sent) as soon as any byte may have been written. When no
+/// transport reports, a timed-out request counts as possibly sent: the safe answer to
+/// "may the function have run?".
+///
+/// Clones share one state (a reference count, no allocation); a child is one allocation.
+///
+/// ```
+/// use invoke_layers::timeout::SendProgress;
+/// let operation = SendProgress::new();
+/// let attempt = operation.child();
+/// attempt.mark_not_sent();
+/// assert!(!attempt.may_have_been_sent() && !operation.may_have_been_sent());
+/// attempt.mark_sent();
+/// assert!(operation.may_have_been_sent());
+/// ```
 #[derive(Clone, Debug, Default)]
-pub struct SendProgress {
-    state: Arc<AtomicU8>,
-    parent: Option<Box<SendProgress>>,
+pub struct SendProgress(Arc<ProgressNode>);
+
+#[derive(Debug, Default)]
+struct ProgressNode {
+    state: AtomicU8,
+    /// Made by [`SendProgress::child`]: it tracks one attempt.
+    attempt: bool,
+    parent: Option<SendProgress>,
 }
 
 impl SendProgress {
@@ -110,33 +128,41 @@ impl SendProgress {
 
     /// A progress for one attempt that also reports to this one (and its parents).
     pub fn child(&self) -> Self {
-        Self {
-            state: Arc::default(),
-            parent: Some(Box::new(self.clone())),
-        }
+        Self(Arc::new(ProgressNode {
+            state: AtomicU8::new(UNKNOWN),
+            attempt: true,
+            parent: Some(self.clone()),
+        }))
+    }
+
+    /// Whether this progress was made for one attempt (by [`child`](Self::child)).
+    pub fn is_attempt(&self) -> bool {
+        self.0.attempt
     }
 
     /// The transport took the request and has written nothing yet.
     pub fn mark_not_sent(&self) {
-        let _ = self
-            .state
-            .compare_exchange(UNKNOWN, NOT_SENT, Ordering::AcqRel, Ordering::Acquire);
-        if let Some(p) = &self.parent {
-            p.mark_not_sent();
+        let mut node = Some(self);
+        while let Some(p) = node {
+            let _ =
+                p.0.state
+                    .compare_exchange(UNKNOWN, NOT_SENT, Ordering::AcqRel, Ordering::Acquire);
+            node = p.0.parent.as_ref();
         }
     }
 
     /// Some byte of the request may have been written.
     pub fn mark_sent(&self) {
-        self.state.store(SENT, Ordering::Release);
-        if let Some(p) = &self.parent {
-            p.mark_sent();
+        let mut node = Some(self);
+        while let Some(p) = node {
+            p.0.state.store(SENT, Ordering::Release);
+            node = p.0.parent.as_ref();
         }
     }
 
     /// False only when a transport reported that nothing was written.
     pub fn may_have_been_sent(&self) -> bool {
-        self.state.load(Ordering::Acquire) != NOT_SENT
+        self.0.state.load(Ordering::Acquire) != NOT_SENT
     }
 }
 

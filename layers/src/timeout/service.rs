@@ -68,11 +68,21 @@ where
         let ext = req.extensions_mut();
         let operation = ext.get::<Deadline>().copied();
         let attempt = ext.get::<AttemptTimeout>().map(|t| t.0).or(self.default);
-        // This attempt's progress reports to the operation's, if there is one.
-        let progress = ext
-            .get::<SendProgress>()
-            .map_or_else(SendProgress::new, SendProgress::child);
-        ext.insert(progress.clone());
+        // This attempt's progress: the one a retry layer outside made for it, or a new
+        // one that reports to the operation's, if there is one.
+        let progress = match ext.get::<SendProgress>() {
+            Some(p) if p.is_attempt() => p.clone(),
+            Some(operation) => {
+                let p = operation.child();
+                ext.insert(p.clone());
+                p
+            }
+            None => {
+                let p = SendProgress::new();
+                ext.insert(p.clone());
+                p
+            }
+        };
 
         let (limit, timer) = match (attempt, operation) {
             (None, None) => return ResponseFuture::unlimited(self.inner.call(req)),
