@@ -10,6 +10,26 @@ use invoke_stack::client::DEFAULT_ORDER;
 use invoke_stack::stack::{BoxService, InvokeStack, Step};
 use invoke_stack::testing::Fault;
 
+type Req = http::Request<bytes::Bytes>;
+
+/// A customization that adds slot `name` before `sign`, mapping each attempt's request.
+fn before_sign(
+    name: &'static str,
+    map: impl Fn(Req) -> Req + Clone + Send + Sync + 'static,
+) -> impl FnOnce(&mut InvokeStack) + Send + 'static {
+    move |stack| {
+        stack
+            .add_before(
+                "sign",
+                name,
+                tower::layer::layer_fn(move |inner: BoxService| {
+                    BoxService::new(tower::util::MapRequest::new(inner, map.clone()))
+                }),
+            )
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn named_stack_with_a_custom_layer_before_signing() {
     let _secrets = common::watch_secrets();
@@ -18,31 +38,14 @@ async fn named_stack_with_a_custom_layer_before_signing() {
 
     let seen = Arc::new(AtomicUsize::new(0));
     let s = Arc::clone(&seen);
+    // Counts attempts and adds a header the signature must then cover.
     let client = common::builder_for(&lambda)
-        .named_stack(move |stack: &mut InvokeStack| {
-            let s = Arc::clone(&s);
-            // Counts attempts and adds a header the signature must then cover.
-            stack
-                .add_before(
-                    "sign",
-                    "stamp",
-                    tower::layer::layer_fn(move |inner: BoxService| {
-                        let s = Arc::clone(&s);
-                        BoxService::new(tower::util::MapRequest::new(
-                            inner,
-                            move |mut req: http::Request<bytes::Bytes>| {
-                                s.fetch_add(1, Ordering::SeqCst);
-                                req.headers_mut().insert(
-                                    "x-amz-tenant-id",
-                                    http::HeaderValue::from_static("stamped"),
-                                );
-                                req
-                            },
-                        ))
-                    }),
-                )
-                .unwrap();
-        })
+        .named_stack(before_sign("stamp", move |mut req| {
+            s.fetch_add(1, Ordering::SeqCst);
+            req.headers_mut()
+                .insert("x-amz-tenant-id", http::HeaderValue::from_static("stamped"));
+            req
+        }))
         .build()
         .unwrap();
     let mut expected: Vec<String> = DEFAULT_ORDER.iter().map(|s| (*s).to_owned()).collect();
@@ -87,4 +90,40 @@ async fn removing_retry_removes_retries() {
         .unwrap();
     assert_eq!(client.identify()[4], "audit (operation)");
     client.invoke_json("echo", &2).await.unwrap();
+}
+
+/// Large payloads are hashed once per operation: the second attempt reaches signing with
+/// the hash already known. Small ones carry no shared cell (re-hashing is cheaper).
+#[tokio::test]
+async fn large_payloads_are_hashed_once_per_operation() {
+    use invoke_stack::layers::sigv4::PayloadHash;
+    let _secrets = common::watch_secrets();
+    let (lambda, _) = common::echo_endpoint().await;
+    // Per attempt, before signing: (has a cell, cell already filled).
+    let seen: Arc<std::sync::Mutex<Vec<(bool, bool)>>> = Arc::default();
+    let s = Arc::clone(&seen);
+    let client = common::builder_for(&lambda)
+        .named_stack(before_sign("peek", move |req| {
+            let cell = req.extensions().get::<PayloadHash>();
+            s.lock()
+                .unwrap()
+                .push((cell.is_some(), cell.is_some_and(|c| c.get().is_some())));
+            req
+        }))
+        .build()
+        .unwrap();
+
+    let large = format!("\"{}\"", "x".repeat(2048));
+    lambda.script("echo", [Fault::throttle(None, None)]);
+    let resp = client
+        .invoke_json("echo", &serde_json::from_str::<String>(&large).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.payload().len(), large.len());
+    assert_eq!(*seen.lock().unwrap(), [(true, false), (true, true)]);
+
+    seen.lock().unwrap().clear();
+    lambda.script("echo", [Fault::throttle(None, None)]);
+    client.invoke_json("echo", &1).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), [(false, false), (false, false)]);
 }

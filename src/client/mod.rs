@@ -396,6 +396,9 @@ enum ClientService {
     },
 }
 
+/// Payloads from this size on are hashed once per operation, not once per attempt.
+const HASH_ONCE_FROM: usize = 1024;
+
 /// The default order of the stack (see [`crate::stack`]).
 pub const DEFAULT_ORDER: &[&str] = &[
     "trace (operation)",
@@ -525,7 +528,12 @@ impl InvokeClient {
         })?;
         let name = req.function_name().name();
         let ext = http.extensions_mut();
-        ext.insert(PayloadHash::new());
+        // Hash the payload once per operation when re-hashing it on a retry would cost
+        // more than the shared cell costs every call (three allocations); see
+        // BENCHMARKS.md ("3 attempts, hash once" at 128 B).
+        if req.payload().len() >= HASH_ONCE_FROM {
+            ext.insert(PayloadHash::new());
+        }
         ext.insert(AttemptTimeout(self.attempt_timeout(&req)));
         // Keys are allocated only for the limits that use them.
         if self.inner.partition_quota {
