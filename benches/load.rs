@@ -10,7 +10,9 @@
 //! Reports invocations/s, p50/p99 latency, and the client thread's CPU time per call,
 //! read from `/proc/thread-self/schedstat` (nanoseconds).
 //!
-//! `cargo bench --bench load` (add `-- quick` for fewer calls)
+//! `cargo bench --bench load` (add `-- quick` for fewer calls; `-- only=stack` or
+//! `-- only=hyper+sigv4` to run one client, `c=16` for one concurrency, `size=128` for
+//! one payload size, e.g. under `perf record`)
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -35,7 +37,8 @@ fn thread_cpu_ns() -> u64 {
 /// A minimal server answering like Lambda, as fast as it can (its own thread).
 fn start_server() -> std::net::SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let server = std::thread::Builder::new().name("server".into());
+    let _ = server.spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -192,6 +195,14 @@ async fn run(
 
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
+    let only: Option<String> =
+        std::env::args().find_map(|a| a.strip_prefix("only=").map(String::from));
+    let calls_override: Option<usize> =
+        std::env::args().find_map(|a| a.strip_prefix("calls=").and_then(|c| c.parse().ok()));
+    let only_c: Option<usize> =
+        std::env::args().find_map(|a| a.strip_prefix("c=").and_then(|c| c.parse().ok()));
+    let only_size: Option<usize> =
+        std::env::args().find_map(|a| a.strip_prefix("size=").and_then(|c| c.parse().ok()));
     let addr = start_server();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -216,6 +227,7 @@ fn main() {
         for size in [128usize, 64 * 1024] {
             for c in [1usize, 16, 64] {
                 let calls = match (quick, size) {
+                    _ if calls_override.is_some() => calls_override.unwrap_or(640),
                     (true, _) => 640,
                     (false, 128) => 12_800,
                     (false, _) => 3_200,
@@ -226,6 +238,12 @@ fn main() {
                     ("stack", Target::Stack(stack.clone())),
                     ("named", Target::Stack(named.clone())),
                 ] {
+                    if only.as_deref().is_some_and(|o| o != name)
+                        || only_c.is_some_and(|o| o != c)
+                        || only_size.is_some_and(|o| o != size)
+                    {
+                        continue;
+                    }
                     let r = run(client, addr, size, c, calls).await;
                     println!(
                         "| {} | {c} | {name} | {:.0} | {:.0} | {:.0} | {:.1} |",

@@ -82,11 +82,11 @@ pub fn path_and_query(base_path: &str, function_name: &str, qualifier: Option<&s
     let mut out = String::with_capacity(base_path.len() + function_name.len() * 3 + 64);
     out.push_str(base_path);
     out.push_str("/2015-03-31/functions/");
-    out.push_str(&encode_label(function_name));
+    out.extend(percent_encoding::utf8_percent_encode(function_name, LABEL));
     out.push_str("/invocations");
     if let Some(q) = qualifier {
         out.push_str("?Qualifier=");
-        out.push_str(&encode_label(q));
+        out.extend(percent_encoding::utf8_percent_encode(q, LABEL));
     }
     out
 }
@@ -109,12 +109,15 @@ pub fn encode(
         req.function_name().as_str(),
         req.qualifier(),
     );
-    let uri = http::Uri::builder()
-        .scheme(endpoint.scheme().clone())
-        .authority(endpoint.authority().clone())
-        .path_and_query(pq)
-        .build()?;
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(endpoint.scheme().clone());
+    parts.authority = Some(endpoint.authority().clone());
+    parts.path_and_query = Some(http::uri::PathAndQuery::try_from(pq)?);
+    let uri = http::Uri::from_parts(parts).map_err(http::Error::from)?;
     let mut http_req = http::Request::new(req.payload().clone());
+    // Room for the headers of a typical call (these four, the retry layer's two, the
+    // signature's two or three) so that no layer grows and rehashes the map.
+    *http_req.headers_mut() = HeaderMap::with_capacity(12);
     *http_req.method_mut() = http::Method::POST;
     *http_req.uri_mut() = uri;
     let h = http_req.headers_mut();

@@ -316,13 +316,25 @@ pub(crate) struct NameParts<'a> {
 /// Matches the whole value against the model's `FunctionName` pattern (anchored), with
 /// backtracking over the optional groups, and returns the parts.
 pub(crate) fn parse_function_name(value: &str) -> Option<NameParts<'_>> {
-    let segs: Vec<&str> = value.split(':').collect();
-    // Group 1: `arn:<partition>:lambda:` is all-or-nothing.
-    let mut starts = vec![(0usize, None)];
-    if segs.len() >= 3 && segs[0] == "arn" && is_partition(segs[1]) && segs[2] == "lambda" {
-        starts.insert(0, (3, Some(segs[1])));
+    // One segment can only be the name (the common case: no splitting, no backtracking).
+    if !value.contains(':') {
+        return (!value.is_empty() && value.chars().all(is_name_char)).then(|| NameParts {
+            name: value,
+            ..NameParts::default()
+        });
     }
-    for (start, partition) in starts {
+    // At most 8 segments: `arn:partition:lambda:region:account:function:name:qualifier`.
+    let mut buf = [""; 8];
+    let mut n = 0;
+    for seg in value.split(':') {
+        *buf.get_mut(n)? = seg;
+        n += 1;
+    }
+    let segs = &buf[..n];
+    // Group 1: `arn:<partition>:lambda:` is all-or-nothing; with it first, then without.
+    let arn = (segs.len() >= 3 && segs[0] == "arn" && is_partition(segs[1]) && segs[2] == "lambda")
+        .then(|| (3usize, Some(segs[1])));
+    for (start, partition) in arn.into_iter().chain([(0, None)]) {
         if let Some(mut parts) = parse_after_arn(&segs[start..]) {
             parts.partition = partition;
             return Some(parts);
@@ -507,6 +519,9 @@ mod tests {
             "arn:aws:s3:::bucket",
             "arn:aws:lambda:us-east-1:123:function:f",
             "f:1:2",
+            // Nine segments: one more than the longest form.
+            "arn:aws:lambda:us-east-1:123456789012:function:f:1:2",
+            "a:b:c:d:e:f:g:h:i:j:k",
         ] {
             assert!(parse_function_name(bad).is_none(), "{bad:?} accepted");
         }

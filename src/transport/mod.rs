@@ -179,7 +179,9 @@ type Connector = TcpConnector;
 /// The hyper client as a tower service. Clones share one connection pool.
 #[derive(Clone, Debug)]
 pub struct HyperTransport {
-    client: Client<Connector, RequestBody>,
+    // One reference count to clone (the stack is cloned per call), not the client's
+    // several.
+    client: Arc<Client<Connector, RequestBody>>,
     max_response_bytes: usize,
     allow_insecure_http: bool,
 }
@@ -203,7 +205,7 @@ impl HyperTransport {
             .pool_timer(TokioTimer::new())
             .build(connector);
         Ok(Self {
-            client,
+            client: Arc::new(client),
             max_response_bytes: config.max_response_bytes,
             allow_insecure_http: config.allow_insecure_http,
         })

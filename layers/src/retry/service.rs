@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -15,6 +15,9 @@ use super::quota::{RetryPartition, RetryQuota};
 use crate::timeout::{Deadline, SendProgress};
 
 type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
+
+const AMZ_SDK_INVOCATION_ID: HeaderName = HeaderName::from_static("amz-sdk-invocation-id");
+const AMZ_SDK_REQUEST: HeaderName = HeaderName::from_static("amz-sdk-request");
 
 struct Shared<C> {
     policy: RetryPolicy,
@@ -194,16 +197,20 @@ fn clone_request<B: Clone>(req: &http::Request<B>) -> http::Request<B> {
 /// A random (version 4) UUID as a header value, written without formatting machinery.
 fn invocation_id() -> Option<HeaderValue> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let v = (fastrand::u128(..) & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
-    let mut out = [0u8; 36];
-    let mut nibble = 0;
-    for (i, slot) in out.iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            *slot = b'-';
-        } else {
-            *slot = HEX[((v >> (124 - 4 * nibble)) & 0xf) as usize];
-            nibble += 1;
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&fastrand::u64(..).to_le_bytes());
+    bytes[8..].copy_from_slice(&fastrand::u64(..).to_le_bytes());
+    bytes[6] = bytes[6] & 0x0f | 0x40; // version 4
+    bytes[8] = bytes[8] & 0x3f | 0x80; // variant 10
+    let mut out = [b'-'; 36];
+    let mut at = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1; // a dash
         }
+        out[at] = HEX[usize::from(b >> 4)];
+        out[at + 1] = HEX[usize::from(b & 0xf)];
+        at += 2;
     }
     HeaderValue::from_bytes(&out).ok()
 }
@@ -274,10 +281,9 @@ where
         req.extensions_mut().insert(progress.clone());
         req.extensions_mut().insert(AttemptNumber(attempt));
         if let Some(id) = &invocation_id {
-            req.headers_mut()
-                .insert("amz-sdk-invocation-id", id.clone());
+            req.headers_mut().insert(AMZ_SDK_INVOCATION_ID, id.clone());
             if let Some(v) = shared.attempt_headers.get(attempt as usize - 1) {
-                req.headers_mut().insert("amz-sdk-request", v.clone());
+                req.headers_mut().insert(AMZ_SDK_REQUEST, v.clone());
             }
         }
         if attempt > 1 {
