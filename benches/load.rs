@@ -10,9 +10,11 @@
 //! Reports invocations/s, p50/p99 latency, and the client thread's CPU time per call,
 //! read from `/proc/thread-self/schedstat` (nanoseconds).
 //!
-//! `cargo bench --bench load` (add `-- quick` for fewer calls; `-- only=stack` or
+//! Each row is the median of five rounds; the rounds interleave the clients.
+//!
+//! `cargo bench --bench load` (add `-- quick` for one short round; `-- only=stack` or
 //! `-- only=hyper+sigv4` to run one client, `c=16` for one concurrency, `size=128` for
-//! one payload size, e.g. under `perf record`)
+//! one payload size, `rounds=N`, `calls=N`, e.g. under `perf record`)
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -199,6 +201,9 @@ fn main() {
         std::env::args().find_map(|a| a.strip_prefix("only=").map(String::from));
     let calls_override: Option<usize> =
         std::env::args().find_map(|a| a.strip_prefix("calls=").and_then(|c| c.parse().ok()));
+    let rounds: usize = std::env::args()
+        .find_map(|a| a.strip_prefix("rounds=").and_then(|c| c.parse().ok()))
+        .unwrap_or(if quick { 1 } else { 5 });
     let only_c: Option<usize> =
         std::env::args().find_map(|a| a.strip_prefix("c=").and_then(|c| c.parse().ok()));
     let only_size: Option<usize> =
@@ -222,36 +227,58 @@ fn main() {
             .named_stack(|_| {})
             .build()
             .unwrap();
-        println!("| payload | C | client | invocations/s | p50 µs | p99 µs | CPU µs/call |");
-        println!("|---|---|---|---|---|---|---|");
+        println!(
+            "| payload | C | client | invocations/s | p50 µs | p99 µs | CPU µs/call | CPU vs signed floor |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
         for size in [128usize, 64 * 1024] {
             for c in [1usize, 16, 64] {
+                if only_c.is_some_and(|o| o != c) || only_size.is_some_and(|o| o != size) {
+                    continue;
+                }
                 let calls = match (quick, size) {
                     _ if calls_override.is_some() => calls_override.unwrap_or(640),
                     (true, _) => 640,
                     (false, 128) => 12_800,
                     (false, _) => 3_200,
                 };
-                for (name, client) in [
+                let targets: Vec<(&str, Target)> = [
                     ("hyper", Target::Hyper(hyper(), false)),
                     ("hyper+sigv4", Target::Hyper(hyper(), true)),
                     ("stack", Target::Stack(stack.clone())),
                     ("named", Target::Stack(named.clone())),
-                ] {
-                    if only.as_deref().is_some_and(|o| o != name)
-                        || only_c.is_some_and(|o| o != c)
-                        || only_size.is_some_and(|o| o != size)
-                    {
-                        continue;
+                ]
+                .into_iter()
+                .filter(|(name, _)| only.as_deref().is_none_or(|o| o == *name))
+                .collect();
+                // Rounds interleave the clients, so drift on the machine hits them alike;
+                // each figure is the median over the rounds.
+                let mut results: Vec<Vec<Measured>> = targets.iter().map(|_| Vec::new()).collect();
+                for _ in 0..rounds {
+                    for ((_, client), out) in targets.iter().zip(&mut results) {
+                        out.push(run(client.clone(), addr, size, c, calls).await);
                     }
-                    let r = run(client, addr, size, c, calls).await;
+                }
+                let median = |rs: &[Measured], f: fn(&Measured) -> f64| {
+                    let mut v: Vec<f64> = rs.iter().map(f).collect();
+                    v.sort_by(f64::total_cmp);
+                    v[v.len() / 2]
+                };
+                let floor = targets
+                    .iter()
+                    .position(|(n, _)| *n == "hyper+sigv4")
+                    .map(|i| median(&results[i], |m| m.cpu_us));
+                for ((name, _), rs) in targets.iter().zip(&results) {
+                    let cpu = median(rs, |m| m.cpu_us);
+                    let vs = floor.map_or(String::from("-"), |f| {
+                        format!("{:+.0} %", (cpu / f - 1.0) * 100.0)
+                    });
                     println!(
-                        "| {} | {c} | {name} | {:.0} | {:.0} | {:.0} | {:.1} |",
+                        "| {} | {c} | {name} | {:.0} | {:.0} | {:.0} | {cpu:.1} | {vs} |",
                         if size == 128 { "128 B" } else { "64 KiB" },
-                        r.per_sec,
-                        r.p50.as_secs_f64() * 1e6,
-                        r.p99.as_secs_f64() * 1e6,
-                        r.cpu_us
+                        median(rs, |m| m.per_sec),
+                        median(rs, |m| m.p50.as_secs_f64() * 1e6),
+                        median(rs, |m| m.p99.as_secs_f64() * 1e6),
                     );
                 }
             }

@@ -184,14 +184,28 @@ pub fn decode_parts_at(
     body: Bytes,
     now: SystemTime,
 ) -> Result<InvokeResponse, ApiError> {
-    let request_id = header_string(headers, &X_AMZN_REQUEST_ID);
+    // One pass over the headers instead of a hashed lookup per field; the first value
+    // of a name counts, as `HeaderMap::get`.
+    let mut fields: [Option<Option<&str>>; 5] = [None; 5];
+    for (name, value) in headers {
+        let slot = match name.as_str() {
+            "x-amzn-requestid" => 0,
+            "x-amz-function-error" => 1,
+            "x-amz-log-result" => 2,
+            "x-amz-executed-version" => 3,
+            "x-amz-durable-execution-arn" => 4,
+            _ => continue,
+        };
+        fields[slot].get_or_insert_with(|| value.to_str().ok());
+    }
+    let [request_id, function_error, log_result, executed_version, durable_execution_arn] =
+        fields.map(Option::flatten);
+    let request_id = request_id.map(str::to_owned);
     if !(200..300).contains(&status) {
         return Err(decode_error(status, headers, &body, now).with_request_id(request_id));
     }
-    let function_error = header_str(headers, &X_AMZ_FUNCTION_ERROR)
-        .map(|kind| FunctionError::from_parts(kind, &body));
-    let log_result = header_string(headers, &X_AMZ_LOG_RESULT);
-    let log_tail = log_result.as_deref().and_then(|b64| {
+    let function_error = function_error.map(|kind| FunctionError::from_parts(kind, &body));
+    let log_tail = log_result.and_then(|b64| {
         base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
             .ok()
@@ -200,11 +214,11 @@ pub fn decode_parts_at(
     Ok(InvokeResponse {
         status,
         function_error,
-        log_result,
+        log_result: log_result.map(str::to_owned),
         log_tail,
         payload: body,
-        executed_version: header_string(headers, &X_AMZ_EXECUTED_VERSION),
-        durable_execution_arn: header_string(headers, &X_AMZ_DURABLE_EXECUTION_ARN),
+        executed_version: executed_version.map(str::to_owned),
+        durable_execution_arn: durable_execution_arn.map(str::to_owned),
         request_id,
     })
 }

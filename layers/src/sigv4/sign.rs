@@ -114,6 +114,8 @@ pub struct SigningConfig {
     content_sha256_header: bool,
     /// aws-sigv4's settings for the fields above, built once.
     settings: SigningSettings,
+    /// Bit `n` set: some excluded header name is `n` bytes long (a cheap first test).
+    excluded_lengths: u64,
 }
 
 impl fmt::Debug for SigningConfig {
@@ -138,6 +140,7 @@ impl SigningConfig {
             normalize_uri_path: true,
             content_sha256_header: false,
             settings: SigningSettings::default(),
+            excluded_lengths: 0,
         }
         .with_settings()
     }
@@ -172,7 +175,23 @@ impl SigningConfig {
 
     fn with_settings(mut self) -> Self {
         self.settings = self.build_settings();
+        self.excluded_lengths = self
+            .settings
+            .excluded_headers
+            .iter()
+            .flatten()
+            .fold(0, |bits, name| bits | length_bit(name.len()));
         self
+    }
+
+    fn is_excluded(&self, name: &str) -> bool {
+        self.excluded_lengths & length_bit(name.len()) != 0
+            && self
+                .settings
+                .excluded_headers
+                .iter()
+                .flatten()
+                .any(|e| e == name)
     }
 
     fn build_settings(&self) -> SigningSettings {
@@ -197,6 +216,11 @@ impl SigningConfig {
         };
         s
     }
+}
+
+/// Bit `len` (lengths from 63 on share bit 63).
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 /// Signs `req` in place: removes signing headers of an earlier attempt, then adds
@@ -248,10 +272,9 @@ pub fn sign_request_with_hash<B>(
     let settings = config.settings.clone();
     // Excluded headers are left out before aws-sigv4 sees them: it would lowercase,
     // copy and normalize each one only to skip it when listing the signed headers.
-    let excluded = settings.excluded_headers.as_deref().unwrap_or_default();
     let mut header_pairs = Vec::with_capacity(req.headers().len());
     for (name, value) in req.headers() {
-        if excluded.iter().any(|e| e == name.as_str()) {
+        if config.is_excluded(name.as_str()) {
             continue;
         }
         let value = value.to_str().map_err(|_| {
