@@ -83,6 +83,53 @@ async fn waits_never_pass_the_deadline() {
     assert_eq!(lambda.requests("echo"), 1);
 }
 
+/// A function's own rate covers all its versions and aliases and replaces the
+/// per-function rate for it; other functions keep theirs.
+#[tokio::test]
+async fn a_function_rate_of_its_own() {
+    let _secrets = common::watch_secrets();
+    let lambda = LocalLambda::builder()
+        .function(
+            "echo",
+            LocalFunction::echo().version("1").alias("live", "1"),
+        )
+        .function("other", LocalFunction::echo())
+        .start()
+        .await
+        .unwrap();
+    let once_a_minute = Rate {
+        calls: 1,
+        per: Duration::from_secs(60),
+        burst: None,
+    };
+    let client = common::builder_for(&lambda)
+        .rate_limit(
+            RateLimitLayer::builder()
+                .per_key(Rate::per_second(1000))
+                .mode(Mode::FailFast),
+        )
+        .function(
+            "echo",
+            invoke_stack::client::FunctionSettings::default().rate(once_a_minute),
+        )
+        .build()
+        .unwrap();
+    client.invoke_json("echo:live", &1).await.unwrap();
+    for name in ["echo", "echo:1", "echo:live"] {
+        let err = client.invoke_json(name, &2).await.unwrap_err();
+        let InvokeErrorKind::RateLimited(r) = err.kind() else {
+            panic!("{name}: {err:?}")
+        };
+        assert_eq!(r.key.as_deref(), Some("echo"));
+        assert!(r.earliest.unwrap() > Duration::from_secs(50), "{r:?}");
+    }
+    assert_eq!(lambda.requests("echo"), 1);
+    for i in 0..5 {
+        client.invoke_json("other", &i).await.unwrap();
+    }
+    assert_eq!(lambda.requests("other"), 5);
+}
+
 const N: usize = 8;
 const CALLS: usize = 400;
 

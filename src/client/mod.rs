@@ -24,7 +24,7 @@ use std::time::Duration;
 use tower::ServiceExt;
 
 use invoke_layers::rate_limit::{
-    ExtensionKey, Feedback, RateLimit, RateLimitBuilder, RateLimitKey, RateLimitLayer,
+    ExtensionKey, Feedback, Rate, RateLimit, RateLimitBuilder, RateLimitKey, RateLimitLayer,
 };
 use invoke_layers::retry::{
     Idempotent, QuotaConfig, Retry, RetryLayer, RetryPartition, RetryPolicy, RetryQuota, RetryStats,
@@ -121,6 +121,10 @@ pub struct FunctionSettings {
     /// Whether running it twice is harmless: failures that may have run it (a timeout
     /// after the request was sent, a reset, a 500) are then retried. Default: no.
     pub idempotent: Option<bool>,
+    /// A client-side rate of its own, for all its versions and aliases together, in
+    /// place of the per-function rate of [`rate_limit`](InvokeClientBuilder::rate_limit)
+    /// (which need not be set). Waits or fails fast as that limiter's mode says.
+    pub rate: Option<Rate>,
 }
 
 impl FunctionSettings {
@@ -133,6 +137,24 @@ impl FunctionSettings {
     /// Settings with the function's maximum duration.
     pub fn max_duration(mut self, d: Duration) -> Self {
         self.max_duration = Some(d);
+        self
+    }
+
+    /// Settings with a rate of the function's own.
+    ///
+    /// ```
+    /// use invoke_stack::client::FunctionSettings;
+    /// use invoke_stack::layers::rate_limit::Rate;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = invoke_stack::InvokeClient::builder()
+    ///     .region("us-east-1")
+    ///     .function("payments", FunctionSettings::default().rate(Rate::per_second(5)))
+    ///     .build()?;
+    /// assert!(client.rate_limiter().is_keyed());
+    /// # Ok(()) }
+    /// ```
+    pub fn rate(mut self, rate: Rate) -> Self {
+        self.rate = Some(rate);
         self
     }
 }
@@ -240,7 +262,9 @@ impl InvokeClientBuilder {
         self.inner_service = Some(service);
         self
     }
-    /// Client-side rate limits, keyed by function (name and qualifier); default none.
+    /// Client-side rate limits, keyed by function name (Lambda's limits are per function,
+    /// across its versions and aliases); default none. A function's own rate goes in its
+    /// [`FunctionSettings`].
     ///
     /// ```
     /// use invoke_stack::layers::rate_limit::{Adaptive, Rate, RateLimitLayer};
@@ -301,7 +325,14 @@ impl InvokeClientBuilder {
             RetryLayer::new(LambdaClassifier::default().retry_unhandled(self.retry_unhandled))
                 .policy(self.retry)
                 .quota(quota);
-        let limiter = self.rate_limit.build();
+        let limiter = self
+            .functions
+            .iter()
+            .filter_map(|(name, f)| Some((name, f.rate?)))
+            .fold(self.rate_limit, |b, (name, rate)| {
+                b.key_rate(name.clone(), rate)
+            })
+            .build();
         let keyed_limits = limiter.is_keyed();
         let feedback = limiter.feedback(LambdaClassifier::default());
         let operation_deadline = match self.timeouts.operation {
@@ -540,10 +571,7 @@ impl InvokeClient {
             ext.insert(RetryPartition(name.to_owned()));
         }
         if self.inner.keyed_limits {
-            ext.insert(RateLimitKey(match req.effective_qualifier() {
-                Some(q) => format!("{name}:{q}"),
-                None => name.to_owned(),
-            }));
+            ext.insert(RateLimitKey(name.to_owned()));
         }
         if let Some(idempotent) = self.inner.functions.get(name).and_then(|f| f.idempotent) {
             ext.insert(Idempotent(idempotent));

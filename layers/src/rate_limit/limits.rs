@@ -112,6 +112,8 @@ pub(crate) struct Limits {
     pub clock: TokioClock,
     pub global: Option<Direct>,
     pub keyed: Option<Keyed>,
+    /// Keys with a rate of their own (fixed at build time: read without a lock).
+    pub key_rates: HashMap<String, Direct>,
     pub concurrency: Option<usize>,
     pub adaptive: Option<Adaptive>,
     pub conc: Mutex<HashMap<String, ConcurrencyState>>,
@@ -130,6 +132,7 @@ impl Limits {
     pub(crate) fn new(
         global: Option<Rate>,
         per_key: Option<Rate>,
+        key_rates: Vec<(String, Rate)>,
         concurrency: Option<usize>,
         adaptive: Option<Adaptive>,
         mode: super::Mode,
@@ -142,6 +145,15 @@ impl Limits {
             keyed: per_key
                 .and_then(|r| r.quota())
                 .map(|q| RateLimiter::new(q, DashMapStateStore::default(), clock.clone())),
+            // A zero rate makes no quota, as for the other rates: the key then keeps the
+            // per-key rate.
+            key_rates: key_rates
+                .into_iter()
+                .filter_map(|(key, rate)| {
+                    let q = rate.quota()?;
+                    Some((key, RateLimiter::direct_with_clock(q, clock.clone())))
+                })
+                .collect(),
             clock,
             concurrency,
             adaptive,
@@ -162,10 +174,18 @@ impl Limits {
                 return not_until.wait_time_from(now).max(Duration::from_nanos(1));
             }
         }
-        if let (Some(k), Some(key)) = (&self.keyed, key) {
-            if let Err(not_until) = k.check_key(&key.to_owned()) {
-                return not_until.wait_time_from(now).max(Duration::from_nanos(1));
-            }
+        let Some(key) = key else {
+            return Duration::ZERO;
+        };
+        let checked = match self.key_rates.get(key) {
+            Some(own) => own.check(),
+            None => match &self.keyed {
+                Some(k) => k.check_key(&key.to_owned()),
+                None => Ok(()),
+            },
+        };
+        if let Err(not_until) = checked {
+            return not_until.wait_time_from(now).max(Duration::from_nanos(1));
         }
         Duration::ZERO
     }
@@ -194,6 +214,7 @@ impl Limits {
     pub(crate) fn any(&self) -> bool {
         self.global.is_some()
             || self.keyed.is_some()
+            || !self.key_rates.is_empty()
             || self.concurrency.is_some()
             || self.adaptive.is_some()
     }

@@ -4,8 +4,9 @@
 //!
 //! - **Keys.** Lambda's limits are per function (reserved concurrency) and per account,
 //!   so the limiter is keyed: by default the [`RateLimitKey`] in the request's extensions
-//!   (`invoke-stack` puts the function name and qualifier there), or any
-//!   [`KeyExtractor`].
+//!   (`invoke-stack` puts the function name there: reserved concurrency covers all of a
+//!   function's versions and aliases), or any [`KeyExtractor`]. One key can have a rate
+//!   of its own ([`RateLimitBuilder::key_rate`]), in place of the per-key rate.
 //! - **Wait or fail fast** ([`Mode`]). Waiting adds jitter and never passes the operation
 //!   [`Deadline`](crate::timeout::Deadline): a wait that would is refused at once with
 //!   [`RateLimited`] carrying the earliest time a call could go. Fail-fast returns the

@@ -165,6 +165,7 @@ impl<K> fmt::Debug for RateLimitLayer<K> {
 pub struct RateLimitBuilder<K> {
     global: Option<Rate>,
     per_key: Option<Rate>,
+    key_rates: Vec<(String, Rate)>,
     concurrency: Option<usize>,
     adaptive: Option<Adaptive>,
     mode: Mode,
@@ -178,6 +179,7 @@ impl RateLimitLayer<ExtensionKey> {
         RateLimitBuilder {
             global: None,
             per_key: None,
+            key_rates: Vec::new(),
             concurrency: None,
             adaptive: None,
             mode: Mode::Wait {
@@ -197,6 +199,24 @@ impl<K> RateLimitBuilder<K> {
     /// A rate for each key.
     pub fn per_key(mut self, rate: Rate) -> Self {
         self.per_key = Some(rate);
+        self
+    }
+    /// A rate of its own for one key, in place of the [`per_key`](Self::per_key) rate
+    /// (which need not be set: then only such keys are rate-limited). Setting a key
+    /// again replaces its rate; a zero rate is ignored, as everywhere in this builder.
+    ///
+    /// ```
+    /// use invoke_layers::rate_limit::{Rate, RateLimitLayer};
+    /// let layer = RateLimitLayer::builder()
+    ///     .per_key(Rate::per_second(100))
+    ///     .key_rate("payments", Rate::per_second(5))
+    ///     .build();
+    /// assert!(layer.is_keyed());
+    /// ```
+    pub fn key_rate(mut self, key: impl Into<String>, rate: Rate) -> Self {
+        let key = key.into();
+        self.key_rates.retain(|(k, _)| *k != key);
+        self.key_rates.push((key, rate));
         self
     }
     /// At most `n` calls in flight per key.
@@ -220,6 +240,7 @@ impl<K> RateLimitBuilder<K> {
         RateLimitBuilder {
             global: self.global,
             per_key: self.per_key,
+            key_rates: self.key_rates,
             concurrency: self.concurrency,
             adaptive: self.adaptive,
             mode: self.mode,
@@ -233,6 +254,7 @@ impl<K> RateLimitBuilder<K> {
                 limits: Arc::new(Limits::new(
                     self.global,
                     self.per_key,
+                    self.key_rates,
                     self.concurrency,
                     self.adaptive,
                     self.mode,
@@ -262,7 +284,10 @@ impl<K> RateLimitLayer<K> {
     /// Whether any limit needs a key (per-key rate, concurrency or adaptive limit).
     pub fn is_keyed(&self) -> bool {
         let l = &self.shared.limits;
-        l.keyed.is_some() || l.concurrency.is_some() || l.adaptive.is_some()
+        l.keyed.is_some()
+            || !l.key_rates.is_empty()
+            || l.concurrency.is_some()
+            || l.adaptive.is_some()
     }
 
     /// How many keys have rate state now.

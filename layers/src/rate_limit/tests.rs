@@ -105,6 +105,56 @@ async fn waits_exactly_for_the_next_cell() {
     assert_eq!(start.elapsed(), Duration::from_secs(1));
 }
 
+/// A key with a rate of its own follows it; other keys keep the per-key rate, and a key
+/// rate works without any per-key rate.
+#[tokio::test(start_paused = true)]
+async fn a_key_rate_replaces_the_per_key_rate_for_that_key() {
+    let every = |ms: u64| Rate {
+        calls: 1,
+        per: Duration::from_millis(ms),
+        burst: None,
+    };
+    let layer = RateLimitLayer::builder()
+        .per_key(every(100))
+        .key_rate("slow", every(1000))
+        .key_rate("slow", every(500)) // replaces the first
+        .mode(Mode::Wait {
+            jitter: Duration::ZERO,
+        })
+        .build();
+    assert!(layer.is_keyed());
+    let mut svc = layer.layer(ok_service());
+    let start = Instant::now();
+    let times = |key: &'static str, n: usize| {
+        let mut svc = svc.clone();
+        async move {
+            let mut at = Vec::new();
+            for _ in 0..n {
+                svc.ready().await.unwrap().call(req(key)).await.unwrap();
+                at.push(start.elapsed().as_millis());
+            }
+            at
+        }
+    };
+    assert_eq!(times("slow", 3).await, [0, 500, 1000]);
+    assert_eq!(times("fast", 3).await, [1000, 1100, 1200]);
+
+    // Only the overridden key is limited when there is no per-key rate.
+    let layer = RateLimitLayer::builder()
+        .key_rate("slow", every(500))
+        .mode(Mode::FailFast)
+        .build();
+    svc = layer.layer(ok_service());
+    for _ in 0..10 {
+        svc.ready().await.unwrap().call(req("free")).await.unwrap();
+    }
+    svc.ready().await.unwrap().call(req("slow")).await.unwrap();
+    let Err(RateLimitError::Limited(l)) = svc.ready().await.unwrap().call(req("slow")).await else {
+        panic!("the second call within 500 ms must be refused");
+    };
+    assert_eq!(l.earliest, Some(Duration::from_millis(500)));
+}
+
 #[tokio::test(start_paused = true)]
 async fn never_waits_past_the_deadline() {
     let layer = RateLimitLayer::builder()
