@@ -236,12 +236,11 @@ fn main() {
                 if only_c.is_some_and(|o| o != c) || only_size.is_some_and(|o| o != size) {
                     continue;
                 }
-                let calls = match (quick, size) {
-                    _ if calls_override.is_some() => calls_override.unwrap_or(640),
+                let calls = calls_override.unwrap_or(match (quick, size) {
                     (true, _) => 640,
                     (false, 128) => 12_800,
                     (false, _) => 3_200,
-                };
+                });
                 let targets: Vec<(&str, Target)> = [
                     ("hyper", Target::Hyper(hyper(), false)),
                     ("hyper+sigv4", Target::Hyper(hyper(), true)),

@@ -285,48 +285,39 @@ async fn endpoint_enforces_limits_and_validation() {
     assert_eq!(api.status(), 413);
     assert!(api.message().unwrap().contains("6291456"));
 
-    let r = raw(&lambda, path, &[], "{not json", creds()).await;
-    assert_eq!(code_of(&r), (400, "InvalidRequestContentException".into()));
-
-    let r = raw(
-        &lambda,
-        path,
-        &[("x-amz-client-context", "bm90IGpzb24=")],
-        "{}",
-        creds(),
-    )
-    .await;
-    assert_eq!(code_of(&r), (400, "InvalidRequestContentException".into()));
-
-    let r = raw(
-        &lambda,
-        path,
-        &[("x-amz-invocation-type", "Later")],
-        "{}",
-        creds(),
-    )
-    .await;
-    assert_eq!(code_of(&r), (400, "InvalidParameterValueException".into()));
-
-    let r = raw(
-        &lambda,
-        "/2015-03-31/functions/echo%3A1/invocations?Qualifier=2",
-        &[],
-        "{}",
-        creds(),
-    )
-    .await;
-    assert_eq!(code_of(&r), (400, "InvalidParameterValueException".into()));
-
-    let r = raw(
-        &lambda,
-        "/2015-03-31/functions/my%20fn/invocations",
-        &[],
-        "{}",
-        creds(),
-    )
-    .await;
-    assert_eq!(code_of(&r), (400, "ValidationException".into()));
+    // (path, headers, body, expected code)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let bad: &[Case] = &[
+        (path, &[], "{not json", "InvalidRequestContentException"),
+        (
+            path,
+            &[("x-amz-client-context", "bm90IGpzb24=")],
+            "{}",
+            "InvalidRequestContentException",
+        ),
+        (
+            path,
+            &[("x-amz-invocation-type", "Later")],
+            "{}",
+            "InvalidParameterValueException",
+        ),
+        (
+            "/2015-03-31/functions/echo%3A1/invocations?Qualifier=2",
+            &[],
+            "{}",
+            "InvalidParameterValueException",
+        ),
+        (
+            "/2015-03-31/functions/my%20fn/invocations",
+            &[],
+            "{}",
+            "ValidationException",
+        ),
+    ];
+    for &(path, headers, body, code) in bad {
+        let r = raw(&lambda, path, headers, body, creds()).await;
+        assert_eq!(code_of(&r), (400, code.into()), "{path} {headers:?} {body}");
+    }
 
     assert_eq!(lambda.invocations("echo"), 0);
 }

@@ -114,8 +114,6 @@ pub struct SigningConfig {
     content_sha256_header: bool,
     /// aws-sigv4's settings for the fields above, built once.
     settings: SigningSettings,
-    /// Bit `n` set: some excluded header name is `n` bytes long (a cheap first test).
-    excluded_lengths: u64,
 }
 
 impl fmt::Debug for SigningConfig {
@@ -140,7 +138,6 @@ impl SigningConfig {
             normalize_uri_path: true,
             content_sha256_header: false,
             settings: SigningSettings::default(),
-            excluded_lengths: 0,
         }
         .with_settings()
     }
@@ -175,23 +172,15 @@ impl SigningConfig {
 
     fn with_settings(mut self) -> Self {
         self.settings = self.build_settings();
-        self.excluded_lengths = self
-            .settings
-            .excluded_headers
-            .iter()
-            .flatten()
-            .fold(0, |bits, name| bits | length_bit(name.len()));
         self
     }
 
     fn is_excluded(&self, name: &str) -> bool {
-        self.excluded_lengths & length_bit(name.len()) != 0
-            && self
-                .settings
-                .excluded_headers
-                .iter()
-                .flatten()
-                .any(|e| e == name)
+        self.settings
+            .excluded_headers
+            .iter()
+            .flatten()
+            .any(|e| e == name)
     }
 
     fn build_settings(&self) -> SigningSettings {
@@ -216,11 +205,6 @@ impl SigningConfig {
         };
         s
     }
-}
-
-/// Bit `len` (lengths from 63 on share bit 63).
-fn length_bit(len: usize) -> u64 {
-    1 << len.min(63)
 }
 
 /// Signs `req` in place: removes signing headers of an earlier attempt, then adds

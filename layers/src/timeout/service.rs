@@ -72,13 +72,8 @@ where
         // one that reports to the operation's, if there is one.
         let progress = match ext.get::<SendProgress>() {
             Some(p) if p.is_attempt() => p.clone(),
-            Some(operation) => {
-                let p = operation.child();
-                ext.insert(p.clone());
-                p
-            }
-            None => {
-                let p = SendProgress::new();
+            operation => {
+                let p = operation.map_or_else(SendProgress::new, SendProgress::child);
                 ext.insert(p.clone());
                 p
             }
