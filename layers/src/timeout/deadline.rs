@@ -91,8 +91,9 @@ const SENT: u8 = 2;
 
 /// Whether a request has left the machine, as reported by the transport.
 ///
-/// Each attempt's extensions carry one (a [`child`](Self::child) of the operation's, put
-/// there by the retry layer or, without one, by the attempt timeout layer); a transport
+/// Each attempt's extensions carry one (a [`child`](Self::child) of the operation's, or
+/// an [`attempt`](Self::attempt) of its own, put there by the retry layer or, without
+/// one, by the attempt timeout layer); a transport
 /// that cooperates marks it [`not_sent`](Self::mark_not_sent) when it takes the request
 /// and [`sent`](Self::mark_sent) as soon as any byte may have been written. When no
 /// transport reports, a timed-out request counts as possibly sent: the safe answer to
@@ -115,7 +116,7 @@ pub struct SendProgress(Arc<ProgressNode>);
 #[derive(Debug, Default)]
 struct ProgressNode {
     state: AtomicU8,
-    /// Made by [`SendProgress::child`]: it tracks one attempt.
+    /// Made by [`SendProgress::child`] or [`SendProgress::attempt`]: it tracks one attempt.
     attempt: bool,
     parent: Option<SendProgress>,
 }
@@ -124,6 +125,21 @@ impl SendProgress {
     /// A new, unreported progress.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A progress for one attempt of an operation that keeps no progress of its own.
+    ///
+    /// ```
+    /// use invoke_layers::timeout::SendProgress;
+    /// let attempt = SendProgress::attempt();
+    /// assert!(attempt.is_attempt() && !SendProgress::new().is_attempt());
+    /// ```
+    pub fn attempt() -> Self {
+        Self(Arc::new(ProgressNode {
+            state: AtomicU8::new(UNKNOWN),
+            attempt: true,
+            parent: None,
+        }))
     }
 
     /// A progress for one attempt that also reports to this one (and its parents).
@@ -135,7 +151,8 @@ impl SendProgress {
         }))
     }
 
-    /// Whether this progress was made for one attempt (by [`child`](Self::child)).
+    /// Whether this progress was made for one attempt (by [`child`](Self::child) or
+    /// [`attempt`](Self::attempt)).
     pub fn is_attempt(&self) -> bool {
         self.0.attempt
     }

@@ -73,7 +73,7 @@ where
         let progress = match ext.get::<SendProgress>() {
             Some(p) if p.is_attempt() => p.clone(),
             operation => {
-                let p = operation.map_or_else(SendProgress::new, SendProgress::child);
+                let p = operation.map_or_else(SendProgress::attempt, SendProgress::child);
                 ext.insert(p.clone());
                 p
             }
