@@ -2,10 +2,12 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -194,8 +196,8 @@ fn clone_request<B: Clone>(req: &http::Request<B>) -> http::Request<B> {
     out
 }
 
-/// A random (version 4) UUID as a header value, written without formatting machinery.
-fn invocation_id() -> Option<HeaderValue> {
+/// A random (version 4) UUID in text, written without formatting machinery.
+fn invocation_id() -> [u8; 36] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&fastrand::u64(..).to_le_bytes());
@@ -212,22 +214,18 @@ fn invocation_id() -> Option<HeaderValue> {
         out[at + 1] = HEX[usize::from(b & 0xf)];
         at += 2;
     }
-    HeaderValue::from_bytes(&out).ok()
+    out
 }
 
 impl<S, C, B, RB> Service<http::Request<B>> for Retry<S, C>
 where
-    S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: Send,
-    B: Clone + Send + 'static,
-    RB: Send + 'static,
+    S: Service<http::Request<B>, Response = http::Response<RB>> + Clone,
+    B: Clone,
     C: ClassifyRetry<http::Response<RB>, S::Error>,
 {
     type Response = http::Response<RB>;
     type Error = RetryError<S::Error>;
-    // One allocation per operation, not per attempt; measured in benches/stack.rs.
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = ResponseFuture<S, C, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(|error| RetryError {
@@ -244,88 +242,138 @@ where
         // The service made ready for this call goes into the future; a clone stays.
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        Box::pin(run(ready, req, Arc::clone(&self.shared)))
+        ResponseFuture::start(ready, req, Arc::clone(&self.shared))
     }
 }
 
-async fn run<S, C, B, RB>(
-    mut svc: S,
-    template: http::Request<B>,
-    shared: Arc<Shared<C>>,
-) -> Result<http::Response<RB>, RetryError<S::Error>>
-where
-    S: Service<http::Request<B>, Response = http::Response<RB>>,
-    B: Clone,
-    C: ClassifyRetry<http::Response<RB>, S::Error>,
-{
-    let policy = &shared.policy;
-    let max = policy.max_attempts.max(1);
-    let ext = template.extensions();
-    let deadline = ext.get::<Deadline>().copied();
-    let partition = ext.get::<RetryPartition>().cloned();
-    let idempotent = ext
-        .get::<Idempotent>()
-        .map_or(policy.idempotent_by_default, |i| i.0);
-    let operation_progress = ext.get::<SendProgress>().cloned();
-    let invocation_id = policy.sdk_headers.then(invocation_id).flatten();
+pin_project! {
+    /// Response future of [`Retry`]: drives the attempts in place. A call that succeeds
+    /// at once allocates nothing here beyond the attempt's copy of the request; a
+    /// backoff timer is allocated on the retry path only.
+    pub struct ResponseFuture<S, C, B>
+    where
+        S: Service<http::Request<B>>,
+    {
+        #[pin]
+        state: State<S::Future, B>,
+        svc: S,
+        // The request as given, copied for each attempt; the last attempt takes it.
+        template: Option<http::Request<B>>,
+        shared: Arc<Shared<C>>,
+        op: Operation,
+    }
+}
 
-    let mut earlier_reached = false;
-    let mut last_cost: Option<u32> = None;
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let mut req = clone_request(&template);
-        let progress = operation_progress
+pin_project! {
+    #[project = StateProj]
+    #[project_replace = StateReplace]
+    enum State<F, B> {
+        // An attempt in flight.
+        Calling { #[pin] fut: F },
+        // Between attempts: the backoff, then the service's readiness, then `next`.
+        Waiting { sleep: Option<Pin<Box<Sleep>>>, next: http::Request<B> },
+        Done,
+    }
+}
+
+/// What follows an attempt.
+// Returned once and moved at once into the future's state, which holds a request anyway:
+// boxing it would only add an allocation to each retry.
+#[allow(clippy::large_enum_variant)]
+enum After<R, B> {
+    /// The operation's result.
+    Done(R),
+    /// Another attempt, after `delay`.
+    Retry {
+        delay: Duration,
+        next: http::Request<B>,
+    },
+}
+
+/// What one operation knows across its attempts.
+struct Operation {
+    max: u32,
+    attempt: u32,
+    deadline: Option<Deadline>,
+    partition: Option<RetryPartition>,
+    idempotent: bool,
+    operation_progress: Option<SendProgress>,
+    // The progress of the attempt in flight.
+    progress: Option<SendProgress>,
+    // Kept as text: a header value made for each attempt is one allocation; a shared
+    // one would be two (its bytes, then the shared handle on the first clone).
+    invocation_id: Option<[u8; 36]>,
+    earlier_reached: bool,
+    last_cost: Option<u32>,
+}
+
+impl Operation {
+    /// Makes `req` the next attempt: its progress, number and SDK headers.
+    fn prepare<B, C>(&mut self, mut req: http::Request<B>, shared: &Shared<C>) -> http::Request<B> {
+        self.attempt += 1;
+        let progress = self
+            .operation_progress
             .as_ref()
-            .map_or_else(SendProgress::new, SendProgress::child);
+            .map_or_else(SendProgress::attempt, SendProgress::child);
         req.extensions_mut().insert(progress.clone());
-        req.extensions_mut().insert(AttemptNumber(attempt));
-        if let Some(id) = &invocation_id {
-            req.headers_mut().insert(AMZ_SDK_INVOCATION_ID, id.clone());
-            if let Some(v) = shared.attempt_headers.get(attempt as usize - 1) {
+        self.progress = Some(progress);
+        req.extensions_mut().insert(AttemptNumber(self.attempt));
+        if let Some(id) = self
+            .invocation_id
+            .and_then(|id| HeaderValue::from_bytes(&id).ok())
+        {
+            req.headers_mut().insert(AMZ_SDK_INVOCATION_ID, id);
+            if let Some(v) = shared.attempt_headers.get(self.attempt as usize - 1) {
                 req.headers_mut().insert(AMZ_SDK_REQUEST, v.clone());
             }
         }
-        if attempt > 1 {
-            if let Err(error) = std::future::poll_fn(|cx| svc.poll_ready(cx)).await {
-                let stats = RetryStats {
-                    attempts: attempt - 1,
-                    stop: StopReason::NotRetryable,
-                    earlier_may_have_reached: earlier_reached,
-                };
-                return Err(RetryError { error, stats });
-            }
-        }
-        let result = svc.call(req).await;
-        let classification = shared.classifier.classify(&result);
+        req
+    }
 
-        let stop =
-            |reason: StopReason, result: Result<http::Response<RB>, S::Error>, earlier: bool| {
-                let stats = RetryStats {
-                    attempts: attempt,
-                    stop: reason,
-                    earlier_may_have_reached: earlier,
-                };
-                match result {
-                    Ok(mut resp) => {
-                        // One attempt that succeeded is what a response without stats
-                        // means: no allocation for the common case.
-                        if stats.attempts > 1 || stats.stop != StopReason::Done {
-                            resp.extensions_mut().insert(stats);
-                        }
-                        Ok(resp)
-                    }
-                    Err(error) => Err(RetryError { error, stats }),
+    fn stop<RB, E>(
+        &self,
+        reason: StopReason,
+        result: Result<http::Response<RB>, E>,
+    ) -> Result<http::Response<RB>, RetryError<E>> {
+        let stats = RetryStats {
+            attempts: self.attempt,
+            stop: reason,
+            earlier_may_have_reached: self.earlier_reached,
+        };
+        match result {
+            Ok(mut resp) => {
+                // One attempt that succeeded is what a response without stats means:
+                // no allocation for the common case.
+                if stats.attempts > 1 || stats.stop != StopReason::Done {
+                    resp.extensions_mut().insert(stats);
                 }
-            };
+                Ok(resp)
+            }
+            Err(error) => Err(RetryError { error, stats }),
+        }
+    }
 
-        let (kind, retry_after, reached) = match classification {
+    /// After an attempt: the final result, or the wait before the next attempt and that
+    /// attempt's request.
+    fn after<B: Clone, C, RB, E>(
+        &mut self,
+        result: Result<http::Response<RB>, E>,
+        template: &mut Option<http::Request<B>>,
+        shared: &Shared<C>,
+    ) -> After<Result<http::Response<RB>, RetryError<E>>, B>
+    where
+        C: ClassifyRetry<http::Response<RB>, E>,
+    {
+        let policy = &shared.policy;
+        let (kind, retry_after, reached) = match shared.classifier.classify(&result) {
             Classification::Final => {
-                shared.quota.release(partition.as_ref(), last_cost);
-                return stop(StopReason::Done, result, earlier_reached);
+                shared
+                    .quota
+                    .release(self.partition.as_ref(), self.last_cost);
+                return After::Done(self.stop(StopReason::Done, result));
             }
             Classification::NotRetryable => {
-                return stop(StopReason::NotRetryable, result, earlier_reached);
+                return After::Done(self.stop(StopReason::NotRetryable, result));
             }
             Classification::Retryable {
                 kind,
@@ -333,6 +381,7 @@ where
                 reached,
             } => (kind, retry_after, reached),
         };
+        let attempt = self.attempt;
         if kind == RetryKind::Throttling {
             tracing::info!(
                 attempt,
@@ -343,39 +392,146 @@ where
         let reached = match reached {
             Reached::No => false,
             Reached::Maybe => true,
-            Reached::IfSent => progress.may_have_been_sent(),
+            Reached::IfSent => self
+                .progress
+                .as_ref()
+                .is_none_or(SendProgress::may_have_been_sent),
         };
-        if reached && !idempotent {
-            return stop(StopReason::MayHaveRun, result, earlier_reached);
+        if reached && !self.idempotent {
+            return After::Done(self.stop(StopReason::MayHaveRun, result));
         }
-        if attempt >= max {
-            return stop(StopReason::MaxAttempts, result, earlier_reached);
+        // (No template left means the last attempt has been made.)
+        if attempt >= self.max || template.is_none() {
+            return After::Done(self.stop(StopReason::MaxAttempts, result));
         }
         if retry_after.is_some_and(|h| h > policy.max_retry_after) {
-            return stop(StopReason::RetryAfterTooLong, result, earlier_reached);
+            return After::Done(self.stop(StopReason::RetryAfterTooLong, result));
         }
         let backoff = policy.backoff(kind, attempt, (shared.jitter)());
         let delay = retry_after.map_or(backoff, |hint| hint.max(backoff));
-        if deadline.is_some_and(|d| d.check_wait(delay).is_err()) {
-            return stop(StopReason::Deadline, result, earlier_reached);
+        if self.deadline.is_some_and(|d| d.check_wait(delay).is_err()) {
+            return After::Done(self.stop(StopReason::Deadline, result));
         }
         let cost = shared.quota.cost(kind, retry_after.is_some());
-        if !shared.quota.try_acquire(partition.as_ref(), cost) {
-            return stop(StopReason::QuotaExhausted, result, earlier_reached);
+        if !shared.quota.try_acquire(self.partition.as_ref(), cost) {
+            return After::Done(self.stop(StopReason::QuotaExhausted, result));
         }
-        last_cost = Some(cost);
-        earlier_reached |= reached;
+        let next = if attempt + 1 >= self.max {
+            template.take()
+        } else {
+            template.as_ref().map(clone_request)
+        };
+        let Some(next) = next else {
+            return After::Done(self.stop(StopReason::MaxAttempts, result));
+        };
+        self.last_cost = Some(cost);
+        self.earlier_reached |= reached;
         tracing::debug!(
             attempt,
             kind = ?kind,
             delay_ms = delay.as_millis() as u64,
             retry_after_ms = retry_after.map(|d| d.as_millis() as u64),
-            quota_left = shared.quota.available(partition.as_ref()),
+            quota_left = shared.quota.available(self.partition.as_ref()),
             "retry scheduled"
         );
-        drop(result);
-        if delay > Duration::ZERO {
-            tokio::time::sleep(delay).await;
+        After::Retry {
+            delay,
+            next: self.prepare(next, shared),
+        }
+    }
+}
+
+impl<S, C, B> ResponseFuture<S, C, B>
+where
+    S: Service<http::Request<B>>,
+    B: Clone,
+{
+    fn start(mut svc: S, req: http::Request<B>, shared: Arc<Shared<C>>) -> Self {
+        let policy = &shared.policy;
+        let ext = req.extensions();
+        let mut op = Operation {
+            max: policy.max_attempts.max(1),
+            attempt: 0,
+            deadline: ext.get::<Deadline>().copied(),
+            partition: ext.get::<RetryPartition>().cloned(),
+            idempotent: ext
+                .get::<Idempotent>()
+                .map_or(policy.idempotent_by_default, |i| i.0),
+            operation_progress: ext.get::<SendProgress>().cloned(),
+            progress: None,
+            invocation_id: policy.sdk_headers.then(invocation_id),
+            earlier_reached: false,
+            last_cost: None,
+        };
+        // A single attempt needs no copy.
+        let (first, template) = if op.max == 1 {
+            (req, None)
+        } else {
+            (clone_request(&req), Some(req))
+        };
+        let first = op.prepare(first, &shared);
+        let fut = svc.call(first);
+        Self {
+            state: State::Calling { fut },
+            svc,
+            template,
+            shared,
+            op,
+        }
+    }
+}
+
+impl<S, C, B, RB> Future for ResponseFuture<S, C, B>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
+    B: Clone,
+    C: ClassifyRetry<http::Response<RB>, S::Error>,
+{
+    type Output = Result<http::Response<RB>, RetryError<S::Error>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { fut } => {
+                    let result = ready!(fut.poll(cx));
+                    match this.op.after(result, this.template, this.shared) {
+                        After::Done(done) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(done);
+                        }
+                        After::Retry { delay, next } => {
+                            let sleep = (delay > Duration::ZERO)
+                                .then(|| Box::pin(tokio::time::sleep(delay)));
+                            this.state.set(State::Waiting { sleep, next });
+                        }
+                    }
+                }
+                StateProj::Waiting { sleep, .. } => {
+                    if let Some(s) = sleep {
+                        ready!(s.as_mut().poll(cx));
+                        *sleep = None;
+                    }
+                    if let Err(error) = ready!(this.svc.poll_ready(cx)) {
+                        this.state.set(State::Done);
+                        // The prepared attempt was never made.
+                        let stats = RetryStats {
+                            attempts: this.op.attempt.saturating_sub(1),
+                            stop: StopReason::NotRetryable,
+                            earlier_may_have_reached: this.op.earlier_reached,
+                        };
+                        return Poll::Ready(Err(RetryError { error, stats }));
+                    }
+                    if let StateReplace::Waiting { next, .. } =
+                        this.state.as_mut().project_replace(State::Done)
+                    {
+                        let fut = this.svc.call(next);
+                        this.state.set(State::Calling { fut });
+                    }
+                }
+                // Polled after completion: nothing more will come.
+                StateProj::Done => return Poll::Pending,
+            }
         }
     }
 }

@@ -311,3 +311,71 @@ async fn sdk_headers_identify_the_operation_and_attempt() {
     assert_eq!(first.headers()["amz-sdk-request"], "attempt=1; max=3");
     assert_eq!(second.headers()["amz-sdk-request"], "attempt=2; max=3");
 }
+
+#[derive(Debug, Clone, PartialEq)]
+struct Marker(&'static str);
+
+#[tokio::test(start_paused = true)]
+async fn every_attempt_gets_the_whole_request_the_last_one_too() {
+    // Attempts 1 and 2 are copies of the request; attempt 3 is the request itself.
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/2015-03-31/functions/f/invocations")
+        .header("x-custom", "kept")
+        .extension(Marker("caller"))
+        .body(())
+        .unwrap();
+    let mut h = start(layer(), req);
+    let mut seen = Vec::new();
+    for status in [429, 429, 200] {
+        seen.push(h.answer(resp(status, &[])).await.0);
+    }
+    assert_eq!(stats(&h.result().await.unwrap()).attempts, 3);
+    for (n, r) in (1u32..).zip(&seen) {
+        assert_eq!(r.method(), "POST");
+        assert_eq!(r.uri(), "/2015-03-31/functions/f/invocations");
+        assert_eq!(r.headers()["x-custom"], "kept");
+        assert_eq!(r.extensions().get(), Some(&Marker("caller")));
+        assert_eq!(r.extensions().get(), Some(&AttemptNumber(n)));
+        assert_eq!(
+            r.headers()["amz-sdk-request"],
+            format!("attempt={n}; max=3").as_str()
+        );
+        assert_eq!(r.headers().get_all("amz-sdk-request").iter().count(), 1);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_attempt_sends_the_request_as_given() {
+    let single = layer().policy(RetryPolicy {
+        max_attempts: 1,
+        ..RetryPolicy::default()
+    });
+    let req = http::Request::builder()
+        .header("x-custom", "kept")
+        .extension(Marker("caller"))
+        .body(())
+        .unwrap();
+    let mut h = start(single, req);
+    let (seen, _) = h.answer(resp(429, &[])).await;
+    assert_eq!(seen.headers()["x-custom"], "kept");
+    assert_eq!(seen.headers()["amz-sdk-request"], "attempt=1; max=1");
+    assert_eq!(seen.extensions().get(), Some(&Marker("caller")));
+    assert_eq!(seen.extensions().get(), Some(&AttemptNumber(1)));
+    let r = h.result().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(stats(&r).attempts, 1);
+    assert_eq!(stats(&r).stop, StopReason::MaxAttempts);
+}
+
+#[tokio::test(start_paused = true)]
+async fn readiness_failure_between_attempts_ends_the_operation() {
+    let mut h = start(layer(), http::Request::new(()));
+    h.answer(resp(429, &[])).await;
+    // The service's next `poll_ready`, after the backoff, fails.
+    h.handle.send_error("pool closed");
+    let err = h.result().await.unwrap_err();
+    assert_eq!(err.error.to_string(), "pool closed");
+    assert_eq!(err.stats.attempts, 1);
+    assert_eq!(err.stats.stop, StopReason::NotRetryable);
+}
