@@ -26,8 +26,7 @@ mod endpoint;
 
 use std::future::Future;
 use std::pin::Pin;
-#[cfg(feature = "rustls")]
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -181,9 +180,17 @@ type Connector = TcpConnector;
 pub struct HyperTransport {
     // One reference count to clone (the stack is cloned per call), not the client's
     // several.
-    client: Arc<Client<Connector, RequestBody>>,
+    shared: Arc<Shared>,
     max_response_bytes: usize,
     allow_insecure_http: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    client: Client<Connector, RequestBody>,
+    // The first plain-http authority found to be loopback, so that the same endpoint
+    // is not parsed again on every call.
+    loopback: OnceLock<http::uri::Authority>,
 }
 
 impl HyperTransport {
@@ -205,7 +212,10 @@ impl HyperTransport {
             .pool_timer(TokioTimer::new())
             .build(connector);
         Ok(Self {
-            client: Arc::new(client),
+            shared: Arc::new(Shared {
+                client,
+                loopback: OnceLock::new(),
+            }),
             max_response_bytes: config.max_response_bytes,
             allow_insecure_http: config.allow_insecure_http,
         })
@@ -222,11 +232,23 @@ impl HyperTransport {
         };
         match uri.scheme_str() {
             Some("http") => {
+                if self.allow_insecure_http {
+                    return None;
+                }
+                let known = self.shared.loopback.get();
+                if known.is_some()
+                    && known.map(|a| a.as_str()) == uri.authority().map(|a| a.as_str())
+                {
+                    return None;
+                }
                 let host = uri.host().unwrap_or_default();
-                if !self.allow_insecure_http && !is_loopback_host(host) {
+                if !is_loopback_host(host) {
                     return invalid(format!(
                         "plain http to non-loopback host {host:?}; use https, or allow insecure http explicitly"
                     ));
+                }
+                if let (None, Some(authority)) = (known, uri.authority()) {
+                    let _ = self.shared.loopback.set(authority.clone());
                 }
                 None
             }
@@ -275,7 +297,7 @@ impl tower_service::Service<http::Request<Bytes>> for HyperTransport {
         });
         TransportFuture {
             state: State::Sending {
-                fut: self.client.request(req),
+                fut: self.shared.client.request(req),
                 sent,
                 limit: self.max_response_bytes,
             },
@@ -455,5 +477,31 @@ impl Future for TransportFuture {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(t: &HyperTransport, uri: &str) -> bool {
+        t.refuse(&uri.parse().expect("a URI")).is_some()
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_and_the_remembered_endpoint_does_not_widen_it() {
+        let t = HyperTransport::new(TransportConfig::default()).expect("a transport");
+        assert!(refused(&t, "http://203.0.113.10:9000/f"));
+        assert!(!refused(&t, "http://127.0.0.1:9000/f"));
+        // Now remembered: the same authority passes again, others are checked afresh.
+        assert!(!refused(&t.clone(), "http://127.0.0.1:9000/g"));
+        assert!(refused(&t, "http://127.0.0.1.example.com:9000/f"));
+        assert!(refused(&t, "http://203.0.113.10:9000/f"));
+        assert!(!refused(&t, "http://[::1]:9000/f"));
+        assert!(!refused(&t, "http://LocalHost:9000/f"));
+        assert!(refused(&t, "ftp://127.0.0.1/f"));
+        let open = HyperTransport::new(TransportConfig::default().allow_insecure_http(true))
+            .expect("a transport");
+        assert!(!refused(&open, "http://203.0.113.10:9000/f"));
     }
 }
