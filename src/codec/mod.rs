@@ -33,7 +33,9 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_T
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
 use crate::error::{ApiError, ApiErrorKind, ThrottleReason};
-use crate::model::{FunctionError, InvocationType, InvokeRequest, InvokeResponse, LogType};
+use crate::model::{
+    FunctionError, HeaderText, InvocationType, InvokeRequest, InvokeResponse, LogType,
+};
 use crate::transport::Endpoint;
 
 /// RFC 3986 unreserved characters stay; every other byte is percent-encoded (spec §1.1).
@@ -77,17 +79,43 @@ pub fn encode_label(value: &str) -> String {
     percent_encoding::utf8_percent_encode(value, LABEL).to_string()
 }
 
+/// The length of `value` encoded by [`encode_label`]: unreserved bytes stay, every
+/// other byte becomes `%XX`.
+fn encoded_len(value: &str) -> usize {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                1
+            } else {
+                3
+            }
+        })
+        .sum()
+}
+
 /// The request path and query for a function and optional qualifier.
 pub fn path_and_query(base_path: &str, function_name: &str, qualifier: Option<&str>) -> String {
-    let mut out = String::with_capacity(base_path.len() + function_name.len() * 3 + 64);
+    const FUNCTIONS: &str = "/2015-03-31/functions/";
+    const INVOCATIONS: &str = "/invocations";
+    const QUALIFIER: &str = "?Qualifier=";
+    // The exact length, so that the URI takes the buffer as it is (`Bytes::from` a
+    // `Vec` whose capacity exceeds its length allocates a second block).
+    let len = base_path.len()
+        + FUNCTIONS.len()
+        + encoded_len(function_name)
+        + INVOCATIONS.len()
+        + qualifier.map_or(0, |q| QUALIFIER.len() + encoded_len(q));
+    let mut out = String::with_capacity(len);
     out.push_str(base_path);
-    out.push_str("/2015-03-31/functions/");
+    out.push_str(FUNCTIONS);
     out.extend(percent_encoding::utf8_percent_encode(function_name, LABEL));
-    out.push_str("/invocations");
+    out.push_str(INVOCATIONS);
     if let Some(q) = qualifier {
-        out.push_str("?Qualifier=");
+        out.push_str(QUALIFIER);
         out.extend(percent_encoding::utf8_percent_encode(q, LABEL));
     }
+    debug_assert_eq!(out.len(), len);
     out
 }
 
@@ -186,7 +214,8 @@ pub fn decode_parts_at(
 ) -> Result<InvokeResponse, ApiError> {
     // One pass over the headers instead of a hashed lookup per field; the first value
     // of a name counts, as `HeaderMap::get`.
-    let mut fields: [Option<Option<&str>>; 5] = [None; 5];
+    // The values are kept without a copy (`HeaderText`: checked text, shared bytes).
+    let mut fields: [Option<Option<HeaderText>>; 5] = [None, None, None, None, None];
     for (name, value) in headers {
         let slot = match name.as_str() {
             "x-amzn-requestid" => 0,
@@ -196,16 +225,16 @@ pub fn decode_parts_at(
             "x-amz-durable-execution-arn" => 4,
             _ => continue,
         };
-        fields[slot].get_or_insert_with(|| value.to_str().ok());
+        fields[slot].get_or_insert_with(|| HeaderText::new(value));
     }
     let [request_id, function_error, log_result, executed_version, durable_execution_arn] =
         fields.map(Option::flatten);
-    let request_id = request_id.map(str::to_owned);
     if !(200..300).contains(&status) {
+        let request_id = request_id.as_ref().map(|t| t.as_str().to_owned());
         return Err(decode_error(status, headers, &body, now).with_request_id(request_id));
     }
-    let function_error = function_error.map(|kind| FunctionError::from_parts(kind, &body));
-    let log_tail = log_result.and_then(|b64| {
+    let function_error = function_error.map(|kind| FunctionError::from_parts(kind.as_str(), &body));
+    let log_tail = log_result.as_ref().map(HeaderText::as_str).and_then(|b64| {
         base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
             .ok()
@@ -214,11 +243,11 @@ pub fn decode_parts_at(
     Ok(InvokeResponse {
         status,
         function_error,
-        log_result: log_result.map(str::to_owned),
+        log_result,
         log_tail,
         payload: body,
-        executed_version: executed_version.map(str::to_owned),
-        durable_execution_arn: durable_execution_arn.map(str::to_owned),
+        executed_version,
+        durable_execution_arn,
         request_id,
     })
 }
@@ -388,6 +417,29 @@ mod tests {
     fn label_encoding_matches_spec() {
         assert_eq!(encode_label("a b/c%d~e.f_g-h"), "a%20b%2Fc%25d~e.f_g-h");
         assert_eq!(encode_label("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn the_path_is_built_at_its_exact_length() {
+        // Every byte value, so `encoded_len` and the encoding set cannot drift apart.
+        let all: String = (0u8..=127).map(char::from).chain(['é', '€']).collect();
+        assert_eq!(encoded_len(&all), encode_label(&all).len());
+        for (base, name, q) in [
+            ("", "f", None),
+            (
+                "/base",
+                "arn:aws:lambda:us-east-1:123456789012:function:f",
+                Some("$LATEST"),
+            ),
+            ("", all.as_str(), Some(all.as_str())),
+        ] {
+            let p = path_and_query(base, name, q);
+            assert_eq!(p.len(), p.capacity(), "{p}");
+        }
+        assert_eq!(
+            path_and_query("/base", "a:b", Some("$LATEST")),
+            "/base/2015-03-31/functions/a%3Ab/invocations?Qualifier=%24LATEST"
+        );
     }
 
     #[test]

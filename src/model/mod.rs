@@ -545,17 +545,40 @@ impl fmt::Display for FunctionError {
     }
 }
 
+/// A response header's text, kept as received (no copy): checked once to be visible
+/// ASCII, so reading it as `&str` cannot fail.
+#[derive(Clone)]
+pub(crate) struct HeaderText(http::HeaderValue);
+
+impl HeaderText {
+    /// The value, if it is visible ASCII (`HeaderValue::to_str`).
+    pub(crate) fn new(value: &http::HeaderValue) -> Option<Self> {
+        value.to_str().is_ok().then(|| Self(value.clone()))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Checked in `new`; the fallback is never taken.
+        self.0.to_str().unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for HeaderText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// A successful Invoke response (any 2xx), possibly carrying a [`FunctionError`].
 #[derive(Clone)]
 pub struct InvokeResponse {
     pub(crate) status: u16,
     pub(crate) function_error: Option<FunctionError>,
-    pub(crate) log_result: Option<String>,
+    pub(crate) log_result: Option<HeaderText>,
     pub(crate) log_tail: Option<String>,
     pub(crate) payload: Bytes,
-    pub(crate) executed_version: Option<String>,
-    pub(crate) durable_execution_arn: Option<String>,
-    pub(crate) request_id: Option<String>,
+    pub(crate) executed_version: Option<HeaderText>,
+    pub(crate) durable_execution_arn: Option<HeaderText>,
+    pub(crate) request_id: Option<HeaderText>,
 }
 
 impl fmt::Debug for InvokeResponse {
@@ -566,7 +589,7 @@ impl fmt::Debug for InvokeResponse {
             .field("executed_version", &self.executed_version)
             .field("request_id", &self.request_id)
             .field("durable_execution_arn", &self.durable_execution_arn)
-            .field("log_result_len", &self.log_result.as_ref().map(String::len))
+            .field("log_result_len", &self.log_result().map(str::len))
             .field("payload_len", &self.payload.len())
             .finish()
     }
@@ -583,7 +606,7 @@ impl InvokeResponse {
     }
     /// `X-Amz-Log-Result` as sent: base64 of the last 4 KB of the log.
     pub fn log_result(&self) -> Option<&str> {
-        self.log_result.as_deref()
+        self.log_result.as_ref().map(HeaderText::as_str)
     }
     /// The decoded log tail (lossy UTF-8), when the header was valid base64.
     pub fn log_tail(&self) -> Option<&str> {
@@ -599,15 +622,15 @@ impl InvokeResponse {
     }
     /// The version that ran (alias resolved).
     pub fn executed_version(&self) -> Option<&str> {
-        self.executed_version.as_deref()
+        self.executed_version.as_ref().map(HeaderText::as_str)
     }
     /// ARN of a started durable execution.
     pub fn durable_execution_arn(&self) -> Option<&str> {
-        self.durable_execution_arn.as_deref()
+        self.durable_execution_arn.as_ref().map(HeaderText::as_str)
     }
     /// `x-amzn-RequestId`.
     pub fn request_id(&self) -> Option<&str> {
-        self.request_id.as_deref()
+        self.request_id.as_ref().map(HeaderText::as_str)
     }
 }
 
