@@ -345,6 +345,10 @@ impl InvokeClientBuilder {
             (None, true) => Some(Box::new(|_: &mut InvokeStack| {}) as Customize),
             (named, _) => named,
         };
+        // The static stack's attempt timeout defaults to a synchronous call's (the most
+        // common case), so those calls carry no `AttemptTimeout` extension.
+        let sync_attempt = self.timeouts.max_function_duration + self.timeouts.sync_margin;
+        let implied_attempt_timeout = named.is_none().then_some(sync_attempt);
         let service = match named {
             None => ClientService::Static(
                 tower::ServiceBuilder::new()
@@ -356,7 +360,7 @@ impl InvokeClientBuilder {
                     .layer(retry)
                     .layer(TraceLayer::new(LambdaTrace::attempt(signing_region)))
                     .layer(feedback)
-                    .layer(TimeoutLayer::per_request())
+                    .layer(TimeoutLayer::new(sync_attempt))
                     .layer(signer)
                     .service(transport),
             ),
@@ -408,6 +412,7 @@ impl InvokeClientBuilder {
                 limiter,
                 partition_quota: self.partition_quota,
                 keyed_limits,
+                implied_attempt_timeout,
             }),
         })
     }
@@ -464,6 +469,9 @@ struct Inner {
     limiter: RateLimitLayer,
     partition_quota: bool,
     keyed_limits: bool,
+    /// The attempt timeout the stack applies to a request without an `AttemptTimeout`
+    /// (the static stack's; none for a named stack, whose timeout layer may be replaced).
+    implied_attempt_timeout: Option<Duration>,
 }
 
 /// A Lambda Invoke client. `Clone + Send + Sync`; clones share one connection pool.
@@ -565,7 +573,10 @@ impl InvokeClient {
         if req.payload().len() >= HASH_ONCE_FROM {
             ext.insert(PayloadHash::new());
         }
-        ext.insert(AttemptTimeout(self.attempt_timeout(&req)));
+        let attempt_timeout = self.attempt_timeout(&req);
+        if self.inner.implied_attempt_timeout != Some(attempt_timeout) {
+            ext.insert(AttemptTimeout(attempt_timeout));
+        }
         // Keys are allocated only for the limits that use them.
         if self.inner.partition_quota {
             ext.insert(RetryPartition(name.to_owned()));
@@ -721,5 +732,18 @@ mod tests {
         // Lambda answers Event and DryRun once queued or checked.
         assert_eq!(t("slow", InvocationType::Event), Duration::from_secs(10));
         assert_eq!(t("quick", InvocationType::DryRun), Duration::from_secs(10));
+        // The static stack's own attempt timeout is the default synchronous one: calls
+        // that need it carry no extension, every other call carries its own.
+        assert_eq!(
+            client.inner.implied_attempt_timeout,
+            Some(t("slow", InvocationType::RequestResponse))
+        );
+        let named = InvokeClient::builder()
+            .endpoint_url("http://127.0.0.1:1")
+            .credentials(Credentials::from_keys("A", "S", None))
+            .named_stack(|_| {})
+            .build()
+            .unwrap();
+        assert_eq!(named.inner.implied_attempt_timeout, None);
     }
 }
