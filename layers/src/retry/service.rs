@@ -257,7 +257,8 @@ pin_project! {
         #[pin]
         state: State<S::Future, B>,
         svc: S,
-        // The request as given, copied for each attempt; the last attempt takes it.
+        // A copy of the request as given, for the attempts after the first; the last
+        // attempt takes it.
         template: Option<http::Request<B>>,
         shared: Arc<Shared<C>>,
         op: Operation,
@@ -463,13 +464,11 @@ where
             earlier_reached: false,
             last_cost: None,
         };
-        // A single attempt needs no copy.
-        let (first, template) = if op.max == 1 {
-            (req, None)
-        } else {
-            (clone_request(&req), Some(req))
-        };
-        let first = op.prepare(first, &shared);
+        // A single attempt needs no copy. Otherwise the first attempt takes the request
+        // as given, whose header map may be presized for what the inner layers add (a
+        // copy has room for its current headers only, and would grow when signed).
+        let template = (op.max > 1).then(|| clone_request(&req));
+        let first = op.prepare(req, &shared);
         let fut = svc.call(first);
         Self {
             state: State::Calling { fut },

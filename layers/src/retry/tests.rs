@@ -317,7 +317,7 @@ struct Marker(&'static str);
 
 #[tokio::test(start_paused = true)]
 async fn every_attempt_gets_the_whole_request_the_last_one_too() {
-    // Attempts 1 and 2 are copies of the request; attempt 3 is the request itself.
+    // Attempt 1 is the request itself, attempt 2 a copy of the copy that attempt 3 takes.
     let req = http::Request::builder()
         .method("POST")
         .uri("/2015-03-31/functions/f/invocations")
