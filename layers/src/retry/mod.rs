@@ -66,7 +66,7 @@ pub use classify::{
 };
 pub use policy::{Idempotent, RetryPolicy, RetryStats, StopReason};
 pub use quota::{QuotaConfig, RetryPartition, RetryQuota};
-pub use service::{AttemptNumber, Retry, RetryError, RetryLayer};
+pub use service::{AttemptNumber, ResponseFuture, Retry, RetryError, RetryLayer};
 
 #[cfg(test)]
 mod tests;

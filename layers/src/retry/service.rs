@@ -417,12 +417,14 @@ impl Operation {
         if !shared.quota.try_acquire(self.partition.as_ref(), cost) {
             return After::Done(self.stop(StopReason::QuotaExhausted, result));
         }
+        // The template is there (checked above): the last attempt takes it.
         let next = if attempt + 1 >= self.max {
             template.take()
         } else {
             template.as_ref().map(clone_request)
         };
         let Some(next) = next else {
+            shared.quota.release(self.partition.as_ref(), Some(cost));
             return After::Done(self.stop(StopReason::MaxAttempts, result));
         };
         self.last_cost = Some(cost);
