@@ -101,6 +101,14 @@ pub struct TimeoutConfig {
     pub async_attempt: Duration,
 }
 
+impl TimeoutConfig {
+    /// A synchronous attempt's timeout for a function of this maximum duration (the
+    /// default one when `None`).
+    fn sync_attempt(&self, max_duration: Option<Duration>) -> Duration {
+        max_duration.unwrap_or(self.max_function_duration) + self.sync_margin
+    }
+}
+
 impl Default for TimeoutConfig {
     fn default() -> Self {
         Self {
@@ -347,7 +355,7 @@ impl InvokeClientBuilder {
         };
         // The static stack's attempt timeout defaults to a synchronous call's (the most
         // common case), so those calls carry no `AttemptTimeout` extension.
-        let sync_attempt = self.timeouts.max_function_duration + self.timeouts.sync_margin;
+        let sync_attempt = self.timeouts.sync_attempt(None);
         let implied_attempt_timeout = named.is_none().then_some(sync_attempt);
         let service = match named {
             None => ClientService::Static(
@@ -618,15 +626,12 @@ impl InvokeClient {
     pub fn attempt_timeout(&self, req: &InvokeRequest) -> Duration {
         let t = &self.inner.timeouts;
         match req.invocation_type() {
-            InvocationType::RequestResponse => {
-                let max = self
-                    .inner
+            InvocationType::RequestResponse => t.sync_attempt(
+                self.inner
                     .functions
                     .get(req.function_name().name())
-                    .and_then(|f| f.max_duration)
-                    .unwrap_or(t.max_function_duration);
-                max + t.sync_margin
-            }
+                    .and_then(|f| f.max_duration),
+            ),
             InvocationType::Event | InvocationType::DryRun => t.async_attempt,
         }
     }

@@ -79,18 +79,10 @@ pub fn encode_label(value: &str) -> String {
     percent_encoding::utf8_percent_encode(value, LABEL).to_string()
 }
 
-/// The length of `value` encoded by [`encode_label`]: unreserved bytes stay, every
-/// other byte becomes `%XX`.
+/// The length of `value` encoded by [`encode_label`], without building it.
 fn encoded_len(value: &str) -> usize {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                1
-            } else {
-                3
-            }
-        })
+    percent_encoding::utf8_percent_encode(value, LABEL)
+        .map(str::len)
         .sum()
 }
 

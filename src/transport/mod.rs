@@ -236,9 +236,7 @@ impl HyperTransport {
                     return None;
                 }
                 let known = self.shared.loopback.get();
-                if known.is_some()
-                    && known.map(|a| a.as_str()) == uri.authority().map(|a| a.as_str())
-                {
+                if known.is_some() && known == uri.authority() {
                     return None;
                 }
                 let host = uri.host().unwrap_or_default();
