@@ -30,10 +30,8 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body::{Frame, SizeHint};
-use http_body_util::combinators::Collect;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{self, Client};
@@ -351,11 +349,25 @@ pin_project! {
         },
         Reading {
             #[pin]
-            collect: Collect<Limited<Incoming>>,
+            body: Incoming,
             parts: Option<http::response::Parts>,
             limit: usize,
+            // The body as read: most responses come in one chunk, kept as it is; a
+            // second chunk starts a buffer sized from the declared length.
+            first: Option<Bytes>,
+            more: Option<BytesMut>,
+            received: usize,
         },
     }
+}
+
+fn too_large(limit: usize) -> TransportError {
+    TransportError::new(
+        TransportErrorKind::ResponseTooLarge,
+        true,
+        format!("the response body exceeds {limit} bytes"),
+        None,
+    )
 }
 
 fn has_timed_out_io(err: &(dyn std::error::Error + 'static)) -> bool {
@@ -432,47 +444,77 @@ impl Future for TransportFuture {
                     };
                     let limit = *limit;
                     let (parts, body) = resp.into_parts();
+                    // A declared length over the cap fails before any of the body is read.
+                    if body.size_hint().lower() > limit as u64 {
+                        return Poll::Ready(Err(too_large(limit)));
+                    }
                     this.state.set(State::Reading {
-                        collect: Limited::new(body, limit).collect(),
+                        body,
                         parts: Some(parts),
                         limit,
+                        first: None,
+                        more: None,
+                        received: 0,
                     });
                 }
                 StateProj::Reading {
-                    collect,
+                    mut body,
                     parts,
                     limit,
-                } => {
-                    let collected = match collect.poll(cx) {
+                    first,
+                    more,
+                    received,
+                } => loop {
+                    let frame = match body.as_mut().poll_frame(cx) {
                         Poll::Pending => return Poll::Pending,
-                        Poll::Ready(r) => r,
-                    };
-                    let limit = *limit;
-                    let parts = parts.take();
-                    return Poll::Ready(match (collected, parts) {
-                        (Ok(body), Some(parts)) => {
-                            Ok(http::Response::from_parts(parts, body.to_bytes()))
+                        Poll::Ready(Some(Ok(frame))) => frame,
+                        Poll::Ready(Some(Err(e))) => {
+                            return Poll::Ready(Err(TransportError::new(
+                                TransportErrorKind::ResponseBody,
+                                true,
+                                error_chain(&e),
+                                Some(Box::new(e)),
+                            )))
                         }
-                        (Err(e), _) if e.is::<LengthLimitError>() => Err(TransportError::new(
-                            TransportErrorKind::ResponseTooLarge,
-                            true,
-                            format!("the response body exceeds {limit} bytes"),
-                            None,
-                        )),
-                        (Err(e), _) => Err(TransportError::new(
-                            TransportErrorKind::ResponseBody,
-                            true,
-                            error_chain(&*e),
-                            Some(e),
-                        )),
-                        (Ok(_), None) => Err(TransportError::new(
-                            TransportErrorKind::InvalidRequest,
-                            true,
-                            "future polled after completion",
-                            None,
-                        )),
-                    });
-                }
+                        Poll::Ready(None) => {
+                            let Some(parts) = parts.take() else {
+                                return Poll::Ready(Err(TransportError::new(
+                                    TransportErrorKind::InvalidRequest,
+                                    true,
+                                    "future polled after completion",
+                                    None,
+                                )));
+                            };
+                            let data = match (more.take(), first.take()) {
+                                (Some(buf), _) => buf.freeze(),
+                                (None, Some(chunk)) => chunk,
+                                (None, None) => Bytes::new(),
+                            };
+                            return Poll::Ready(Ok(http::Response::from_parts(parts, data)));
+                        }
+                    };
+                    // Trailers carry nothing Lambda uses; only data counts.
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    *received = received.saturating_add(data.len());
+                    if *received > *limit {
+                        return Poll::Ready(Err(too_large(*limit)));
+                    }
+                    if let Some(buf) = more {
+                        buf.extend_from_slice(&data);
+                    } else if let Some(chunk) = first.take() {
+                        let expected = body.size_hint().lower() as usize;
+                        let mut buf = BytesMut::with_capacity(
+                            (*received).saturating_add(expected).min(*limit),
+                        );
+                        buf.extend_from_slice(&chunk);
+                        buf.extend_from_slice(&data);
+                        *more = Some(buf);
+                    } else {
+                        *first = Some(data);
+                    }
+                },
             }
         }
     }
@@ -501,5 +543,91 @@ mod tests {
         let open = HyperTransport::new(TransportConfig::default().allow_insecure_http(true))
             .expect("a transport");
         assert!(!refused(&open, "http://203.0.113.10:9000/f"));
+    }
+
+    /// Serves one canned HTTP/1.1 response per connection, after reading the request head.
+    async fn canned(response: &'static [u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = stream.write_all(response).await;
+                    // Keep the connection open: the client decides when the body ends.
+                    let _ = stream.read(&mut buf).await;
+                });
+            }
+        });
+        format!("http://{addr}/f")
+    }
+
+    async fn fetch(
+        uri: &str,
+        max_response_bytes: usize,
+    ) -> Result<http::Response<Bytes>, TransportError> {
+        use tower_service::Service as _;
+        let mut t =
+            HyperTransport::new(TransportConfig::default().max_response_bytes(max_response_bytes))
+                .expect("a transport");
+        let req = http::Request::post(uri)
+            .body(Bytes::from_static(b"{}"))
+            .expect("a request");
+        t.call(req).await
+    }
+
+    #[tokio::test]
+    async fn a_body_in_several_chunks_is_read_whole_and_in_order() {
+        let uri = canned(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+              5\r\nhello\r\n1\r\n,\r\n6\r\n world\r\n0\r\n\r\n",
+        )
+        .await;
+        let resp = fetch(&uri, 100).await.expect("a response");
+        assert_eq!(resp.body().as_ref(), b"hello, world");
+    }
+
+    #[tokio::test]
+    async fn one_chunk_and_empty_bodies_are_read() {
+        let uri = canned(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello").await;
+        assert_eq!(
+            fetch(&uri, 5).await.expect("a response").body().as_ref(),
+            b"hello"
+        );
+        let uri = canned(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+        assert!(fetch(&uri, 5).await.expect("a response").body().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_cap_fails_before_the_body_is_read() {
+        // The server sends the head only: reading the body would wait forever.
+        let uri = canned(b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n").await;
+        let err = fetch(&uri, 1000).await.expect_err("too large");
+        assert_eq!(err.kind(), TransportErrorKind::ResponseTooLarge);
+        assert!(err.request_sent());
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_over_the_cap_fails_as_too_large() {
+        let uri = canned(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+              6\r\n123456\r\n6\r\n789012\r\n0\r\n\r\n",
+        )
+        .await;
+        let err = fetch(&uri, 10).await.expect_err("too large");
+        assert_eq!(err.kind(), TransportErrorKind::ResponseTooLarge);
+        // Exactly at the cap is allowed.
+        let resp = fetch(&uri, 12).await.expect("a response");
+        assert_eq!(resp.body().as_ref(), b"123456789012");
     }
 }
