@@ -199,20 +199,15 @@ fn clone_request<B: Clone>(req: &http::Request<B>) -> http::Request<B> {
 /// A random (version 4) UUID in text, written without formatting machinery.
 fn invocation_id() -> [u8; 36] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&fastrand::u64(..).to_le_bytes());
-    bytes[8..].copy_from_slice(&fastrand::u64(..).to_le_bytes());
+    // Where each byte's two digits go: dashes sit at 8, 13, 18 and 23.
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+    let mut bytes = fastrand::u128(..).to_le_bytes();
     bytes[6] = bytes[6] & 0x0f | 0x40; // version 4
     bytes[8] = bytes[8] & 0x3f | 0x80; // variant 10
     let mut out = [b'-'; 36];
-    let mut at = 0;
-    for (i, b) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            at += 1; // a dash
-        }
+    for (b, at) in bytes.iter().zip(AT) {
         out[at] = HEX[usize::from(b >> 4)];
         out[at + 1] = HEX[usize::from(b & 0xf)];
-        at += 2;
     }
     out
 }
@@ -532,6 +527,27 @@ where
                 }
                 // Polled after completion: nothing more will come.
                 StateProj::Done => return Poll::Pending,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::invocation_id;
+    use std::collections::HashSet;
+
+    #[test]
+    fn invocation_ids_are_v4_uuids_that_differ_in_every_random_digit() {
+        let ids: Vec<[u8; 36]> = (0..2000).map(|_| invocation_id()).collect();
+        assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
+        for at in 0..36 {
+            let seen: HashSet<u8> = ids.iter().map(|id| id[at]).collect();
+            match at {
+                8 | 13 | 18 | 23 => assert_eq!(seen, HashSet::from([b'-'])),
+                14 => assert_eq!(seen, HashSet::from([b'4'])),
+                19 => assert!(seen.iter().all(|c| b"89ab".contains(c)) && seen.len() == 4),
+                _ => assert_eq!(seen.len(), 16, "digit {at} takes every hex value"),
             }
         }
     }
