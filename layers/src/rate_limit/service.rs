@@ -271,8 +271,10 @@ impl<K> RateLimitLayer<K> {
     /// inside the retry layer, so every throttle counts.
     pub fn feedback<C>(&self, classifier: C) -> FeedbackLayer<C> {
         FeedbackLayer {
-            limits: Arc::clone(&self.shared.limits),
-            classifier: Arc::new(classifier),
+            shared: Arc::new(FeedbackShared {
+                limits: Arc::clone(&self.shared.limits),
+                classifier,
+            }),
         }
     }
 
@@ -614,15 +616,19 @@ where
 /// Reports each attempt's outcome to the adaptive limits; made by
 /// [`RateLimitLayer::feedback`].
 pub struct FeedbackLayer<C> {
+    shared: Arc<FeedbackShared<C>>,
+}
+
+// One reference count per clone of the service (the stack is cloned per call).
+struct FeedbackShared<C> {
     limits: Arc<Limits>,
-    classifier: Arc<C>,
+    classifier: C,
 }
 
 impl<C> Clone for FeedbackLayer<C> {
     fn clone(&self) -> Self {
         Self {
-            limits: Arc::clone(&self.limits),
-            classifier: Arc::clone(&self.classifier),
+            shared: Arc::clone(&self.shared),
         }
     }
 }
@@ -638,8 +644,7 @@ impl<S, C> Layer<S> for FeedbackLayer<C> {
     fn layer(&self, inner: S) -> Self::Service {
         Feedback {
             inner,
-            limits: Arc::clone(&self.limits),
-            classifier: Arc::clone(&self.classifier),
+            shared: Arc::clone(&self.shared),
         }
     }
 }
@@ -647,16 +652,14 @@ impl<S, C> Layer<S> for FeedbackLayer<C> {
 /// Service of [`FeedbackLayer`].
 pub struct Feedback<S, C> {
     inner: S,
-    limits: Arc<Limits>,
-    classifier: Arc<C>,
+    shared: Arc<FeedbackShared<C>>,
 }
 
 impl<S: Clone, C> Clone for Feedback<S, C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            limits: Arc::clone(&self.limits),
-            classifier: Arc::clone(&self.classifier),
+            shared: Arc::clone(&self.shared),
         }
     }
 }
@@ -722,17 +725,17 @@ where
     /// not operations: an operation sleeping in retry backoff holds no slot.
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let key = req.extensions().get::<AdaptiveKey>().map(|k| k.0.clone());
-        let Some(key) = key.filter(|_| self.limits.adaptive.is_some()) else {
+        let Some(key) = key.filter(|_| self.shared.limits.adaptive.is_some()) else {
             return LimitedFuture::direct(self.inner.call(req));
         };
         let clone = self.inner.clone();
         let mut svc = std::mem::replace(&mut self.inner, clone);
-        let limits = Arc::clone(&self.limits);
-        let classifier = Arc::clone(&self.classifier);
+        let shared = Arc::clone(&self.shared);
         LimitedFuture::limited(Box::pin(async move {
+            let limits = &shared.limits;
             let deadline = req.extensions().get::<Deadline>().copied();
             let (slot, epoch) =
-                match acquire_slot(&limits, &key, limits.mode, deadline, Gate::Adaptive)
+                match acquire_slot(limits, &key, limits.mode, deadline, Gate::Adaptive)
                     .await
                     .map_err(RateLimitError::Limited)?
                 {
@@ -743,7 +746,10 @@ where
                 .await
                 .map_err(RateLimitError::Inner)?;
             let result = svc.call(req).await;
-            limits.feedback(&Admitted { key, epoch }, classifier.classify(&result));
+            limits.feedback(
+                &Admitted { key, epoch },
+                shared.classifier.classify(&result),
+            );
             drop(slot);
             result.map_err(RateLimitError::Inner)
         }))
