@@ -206,8 +206,8 @@ pub fn decode_parts_at(
 ) -> Result<InvokeResponse, ApiError> {
     // One pass over the headers instead of a hashed lookup per field; the first value
     // of a name counts, as `HeaderMap::get`.
-    // The values are kept without a copy (`HeaderText`: checked text, shared bytes).
-    let mut fields: [Option<Option<HeaderText>>; 5] = [None, None, None, None, None];
+    // The values are kept without a copy (`HeaderText`: shared bytes, checked when read).
+    let mut fields: [Option<HeaderText>; 5] = [None, None, None, None, None];
     for (name, value) in headers {
         let slot = match name.as_str() {
             "x-amzn-requestid" => 0,
@@ -219,19 +219,27 @@ pub fn decode_parts_at(
         };
         fields[slot].get_or_insert_with(|| HeaderText::new(value));
     }
-    let [request_id, function_error, log_result, executed_version, durable_execution_arn] =
-        fields.map(Option::flatten);
+    let [request_id, function_error, log_result, executed_version, durable_execution_arn] = fields;
     if !(200..300).contains(&status) {
-        let request_id = request_id.as_ref().map(|t| t.as_str().to_owned());
+        let request_id = request_id
+            .as_ref()
+            .and_then(HeaderText::as_str)
+            .map(str::to_owned);
         return Err(decode_error(status, headers, &body, now).with_request_id(request_id));
     }
-    let function_error = function_error.map(|kind| FunctionError::from_parts(kind.as_str(), &body));
-    let log_tail = log_result.as_ref().map(HeaderText::as_str).and_then(|b64| {
-        base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .ok()
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-    });
+    let function_error = function_error
+        .as_ref()
+        .and_then(HeaderText::as_str)
+        .map(|kind| FunctionError::from_parts(kind, &body));
+    let log_tail = log_result
+        .as_ref()
+        .and_then(HeaderText::as_str)
+        .and_then(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        });
     Ok(InvokeResponse {
         status,
         function_error,
@@ -432,6 +440,37 @@ mod tests {
             path_and_query("/base", "a:b", Some("$LATEST")),
             "/base/2015-03-31/functions/a%3Ab/invocations?Qualifier=%24LATEST"
         );
+    }
+
+    #[test]
+    fn header_values_that_are_not_visible_ascii_read_as_absent() {
+        let odd = HeaderValue::from_bytes(b"r\xffd").unwrap();
+        let mut h = HeaderMap::new();
+        for name in [
+            "x-amzn-requestid",
+            "x-amz-executed-version",
+            "x-amz-log-result",
+            "x-amz-durable-execution-arn",
+            "x-amz-function-error",
+        ] {
+            h.insert(name, odd.clone());
+        }
+        let r = decode_parts(200, &h, Bytes::new()).unwrap();
+        assert_eq!(r.request_id(), None);
+        assert_eq!(r.executed_version(), None);
+        assert_eq!(r.log_result(), None);
+        assert_eq!(r.log_tail(), None);
+        assert_eq!(r.durable_execution_arn(), None);
+        assert!(r.function_error().is_none());
+        assert!(format!("{r:?}").contains("<not visible ASCII>"));
+        // The first value of a name counts, as with `HeaderMap::get`.
+        h.append("x-amzn-requestid", "rid".parse().unwrap());
+        assert_eq!(
+            decode_parts(200, &h, Bytes::new()).unwrap().request_id(),
+            None
+        );
+        let err = decode_parts(500, &h, Bytes::new()).unwrap_err();
+        assert_eq!(err.request_id(), None);
     }
 
     #[test]

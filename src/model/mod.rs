@@ -545,26 +545,28 @@ impl fmt::Display for FunctionError {
     }
 }
 
-/// A response header's text, kept as received (no copy): checked once to be visible
-/// ASCII, so reading it as `&str` cannot fail.
+/// A response header's value, kept as received (no copy). It is checked when read, not
+/// when the response is decoded: a value that is not visible ASCII reads as absent.
 #[derive(Clone)]
 pub(crate) struct HeaderText(http::HeaderValue);
 
 impl HeaderText {
-    /// The value, if it is visible ASCII (`HeaderValue::to_str`).
-    pub(crate) fn new(value: &http::HeaderValue) -> Option<Self> {
-        value.to_str().is_ok().then(|| Self(value.clone()))
+    pub(crate) fn new(value: &http::HeaderValue) -> Self {
+        Self(value.clone())
     }
 
-    pub(crate) fn as_str(&self) -> &str {
-        // Checked in `new`; the fallback is never taken.
-        self.0.to_str().unwrap_or_default()
+    /// The value, if it is visible ASCII (`HeaderValue::to_str`).
+    pub(crate) fn as_str(&self) -> Option<&str> {
+        self.0.to_str().ok()
     }
 }
 
 impl fmt::Debug for HeaderText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
+        match self.as_str() {
+            Some(text) => fmt::Debug::fmt(text, f),
+            None => f.write_str("<not visible ASCII>"),
+        }
     }
 }
 
@@ -606,7 +608,7 @@ impl InvokeResponse {
     }
     /// `X-Amz-Log-Result` as sent: base64 of the last 4 KB of the log.
     pub fn log_result(&self) -> Option<&str> {
-        self.log_result.as_ref().map(HeaderText::as_str)
+        self.log_result.as_ref().and_then(HeaderText::as_str)
     }
     /// The decoded log tail (lossy UTF-8), when the header was valid base64.
     pub fn log_tail(&self) -> Option<&str> {
@@ -622,15 +624,17 @@ impl InvokeResponse {
     }
     /// The version that ran (alias resolved).
     pub fn executed_version(&self) -> Option<&str> {
-        self.executed_version.as_ref().map(HeaderText::as_str)
+        self.executed_version.as_ref().and_then(HeaderText::as_str)
     }
     /// ARN of a started durable execution.
     pub fn durable_execution_arn(&self) -> Option<&str> {
-        self.durable_execution_arn.as_ref().map(HeaderText::as_str)
+        self.durable_execution_arn
+            .as_ref()
+            .and_then(HeaderText::as_str)
     }
     /// `x-amzn-RequestId`.
     pub fn request_id(&self) -> Option<&str> {
-        self.request_id.as_ref().map(HeaderText::as_str)
+        self.request_id.as_ref().and_then(HeaderText::as_str)
     }
 }
 
