@@ -504,7 +504,8 @@ impl Future for TransportFuture {
                     if let Some(buf) = more {
                         buf.extend_from_slice(&data);
                     } else if let Some(chunk) = first.take() {
-                        let expected = body.size_hint().lower() as usize;
+                        let expected =
+                            usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
                         let mut buf = BytesMut::with_capacity(
                             (*received).saturating_add(expected).min(*limit),
                         );
