@@ -356,9 +356,17 @@ pin_project! {
             // second chunk starts a buffer sized from the declared length.
             first: Option<Bytes>,
             more: Option<BytesMut>,
-            received: usize,
         },
     }
+}
+
+fn polled_after_completion(request_sent: bool) -> TransportError {
+    TransportError::new(
+        TransportErrorKind::InvalidRequest,
+        request_sent,
+        "future polled after completion",
+        None,
+    )
 }
 
 fn too_large(limit: usize) -> TransportError {
@@ -425,14 +433,9 @@ impl Future for TransportFuture {
         loop {
             match this.state.as_mut().project() {
                 StateProj::Failed { error } => {
-                    return Poll::Ready(Err(error.take().unwrap_or_else(|| {
-                        TransportError::new(
-                            TransportErrorKind::InvalidRequest,
-                            false,
-                            "future polled after completion",
-                            None,
-                        )
-                    })));
+                    return Poll::Ready(Err(error
+                        .take()
+                        .unwrap_or_else(|| polled_after_completion(false))));
                 }
                 StateProj::Sending { fut, sent, limit } => {
                     let resp = match fut.poll(cx) {
@@ -454,7 +457,6 @@ impl Future for TransportFuture {
                         limit,
                         first: None,
                         more: None,
-                        received: 0,
                     });
                 }
                 StateProj::Reading {
@@ -463,7 +465,6 @@ impl Future for TransportFuture {
                     limit,
                     first,
                     more,
-                    received,
                 } => loop {
                     let frame = match body.as_mut().poll_frame(cx) {
                         Poll::Pending => return Poll::Pending,
@@ -478,12 +479,7 @@ impl Future for TransportFuture {
                         }
                         Poll::Ready(None) => {
                             let Some(parts) = parts.take() else {
-                                return Poll::Ready(Err(TransportError::new(
-                                    TransportErrorKind::InvalidRequest,
-                                    true,
-                                    "future polled after completion",
-                                    None,
-                                )));
+                                return Poll::Ready(Err(polled_after_completion(true)));
                             };
                             let data = match (more.take(), first.take()) {
                                 (Some(buf), _) => buf.freeze(),
@@ -497,8 +493,13 @@ impl Future for TransportFuture {
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
-                    *received = received.saturating_add(data.len());
-                    if *received > *limit {
+                    let so_far = match (&*more, &*first) {
+                        (Some(buf), _) => buf.len(),
+                        (None, Some(chunk)) => chunk.len(),
+                        (None, None) => 0,
+                    };
+                    let received = so_far.saturating_add(data.len());
+                    if received > *limit {
                         return Poll::Ready(Err(too_large(*limit)));
                     }
                     if let Some(buf) = more {
@@ -506,9 +507,8 @@ impl Future for TransportFuture {
                     } else if let Some(chunk) = first.take() {
                         let expected =
                             usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
-                        let mut buf = BytesMut::with_capacity(
-                            (*received).saturating_add(expected).min(*limit),
-                        );
+                        let mut buf =
+                            BytesMut::with_capacity(received.saturating_add(expected).min(*limit));
                         buf.extend_from_slice(&chunk);
                         buf.extend_from_slice(&data);
                         *more = Some(buf);

@@ -396,8 +396,7 @@ impl Operation {
         if reached && !self.idempotent {
             return After::Done(self.stop(StopReason::MayHaveRun, result));
         }
-        // (No template left means the last attempt has been made.)
-        if attempt >= self.max || template.is_none() {
+        if attempt >= self.max {
             return After::Done(self.stop(StopReason::MaxAttempts, result));
         }
         if retry_after.is_some_and(|h| h > policy.max_retry_after) {
@@ -412,7 +411,8 @@ impl Operation {
         if !shared.quota.try_acquire(self.partition.as_ref(), cost) {
             return After::Done(self.stop(StopReason::QuotaExhausted, result));
         }
-        // The template is there (checked above): the last attempt takes it.
+        // The last attempt takes the template. It is always there before the last attempt
+        // (kept when `max > 1`); were it not, the quota goes back and the operation stops.
         let next = if attempt + 1 >= self.max {
             template.take()
         } else {
