@@ -22,10 +22,12 @@ pin_project! {
     #[project = StateProj]
     enum State<S: Service<http::Request<B>>, B> {
         Failed { error: Option<SigV4Error<S::Error>> },
+        // Boxed: credentials that need I/O are the rare case, and every layer outside
+        // moves this future whole, so its size is paid on every call.
         Resolving {
             #[pin]
             creds: CredentialsFuture,
-            pending: Option<(S, http::Request<B>)>,
+            pending: Option<Box<(S, http::Request<B>)>>,
             shared: Arc<Shared>,
         },
         Called { #[pin] fut: S::Future, shared: Arc<Shared> },
@@ -52,7 +54,7 @@ impl<S: Service<http::Request<B>>, B> ResponseFuture<S, B> {
         Self {
             state: State::Resolving {
                 creds,
-                pending: Some((service, req)),
+                pending: Some(Box::new((service, req))),
                 shared,
             },
         }
@@ -83,7 +85,7 @@ where
                     shared,
                 } => {
                     let creds = ready!(creds.poll(cx));
-                    let Some((mut service, mut req)) = pending.take() else {
+                    let Some((mut service, mut req)) = pending.take().map(|p| *p) else {
                         return Poll::Ready(Err(SigV4Error::Signing(super::SigningError::new(
                             "future polled after completion",
                         ))));

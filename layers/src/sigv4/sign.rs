@@ -112,8 +112,12 @@ pub struct SigningConfig {
     double_uri_encode: bool,
     normalize_uri_path: bool,
     content_sha256_header: bool,
-    /// aws-sigv4's settings for the fields above, built once.
+    /// aws-sigv4's settings for the fields above, built once. Their exclusion list is
+    /// empty: excluded headers are left out before aws-sigv4 sees them (`excluded`), and
+    /// the settings, cloned for every signature, then hold no list to copy.
     settings: SigningSettings,
+    /// Headers never signed: aws-sigv4's default exclusions and the retry layer's two.
+    excluded: Vec<std::borrow::Cow<'static, str>>,
 }
 
 impl fmt::Debug for SigningConfig {
@@ -138,6 +142,7 @@ impl SigningConfig {
             normalize_uri_path: true,
             content_sha256_header: false,
             settings: SigningSettings::default(),
+            excluded: Vec::new(),
         }
         .with_settings()
     }
@@ -171,27 +176,33 @@ impl SigningConfig {
     }
 
     fn with_settings(mut self) -> Self {
-        self.settings = self.build_settings();
+        let mut settings = self.build_settings();
+        // Per-attempt bookkeeping added by the retry layer: sent, not signed (as the AWS
+        // Rust SDK, which adds them after signing). Signing them costs CPU on every
+        // attempt and protects nothing.
+        self.excluded = settings
+            .excluded_headers
+            .take()
+            .into_iter()
+            .flatten()
+            .chain([
+                std::borrow::Cow::Borrowed("amz-sdk-invocation-id"),
+                std::borrow::Cow::Borrowed("amz-sdk-request"),
+            ])
+            .collect();
+        self.settings = settings;
         self
     }
 
-    fn is_excluded(&self, name: &str) -> bool {
-        self.settings
-            .excluded_headers
+    fn is_excluded(&self, name: &HeaderName) -> bool {
+        let name = name.as_str();
+        self.excluded
             .iter()
-            .flatten()
-            .any(|e| e == name)
+            .any(|e| e.len() == name.len() && e == name)
     }
 
     fn build_settings(&self) -> SigningSettings {
         let mut s = SigningSettings::default();
-        // Per-attempt bookkeeping added by the retry layer: sent, not signed (as the AWS
-        // Rust SDK, which adds them after signing). Signing them costs CPU on every
-        // attempt and protects nothing.
-        if let Some(excluded) = s.excluded_headers.as_mut() {
-            excluded.push(std::borrow::Cow::Borrowed("amz-sdk-invocation-id"));
-            excluded.push(std::borrow::Cow::Borrowed("amz-sdk-request"));
-        }
         s.percent_encoding_mode = if self.double_uri_encode {
             PercentEncodingMode::Double
         } else {
@@ -258,7 +269,7 @@ pub fn sign_request_with_hash<B>(
     // copy and normalize each one only to skip it when listing the signed headers.
     let mut header_pairs = Vec::with_capacity(req.headers().len());
     for (name, value) in req.headers() {
-        if config.is_excluded(name.as_str()) {
+        if config.is_excluded(name) {
             continue;
         }
         let value = value.to_str().map_err(|_| {
@@ -404,6 +415,41 @@ mod tests {
         assert_ne!(req.headers()["authorization"], first);
         assert_eq!(req.headers().get_all("authorization").iter().count(), 1);
         assert_eq!(req.headers()["x-amz-date"], "20231114T221321Z");
+    }
+
+    #[test]
+    fn excluded_headers_are_sent_but_not_signed() {
+        let creds = Credentials::from_keys("AKID", "SECRET", None);
+        let mut req = http::Request::post("https://h/2015-03-31/functions/f/invocations")
+            .header("host", "h")
+            .header("x-amz-invocation-type", "Event")
+            .header("user-agent", "invoke-stack")
+            .header(
+                "x-amzn-trace-id",
+                "Root=1-5759e988-bd862e3fe1be46a994272793",
+            )
+            .header(
+                "amz-sdk-invocation-id",
+                "0b4e5a1c-0000-4000-8000-000000000000",
+            )
+            .header("amz-sdk-request", "attempt=1; max=3")
+            .body(bytes::Bytes::from_static(b"{}"))
+            .unwrap();
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        sign_request(&mut req, &creds, &SigningConfig::new("us-east-1"), at).unwrap();
+        let auth = req.headers()["authorization"].to_str().unwrap();
+        assert!(
+            auth.contains(" SignedHeaders=host;x-amz-date;x-amz-invocation-type, "),
+            "{auth}"
+        );
+        for kept in [
+            "user-agent",
+            "x-amzn-trace-id",
+            "amz-sdk-invocation-id",
+            "amz-sdk-request",
+        ] {
+            assert!(req.headers().contains_key(kept), "{kept}");
+        }
     }
 
     #[test]
