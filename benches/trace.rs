@@ -55,8 +55,7 @@ where
 fn bench(c: &mut Criterion) {
     let mut bare = tower::service_fn(answer);
     let traced = || {
-        let attempt =
-            TraceLayer::new(LambdaTrace::attempt("us-east-1")).layer(tower::service_fn(answer));
+        let attempt = TraceLayer::new(LambdaTrace::attempt()).layer(tower::service_fn(answer));
         TraceLayer::new(LambdaTrace::operation("us-east-1")).layer(attempt)
     };
     let mut g = c.benchmark_group("trace");

@@ -243,9 +243,20 @@ pub enum Scope {
 }
 
 /// Describes Lambda `Invoke` calls for [`invoke_layers::trace::TraceLayer`].
+///
+/// ```
+/// use invoke_stack::layers::trace::TraceLayer;
+/// use invoke_stack::telemetry::LambdaTrace;
+///
+/// let operation = TraceLayer::new(LambdaTrace::operation("eu-west-1"));
+/// let attempt = TraceLayer::new(LambdaTrace::attempt());
+/// # let _ = (operation, attempt);
+/// ```
 #[derive(Debug, Clone)]
 pub struct LambdaTrace {
-    region: std::sync::Arc<str>,
+    /// The operation span's region. An attempt span is a child of its operation's span,
+    /// which has the region, so it keeps none (and its clones touch no reference count).
+    region: Option<std::sync::Arc<str>>,
     scope: Scope,
 }
 
@@ -253,14 +264,14 @@ impl LambdaTrace {
     /// The operation span, for calls to `region`.
     pub fn operation(region: impl Into<String>) -> Self {
         Self {
-            region: region.into().into(),
+            region: Some(region.into().into()),
             scope: Scope::Operation,
         }
     }
-    /// The attempt span.
-    pub fn attempt(region: impl Into<String>) -> Self {
+    /// The attempt span (a child of the operation span, which names the region).
+    pub fn attempt() -> Self {
         Self {
-            region: region.into().into(),
+            region: None,
             scope: Scope::Attempt,
         }
     }
@@ -353,7 +364,9 @@ impl<E: ErrorFacts + std::fmt::Display> Describe<Bytes, Bytes, E> for LambdaTrac
                 if !span.is_disabled() {
                     let (name, qualifier) = target(req.uri());
                     span.record("faas.invoked_name", name.as_str());
-                    span.record("faas.invoked_region", &*self.region);
+                    if let Some(region) = &self.region {
+                        span.record("faas.invoked_region", &**region);
+                    }
                     span.record("server.address", req.uri().host().unwrap_or_default());
                     span.record(
                         "aws.lambda.invocation_type",

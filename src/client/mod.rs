@@ -366,7 +366,7 @@ impl InvokeClientBuilder {
                     .layer(operation_deadline)
                     .layer(limiter.clone())
                     .layer(retry)
-                    .layer(TraceLayer::new(LambdaTrace::attempt(signing_region)))
+                    .layer(TraceLayer::new(LambdaTrace::attempt()))
                     .layer(feedback)
                     .layer(TimeoutLayer::new(sync_attempt))
                     .layer(signer)
@@ -388,7 +388,7 @@ impl InvokeClientBuilder {
                         s.add(
                             "attempt-trace",
                             Step::Attempt,
-                            TraceLayer::new(LambdaTrace::attempt(signing_region)),
+                            TraceLayer::new(LambdaTrace::attempt()),
                         )
                     })
                     .and_then(|s| s.add("rate-limit-feedback", Step::Attempt, feedback))

@@ -31,7 +31,7 @@
 //!        .layer(DeadlineLayer::new(Duration::from_secs(30)))
 //!        .layer(limiter.clone())
 //!        .layer(RetryLayer::new(LambdaClassifier::default()))
-//!        .layer(TraceLayer::new(LambdaTrace::attempt("us-east-1")))
+//!        .layer(TraceLayer::new(LambdaTrace::attempt()))
 //!        .layer(limiter.feedback(LambdaClassifier::default()))
 //!        .layer(TimeoutLayer::per_request())
 //!        .layer(SigV4Layer::new(Credentials::from_keys("AKID", "SECRET", None), SigningConfig::new("us-east-1")))

@@ -319,7 +319,7 @@ impl<S, K> Layer<S> for RateLimitLayer<K> {
     fn layer(&self, inner: S) -> Self::Service {
         RateLimit {
             inner,
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.limits.any().then(|| Arc::clone(&self.shared)),
         }
     }
 }
@@ -327,14 +327,16 @@ impl<S, K> Layer<S> for RateLimitLayer<K> {
 /// Service of [`RateLimitLayer`].
 pub struct RateLimit<S, K> {
     inner: S,
-    shared: Arc<Shared<K>>,
+    /// None when no limit is configured: the layer then passes calls through, and a
+    /// clone of it (one per call in a shared stack) touches no reference count.
+    shared: Option<Arc<Shared<K>>>,
 }
 
 impl<S: Clone, K> Clone for RateLimit<S, K> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -536,12 +538,12 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        if !self.shared.limits.any() {
+        let Some(shared) = &self.shared else {
             return LimitedFuture::direct(self.inner.call(req));
-        }
+        };
+        let shared = Arc::clone(shared);
         let clone = self.inner.clone();
         let mut svc = std::mem::replace(&mut self.inner, clone);
-        let shared = Arc::clone(&self.shared);
         let key = shared.key.key(&req);
         let fut = Box::pin(async move {
             let limits = &shared.limits;
@@ -644,7 +646,12 @@ impl<S, C> Layer<S> for FeedbackLayer<C> {
     fn layer(&self, inner: S) -> Self::Service {
         Feedback {
             inner,
-            shared: Arc::clone(&self.shared),
+            shared: self
+                .shared
+                .limits
+                .adaptive
+                .is_some()
+                .then(|| Arc::clone(&self.shared)),
         }
     }
 }
@@ -652,14 +659,16 @@ impl<S, C> Layer<S> for FeedbackLayer<C> {
 /// Service of [`FeedbackLayer`].
 pub struct Feedback<S, C> {
     inner: S,
-    shared: Arc<FeedbackShared<C>>,
+    /// None without an adaptive limit: the layer then passes calls through, and a clone
+    /// of it touches no reference count.
+    shared: Option<Arc<FeedbackShared<C>>>,
 }
 
 impl<S: Clone, C> Clone for Feedback<S, C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -724,13 +733,15 @@ where
     /// limit (never past the deadline), and its outcome moves the limit. Attempts count,
     /// not operations: an operation sleeping in retry backoff holds no slot.
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let key = req.extensions().get::<AdaptiveKey>().map(|k| k.0.clone());
-        let Some(key) = key.filter(|_| self.shared.limits.adaptive.is_some()) else {
+        let Some(shared) = &self.shared else {
             return LimitedFuture::direct(self.inner.call(req));
         };
+        let Some(key) = req.extensions().get::<AdaptiveKey>().map(|k| k.0.clone()) else {
+            return LimitedFuture::direct(self.inner.call(req));
+        };
+        let shared = Arc::clone(shared);
         let clone = self.inner.clone();
         let mut svc = std::mem::replace(&mut self.inner, clone);
-        let shared = Arc::clone(&self.shared);
         LimitedFuture::limited(Box::pin(async move {
             let limits = &shared.limits;
             let deadline = req.extensions().get::<Deadline>().copied();

@@ -15,9 +15,16 @@ pin_project! {
         inner: Option<F>,
         #[pin]
         sleep: Option<Sleep>,
-        limit: Option<(Deadline, Timer, SendProgress)>,
-        failed: Option<Elapsed>,
+        // One field for what the timer needs and for an error found in `call` (they never
+        // go together): every layer outside moves this future, so its size counts.
+        extra: Extra,
     }
+}
+
+enum Extra {
+    None,
+    Limit(Deadline, Timer, SendProgress),
+    Failed(Elapsed),
 }
 
 impl<F> ResponseFuture<F> {
@@ -25,8 +32,7 @@ impl<F> ResponseFuture<F> {
         Self {
             inner: Some(inner),
             sleep: None,
-            limit: None,
-            failed: None,
+            extra: Extra::None,
         }
     }
 
@@ -39,8 +45,7 @@ impl<F> ResponseFuture<F> {
         Self {
             inner: Some(inner),
             sleep: Some(tokio::time::sleep_until(deadline.at())),
-            limit: Some((deadline, timer, progress)),
-            failed: None,
+            extra: Extra::Limit(deadline, timer, progress),
         }
     }
 
@@ -48,8 +53,7 @@ impl<F> ResponseFuture<F> {
         Self {
             inner: None,
             sleep: None,
-            limit: None,
-            failed: Some(elapsed),
+            extra: Extra::Failed(elapsed),
         }
     }
 }
@@ -62,8 +66,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        if let Some(elapsed) = this.failed.take() {
-            return Poll::Ready(Err(TimeoutError::Elapsed(elapsed)));
+        if let Extra::Failed(_) = this.extra {
+            if let Extra::Failed(elapsed) = std::mem::replace(this.extra, Extra::None) {
+                return Poll::Ready(Err(TimeoutError::Elapsed(elapsed)));
+            }
         }
         if let Some(inner) = this.inner.as_pin_mut() {
             if let Poll::Ready(r) = inner.poll(cx) {
@@ -74,7 +80,7 @@ where
         }
         if let Some(sleep) = this.sleep.as_pin_mut() {
             if sleep.poll(cx).is_ready() {
-                if let Some((deadline, timer, progress)) = this.limit.as_ref() {
+                if let Extra::Limit(deadline, timer, progress) = &*this.extra {
                     let elapsed =
                         Elapsed::new(*timer, deadline.elapsed(), progress.may_have_been_sent());
                     tracing::warn!(
