@@ -234,8 +234,13 @@ impl HyperTransport {
                     return None;
                 }
                 let known = self.shared.loopback.get();
-                if known.is_some() && known == uri.authority() {
-                    return None;
+                // Byte equality, not `Authority`'s case-insensitive comparison: the same
+                // endpoint spells its authority the same way on every call, and one that
+                // differs in case is still checked below.
+                if let (Some(k), Some(a)) = (known, uri.authority()) {
+                    if k.as_str() == a.as_str() {
+                        return None;
+                    }
                 }
                 let host = uri.host().unwrap_or_default();
                 if !is_loopback_host(host) {
