@@ -36,7 +36,7 @@ pub mod telemetry;
 pub mod testing;
 pub mod transport;
 
-pub use client::{InvokeClient, InvokeClientBuilder};
+pub use client::{InvokeClient, InvokeClientBuilder, InvokeFuture};
 pub use error::{InvokeError, InvokeErrorKind};
 pub use invoke_layers as layers;
 pub use model::{InvokeRequest, InvokeResponse};

@@ -127,3 +127,34 @@ async fn large_payloads_are_hashed_once_per_operation() {
     client.invoke_json("echo", &1).await.unwrap();
     assert_eq!(*seen.lock().unwrap(), [(false, false), (false, false)]);
 }
+
+/// `invoke` returns the stack's call itself: a `Send + 'static` future that can be
+/// spawned, and that answers a poll after completion with an error instead of panicking.
+#[tokio::test]
+async fn the_invoke_future_can_be_spawned_and_polled_after_completion() {
+    fn spawnable<F: std::future::Future + Send + 'static>(f: F) -> F {
+        f
+    }
+    let (lambda, client) = common::echo_endpoint().await;
+    let named = common::builder_for(&lambda)
+        .named_stack(|_| {})
+        .build()
+        .unwrap();
+    for client in [client, named] {
+        let req = invoke_stack::InvokeRequest::builder("echo")
+            .payload(&b"[1,2]"[..])
+            .build()
+            .unwrap();
+        let resp = tokio::spawn(spawnable(client.invoke(req))).await.unwrap();
+        assert_eq!(resp.unwrap().payload().as_ref(), b"[1,2]");
+
+        let req = invoke_stack::InvokeRequest::builder("echo")
+            .build()
+            .unwrap();
+        let mut fut = Box::pin(client.invoke(req));
+        assert!((&mut fut).await.is_ok());
+        let again = std::future::poll_fn(|cx| std::future::Future::poll(fut.as_mut(), cx)).await;
+        let err = again.unwrap_err();
+        assert!(err.to_string().contains("polled after completion"), "{err}");
+    }
+}

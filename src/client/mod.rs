@@ -18,7 +18,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tower::ServiceExt;
@@ -529,11 +532,26 @@ impl InvokeClient {
     ///
     /// An `Event` invocation that fails is also handed to the dead-letter sink, if one
     /// is configured ([`InvokeError::dead_lettered`] says whether it was stored).
-    pub async fn invoke(&self, req: InvokeRequest) -> Result<InvokeResponse, InvokeError> {
-        let sink = match (&self.inner.dead_letter, req.invocation_type()) {
-            (Some(sink), InvocationType::Event) => sink,
-            _ => return self.invoke_without_dead_letter(req).await,
-        };
+    ///
+    /// The request is encoded when this is called; the stack runs when the returned
+    /// future is first polled. The future holds its own handle on the client's stack:
+    /// it is `Send` and `'static`, so it can be spawned.
+    pub fn invoke(&self, req: InvokeRequest) -> InvokeFuture {
+        match (&self.inner.dead_letter, req.invocation_type()) {
+            (Some(sink), InvocationType::Event) => {
+                let (client, sink) = (self.clone(), Arc::clone(sink));
+                InvokeFuture::boxed(async move { client.invoke_dead_lettering(&*sink, req).await })
+            }
+            _ => self.invoke_without_dead_letter(req),
+        }
+    }
+
+    /// [`InvokeClient::invoke`] for an `Event` with a dead-letter sink.
+    async fn invoke_dead_lettering(
+        &self,
+        sink: &dyn DeadLetterSink,
+        req: InvokeRequest,
+    ) -> Result<InvokeResponse, InvokeError> {
         let started = std::time::SystemTime::now();
         match self.invoke_without_dead_letter(req.clone()).await {
             Ok(resp) => Ok(resp),
@@ -561,18 +579,19 @@ impl InvokeClient {
     }
 
     /// Invokes without handing a failed `Event` to the dead-letter sink (replays use it).
-    pub async fn invoke_without_dead_letter(
-        &self,
-        req: InvokeRequest,
-    ) -> Result<InvokeResponse, InvokeError> {
-        let mut http = codec::encode(&req, &self.inner.endpoint).map_err(|e| {
-            TransportError::new(
-                TransportErrorKind::InvalidRequest,
-                false,
-                e.to_string(),
-                None,
-            )
-        })?;
+    pub fn invoke_without_dead_letter(&self, req: InvokeRequest) -> InvokeFuture {
+        let mut http = match codec::encode(&req, &self.inner.endpoint) {
+            Ok(http) => http,
+            Err(e) => {
+                let err = TransportError::new(
+                    TransportErrorKind::InvalidRequest,
+                    false,
+                    e.to_string(),
+                    None,
+                );
+                return InvokeFuture::ready(Err(err.into()));
+            }
+        };
         let name = req.function_name().name();
         let ext = http.extensions_mut();
         // Hash the payload once per operation when re-hashing it on a retry would cost
@@ -595,18 +614,15 @@ impl InvokeClient {
         if let Some(idempotent) = self.inner.functions.get(name).and_then(|f| f.idempotent) {
             ext.insert(Idempotent(idempotent));
         }
-        let resp = match &self.inner.service {
-            ClientService::Static(s) => s.clone().oneshot(http).await?,
-            ClientService::Named { service, .. } => service.clone().oneshot(http).await?,
+        let state = match &self.inner.service {
+            ClientService::Static(s) => CallState::Static {
+                call: s.clone().oneshot(http),
+            },
+            ClientService::Named { service, .. } => CallState::Named {
+                call: service.clone().oneshot(http),
+            },
         };
-        let stats = resp.extensions().get::<RetryStats>().copied();
-        codec::decode(resp).map_err(|api| {
-            let err = InvokeError::from(api);
-            match stats {
-                Some(s) => err.with_attempts(s.attempts, s.earlier_may_have_reached),
-                None => err,
-            }
-        })
+        InvokeFuture { state }
     }
 
     /// The order of the client's layers, outermost first (`"name (step)"`).
@@ -692,6 +708,102 @@ impl InvokeClient {
             .build()
             .map_err(|e| Self::invalid(function_name, e))?;
         self.invoke(req).await
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`InvokeClient::invoke`]: `Send` and `'static`.
+    ///
+    /// It is the client's stack call itself, with the response decoded when it
+    /// completes (no `async fn` frames around it: every frame would hold and move a
+    /// copy of the stack's future).
+    ///
+    /// ```no_run
+    /// # async fn f(client: invoke_stack::InvokeClient) -> Result<(), invoke_stack::InvokeError> {
+    /// let req = invoke_stack::InvokeRequest::builder("my-function").build()?;
+    /// let handle = tokio::spawn(client.invoke(req));
+    /// # let _ = handle; Ok(()) }
+    /// ```
+    #[must_use = "futures do nothing unless polled"]
+    pub struct InvokeFuture {
+        #[pin]
+        state: CallState,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = CallProj]
+    enum CallState {
+        // A result known before the stack runs (an encoding error), or none once the
+        // result has been returned.
+        Ready { result: Option<Result<InvokeResponse, InvokeError>> },
+        Static { #[pin] call: tower::util::Oneshot<Stack, http::Request<bytes::Bytes>> },
+        Named { #[pin] call: tower::util::Oneshot<BoxService, http::Request<bytes::Bytes>> },
+        Boxed { fut: Pin<Box<dyn Future<Output = Result<InvokeResponse, InvokeError>> + Send>> },
+    }
+}
+
+impl InvokeFuture {
+    fn ready(result: Result<InvokeResponse, InvokeError>) -> Self {
+        Self {
+            state: CallState::Ready {
+                result: Some(result),
+            },
+        }
+    }
+
+    fn boxed(
+        fut: impl Future<Output = Result<InvokeResponse, InvokeError>> + Send + 'static,
+    ) -> Self {
+        Self {
+            state: CallState::Boxed { fut: Box::pin(fut) },
+        }
+    }
+}
+
+impl fmt::Debug for InvokeFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InvokeFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for InvokeFuture {
+    type Output = Result<InvokeResponse, InvokeError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        let resp = match state.as_mut().project() {
+            CallProj::Ready { result } => {
+                return Poll::Ready(match result.take() {
+                    Some(result) => result,
+                    None => Err(TransportError::new(
+                        TransportErrorKind::InvalidRequest,
+                        true,
+                        "future polled after completion",
+                        None,
+                    )
+                    .into()),
+                });
+            }
+            CallProj::Static { call } => ready!(call.poll(cx)).map_err(InvokeError::from),
+            CallProj::Named { call } => ready!(call.poll(cx)),
+            CallProj::Boxed { fut } => return fut.as_mut().poll(cx),
+        };
+        // The stack's call is done: drop it now, and never poll it again.
+        state.set(CallState::Ready { result: None });
+        let resp = match resp {
+            Ok(resp) => resp,
+            Err(err) => return Poll::Ready(Err(err)),
+        };
+        // Decode, with the retry statistics on an error.
+        let stats = resp.extensions().get::<RetryStats>().copied();
+        Poll::Ready(codec::decode(resp).map_err(|api| {
+            let err = InvokeError::from(api);
+            match stats {
+                Some(s) => err.with_attempts(s.attempts, s.earlier_may_have_reached),
+                None => err,
+            }
+        }))
     }
 }
 
