@@ -776,13 +776,7 @@ impl Future for InvokeFuture {
             CallProj::Ready { result } => {
                 return Poll::Ready(match result.take() {
                     Some(result) => result,
-                    None => Err(TransportError::new(
-                        TransportErrorKind::InvalidRequest,
-                        true,
-                        "future polled after completion",
-                        None,
-                    )
-                    .into()),
+                    None => Err(crate::transport::polled_after_completion(true).into()),
                 });
             }
             CallProj::Static { call } => ready!(call.poll(cx)).map_err(InvokeError::from),

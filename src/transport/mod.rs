@@ -365,7 +365,8 @@ pin_project! {
     }
 }
 
-fn polled_after_completion(request_sent: bool) -> TransportError {
+/// The error of a response future polled again after it returned its result.
+pub(crate) fn polled_after_completion(request_sent: bool) -> TransportError {
     TransportError::new(
         TransportErrorKind::InvalidRequest,
         request_sent,
