@@ -26,7 +26,7 @@
 //! ```
 
 use std::borrow::Cow;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -324,7 +324,9 @@ fn xml_element(xml: &str, name: &str) -> Option<String> {
     (!text.is_empty() && !text.contains('<')).then(|| text.to_owned())
 }
 
-/// Parses `Retry-After`: delta seconds (integer or decimal) or an HTTP date.
+/// Parses `Retry-After`: delay-seconds or an HTTP date, capped, nonsense ignored. The
+/// one parser of the generic and the Lambda classifiers alike (see
+/// [`invoke_layers::retry::parse_retry_after`]).
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
@@ -332,16 +334,7 @@ fn xml_element(xml: &str, name: &str) -> Option<String> {
 /// assert_eq!(parse_retry_after("2", SystemTime::now()), Some(Duration::from_secs(2)));
 /// assert_eq!(parse_retry_after("0.5", SystemTime::now()), Some(Duration::from_millis(500)));
 /// ```
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0)
-            .then(|| Duration::try_from_secs_f64(secs).ok())
-            .flatten();
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
+pub use invoke_layers::retry::parse_retry_after;
 
 /// Whether a response status is a success for this invocation type's model
 /// (200 sync, 202 `Event`, 204 `DryRun`). Any 2xx is decoded as success regardless.
@@ -357,6 +350,7 @@ pub fn expected_status(t: InvocationType) -> u16 {
 mod tests {
     use super::*;
     use crate::model::{InvocationType, InvokeRequest, LogType};
+    use std::time::Duration;
 
     fn endpoint() -> Endpoint {
         Endpoint::for_region("us-east-1").unwrap()

@@ -1,7 +1,10 @@
 use std::time::Duration;
 
+use super::retry_after::retry_after_header;
+
 /// Why a failure may succeed when tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RetryKind {
     /// The server is throttling: slow down.
     Throttling,
@@ -12,6 +15,7 @@ pub enum RetryKind {
 /// Whether a failed request may have reached its target (for Lambda: whether the
 /// function may have run).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Reached {
     /// Certainly not (refused before it ran, or never left the machine).
     No,
@@ -23,6 +27,7 @@ pub enum Reached {
 
 /// What a response or error means for retrying.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Classification {
     /// Done: success, or a result to hand back as it is.
     Final,
@@ -65,7 +70,7 @@ pub const THROTTLING_CODES: &[&str] = &[
 ];
 
 /// A classifier for any HTTP or AWS-JSON service: the status, `x-amzn-ErrorType` and
-/// `Retry-After` (seconds). 429 and the AWS throttling codes are throttles; 500, 502, 503
+/// `Retry-After` (seconds or an HTTP date, see [`parse_retry_after`](super::parse_retry_after)). 429 and the AWS throttling codes are throttles; 500, 502, 503
 /// and 504 (and `RequestTimeout` codes) are transient and may have reached the server;
 /// other statuses are final. Errors of the inner service are transient, reached if sent.
 #[derive(Debug, Clone, Copy, Default)]
@@ -92,13 +97,7 @@ impl<B, E> ClassifyRetry<http::Response<B>, E> for HttpClassifier {
             .get("x-amzn-errortype")
             .and_then(|v| v.to_str().ok())
             .map(|c| c.split(':').next().unwrap_or(c));
-        let retry_after = resp
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
+        let retry_after = retry_after_header(resp.headers());
         if status == 429 || code.is_some_and(|c| THROTTLING_CODES.contains(&c)) {
             return Classification::Retryable {
                 kind: RetryKind::Throttling,

@@ -59,6 +59,7 @@
 mod classify;
 mod policy;
 mod quota;
+mod retry_after;
 mod service;
 
 pub use classify::{
@@ -66,6 +67,7 @@ pub use classify::{
 };
 pub use policy::{Idempotent, RetryPolicy, RetryStats, StopReason};
 pub use quota::{QuotaConfig, RetryPartition, RetryQuota};
+pub use retry_after::{parse_retry_after, RETRY_AFTER_CAP};
 pub use service::{AttemptNumber, ResponseFuture, Retry, RetryError, RetryLayer};
 
 #[cfg(test)]
