@@ -75,9 +75,11 @@ async fn removing_retry_removes_retries() {
     let err = client.invoke_json("echo", &1).await.unwrap_err();
     assert!(err.is_throttle());
     assert_eq!(lambda.requests("echo"), 1);
-    // Step placement: a new operation slot goes before the attempt slots.
+    // Step placement: without a retry slot, a new operation slot goes before the
+    // attempt slots.
     let client = common::builder_for(&lambda)
         .named_stack(|stack| {
+            stack.remove("retry").unwrap();
             stack
                 .add(
                     "audit",
@@ -88,8 +90,76 @@ async fn removing_retry_removes_retries() {
         })
         .build()
         .unwrap();
-    assert_eq!(client.identify()[4], "audit (operation)");
+    assert_eq!(client.identify()[3], "audit (operation)");
     client.invoke_json("echo", &2).await.unwrap();
+}
+
+/// A layer that counts the calls that go through it.
+fn counting(
+    count: Arc<AtomicUsize>,
+) -> impl tower::Layer<BoxService, Service = BoxService> + Send + Sync + 'static {
+    tower::layer::layer_fn(move |inner: BoxService| {
+        let count = Arc::clone(&count);
+        BoxService::new(tower::util::MapRequest::new(inner, move |req: Req| {
+            count.fetch_add(1, Ordering::SeqCst);
+            req
+        }))
+    })
+}
+
+/// Issue 16, item 1: an operation slot runs once per call, an attempt slot once per
+/// attempt, whichever way they were added.
+#[tokio::test]
+async fn operation_slots_run_once_attempt_slots_every_attempt() {
+    let (lambda, _) = common::echo_endpoint().await;
+    let counts: Vec<Arc<AtomicUsize>> = (0..4).map(|_| Arc::default()).collect();
+    let c = counts.clone();
+    let client = common::builder_for(&lambda)
+        .named_stack(move |stack| {
+            stack
+                .add("op", Step::Operation, counting(Arc::clone(&c[0])))
+                .unwrap();
+            stack
+                .add_before("retry", "op-before-retry", counting(Arc::clone(&c[1])))
+                .unwrap();
+            stack
+                .add("attempt", Step::Attempt, counting(Arc::clone(&c[2])))
+                .unwrap();
+            stack
+                .add_after("retry", "attempt-after-retry", counting(Arc::clone(&c[3])))
+                .unwrap();
+        })
+        .build()
+        .unwrap();
+    let names = client.identify();
+    let at = |n: &str| names.iter().position(|s| s.starts_with(n)).unwrap();
+    assert!(
+        at("op ") < at("retry") && at("op-before-retry") < at("retry"),
+        "{names:?}"
+    );
+    assert!(
+        at("attempt ") > at("retry") && at("attempt-after-retry") == at("retry") + 1,
+        "{names:?}"
+    );
+    assert_eq!(names[at("op-before-retry")], "op-before-retry (operation)");
+    assert_eq!(
+        names[at("attempt-after-retry")],
+        "attempt-after-retry (attempt)"
+    );
+
+    // Throttled twice, then answered: three attempts of one operation.
+    lambda.script(
+        "echo",
+        [Fault::throttle(None, None), Fault::throttle(None, None)],
+    );
+    client.invoke_json("echo", &1).await.unwrap();
+    let seen: Vec<usize> = counts.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+    assert_eq!(
+        seen,
+        [1, 1, 3, 3],
+        "operation slots once, attempt slots per attempt"
+    );
+    assert_eq!(lambda.requests("echo"), 3);
 }
 
 /// Large payloads are hashed once per operation: the second attempt reaches signing with

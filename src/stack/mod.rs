@@ -84,7 +84,12 @@ pub type BoxService = BoxCloneSyncService<http::Request<Bytes>, http::Response<B
 type LayerFn = Arc<dyn Fn(BoxService) -> BoxService + Send + Sync>;
 
 /// Where a slot runs: once per operation, or on every attempt.
+///
+/// The stack's retry slot (added with [`InvokeStack::add_retry`]) is the boundary:
+/// operation slots wrap it, attempt slots sit inside it, so an operation slot sees a
+/// call once however many attempts it takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Step {
     /// Once per call, outside the retry layer.
     Operation,
@@ -111,17 +116,49 @@ pub enum StackError {
     /// A slot with this name exists already.
     #[error("a slot named {0:?} is already in the stack")]
     DuplicateName(String),
+    /// The stack has a retry slot already (named here); it can have one.
+    #[error("the stack already has a retry slot, {0:?}")]
+    SecondRetry(String),
 }
 
 #[derive(Clone)]
 struct Slot {
     name: String,
     step: Step,
+    /// The retry slot: the last operation slot, which drives the attempt slots.
+    retry: bool,
     layer: LayerFn,
 }
 
-/// A named, ordered stack of layers. Outermost first; operation slots always come before
-/// attempt slots.
+/// A named, ordered stack of layers. Outermost first: operation slots, then the retry
+/// slot (if any), then attempt slots.
+///
+/// Where a new slot lands:
+///
+/// | call | lands |
+/// |---|---|
+/// | [`add`](Self::add)`(_, Step::Operation, _)` | innermost operation slot: just outside the retry slot |
+/// | [`add`](Self::add)`(_, Step::Attempt, _)` | innermost attempt slot: just outside the transport |
+/// | [`add_before`](Self::add_before)`("retry", …)` | an operation slot, just outside retry |
+/// | [`add_after`](Self::add_after)`("retry", …)` | an attempt slot, just inside retry |
+/// | [`add_before`](Self::add_before) / [`add_after`](Self::add_after) any other slot | next to it, in its step |
+///
+/// ```
+/// use invoke_stack::stack::{InvokeStack, Step};
+/// let noop = || tower::layer::layer_fn(|s| s);
+/// let mut stack = InvokeStack::new();
+/// stack.add("sign", Step::Attempt, noop())?;
+/// stack.add_retry("retry", noop())?;
+/// stack.add("trace", Step::Operation, noop())?;
+/// stack.add_after("retry", "attempt-trace", noop())?;
+/// stack.add_before("retry", "audit", noop())?;
+/// assert_eq!(
+///     stack.identify(),
+///     ["trace (operation)", "audit (operation)", "retry (operation)",
+///      "attempt-trace (attempt)", "sign (attempt)"]
+/// );
+/// # Ok::<(), invoke_stack::stack::StackError>(())
+/// ```
 #[derive(Clone, Default)]
 pub struct InvokeStack {
     slots: Vec<Slot>,
@@ -177,7 +214,9 @@ impl InvokeStack {
         }
     }
 
-    /// Adds a layer as the innermost slot of its step.
+    /// Adds a layer as the innermost slot of its step: an operation slot just outside the
+    /// retry slot (or, without one, before the attempt slots), an attempt slot just
+    /// outside the transport.
     pub fn add<L: StackLayer>(
         &mut self,
         name: &str,
@@ -189,62 +228,79 @@ impl InvokeStack {
             Step::Operation => self
                 .slots
                 .iter()
-                .position(|s| s.step == Step::Attempt)
+                .position(|s| s.retry || s.step == Step::Attempt)
                 .unwrap_or(self.slots.len()),
             Step::Attempt => self.slots.len(),
         };
-        self.slots.insert(
-            at,
-            Slot {
-                name: name.to_owned(),
-                step,
-                layer: layer.into_slot(),
-            },
-        );
+        self.insert(at, name, step, false, layer.into_slot());
         Ok(self)
     }
 
-    /// Inserts a layer just outside the slot `existing`, in the same step.
+    /// Adds the retry slot: the boundary between the operation slots (outside it) and
+    /// the attempt slots (inside it), which it runs once per attempt. A stack has at
+    /// most one; it is listed as an operation slot.
+    pub fn add_retry<L: StackLayer>(
+        &mut self,
+        name: &str,
+        layer: L,
+    ) -> Result<&mut Self, StackError> {
+        self.check_new(name)?;
+        if let Some(existing) = self.slots.iter().find(|s| s.retry) {
+            return Err(StackError::SecondRetry(existing.name.clone()));
+        }
+        let at = self
+            .slots
+            .iter()
+            .position(|s| s.step == Step::Attempt)
+            .unwrap_or(self.slots.len());
+        self.insert(at, name, Step::Operation, true, layer.into_slot());
+        Ok(self)
+    }
+
+    /// Inserts a layer just outside the slot `existing`, in the same step (outside the
+    /// retry slot: an operation slot).
     pub fn add_before<L: StackLayer>(
         &mut self,
         existing: &str,
         name: &str,
         layer: L,
     ) -> Result<&mut Self, StackError> {
-        self.insert_next_to(existing, 0, name, layer.into_slot())
+        let at = self.index(existing)?;
+        self.check_new(name)?;
+        let step = self.slots[at].step;
+        self.insert(at, name, step, false, layer.into_slot());
+        Ok(self)
     }
 
-    /// Inserts a layer just inside the slot `existing`, in the same step.
+    /// Inserts a layer just inside the slot `existing`, in the same step (inside the
+    /// retry slot: an attempt slot).
     pub fn add_after<L: StackLayer>(
         &mut self,
         existing: &str,
         name: &str,
         layer: L,
     ) -> Result<&mut Self, StackError> {
-        self.insert_next_to(existing, 1, name, layer.into_slot())
-    }
-
-    /// Inserts a slot at `existing`'s index plus `offset` (0: outside it, 1: inside it),
-    /// in `existing`'s step.
-    fn insert_next_to(
-        &mut self,
-        existing: &str,
-        offset: usize,
-        name: &str,
-        layer: LayerFn,
-    ) -> Result<&mut Self, StackError> {
         let at = self.index(existing)?;
         self.check_new(name)?;
-        let step = self.slots[at].step;
+        let step = if self.slots[at].retry {
+            Step::Attempt
+        } else {
+            self.slots[at].step
+        };
+        self.insert(at + 1, name, step, false, layer.into_slot());
+        Ok(self)
+    }
+
+    fn insert(&mut self, at: usize, name: &str, step: Step, retry: bool, layer: LayerFn) {
         self.slots.insert(
-            at + offset,
+            at,
             Slot {
                 name: name.to_owned(),
                 step,
+                retry,
                 layer,
             },
         );
-        Ok(self)
     }
 
     /// Removes a slot.
@@ -254,7 +310,8 @@ impl InvokeStack {
         Ok(self)
     }
 
-    /// Replaces the layer of a slot, keeping its name, step and place.
+    /// Replaces the layer of a slot, keeping its name, step and place (the retry slot
+    /// stays the boundary).
     pub fn replace<L: StackLayer>(
         &mut self,
         name: &str,
@@ -329,5 +386,39 @@ mod tests {
             s.add("op-a", Step::Attempt, noop()).unwrap_err(),
             StackError::DuplicateName("op-a".into())
         );
+    }
+
+    /// Issue 16, item 1: the retry slot is the boundary. Operation slots land outside it,
+    /// attempt slots inside, and `add_before`/`add_after` next to it take its sides.
+    #[test]
+    fn operation_slots_wrap_the_retry_slot() {
+        let mut s = InvokeStack::new();
+        s.add("trace", Step::Operation, noop()).unwrap();
+        s.add_retry("retry", noop()).unwrap();
+        s.add("sign", Step::Attempt, noop()).unwrap();
+        s.add("late-op", Step::Operation, noop()).unwrap();
+        s.add_before("retry", "outside", noop()).unwrap();
+        s.add_after("retry", "inside", noop()).unwrap();
+        assert_eq!(
+            s.identify(),
+            [
+                "trace (operation)",
+                "late-op (operation)",
+                "outside (operation)",
+                "retry (operation)",
+                "inside (attempt)",
+                "sign (attempt)"
+            ]
+        );
+        assert_eq!(
+            s.add_retry("again", noop()).unwrap_err(),
+            StackError::SecondRetry("retry".into())
+        );
+        // Without a retry slot, operation slots go before the attempt slots.
+        s.remove("retry").unwrap();
+        s.add("last-op", Step::Operation, noop()).unwrap();
+        assert_eq!(s.identify()[3], "last-op (operation)");
+        s.add_retry("retry", noop()).unwrap();
+        assert_eq!(s.identify()[4], "retry (operation)");
     }
 }
