@@ -185,6 +185,9 @@ async fn main() -> ExitCode {
                 eprintln!("  fault: {}", ie.fault());
                 eprintln!("  retryable: {}", ie.is_retryable());
                 eprintln!("  attempts: {}", ie.attempts());
+                if let Some(stop) = ie.stop_reason() {
+                    eprintln!("  retries stopped: {stop}");
+                }
                 eprintln!("  function: {}", ie.may_have_run());
             }
             ExitCode::FAILURE

@@ -78,6 +78,8 @@ impl<E: ClassifyError> ClassifyError for LayerTimeoutError<E> {
         match self {
             LayerTimeoutError::Elapsed(e) => e.classification(),
             LayerTimeoutError::Inner(e) => e.classification(),
+            // A misused future: repeating the call cannot help.
+            _ => Classification::NotRetryable,
         }
     }
 }

@@ -107,24 +107,28 @@ impl<E: ErrorFacts> ErrorFacts for LayerTimeoutError<E> {
         match self {
             LayerTimeoutError::Elapsed(e) => e.error_type(),
             LayerTimeoutError::Inner(e) => e.error_type(),
+            _ => "TransportError",
         }
     }
     fn fault(&self) -> Fault {
         match self {
             LayerTimeoutError::Elapsed(e) => ErrorFacts::fault(e),
             LayerTimeoutError::Inner(e) => e.fault(),
+            _ => Fault::Client,
         }
     }
     fn may_have_run(&self) -> RunStatus {
         match self {
             LayerTimeoutError::Elapsed(e) => ErrorFacts::may_have_run(e),
             LayerTimeoutError::Inner(e) => e.may_have_run(),
+            _ => RunStatus::Unknown,
         }
     }
     fn attempts(&self) -> Option<u32> {
         match self {
-            LayerTimeoutError::Elapsed(_) => None,
+            LayerTimeoutError::Elapsed(e) => e.attempts(),
             LayerTimeoutError::Inner(e) => e.attempts(),
+            _ => None,
         }
     }
 }
@@ -217,19 +221,23 @@ impl<E: ErrorFacts> ErrorFacts for invoke_layers::rate_limit::RateLimitError<E> 
 
 impl<E: ErrorFacts> ErrorFacts for RetryError<E> {
     fn error_type(&self) -> &'static str {
-        self.error.error_type()
+        self.error()
+            .map_or("TransportError", ErrorFacts::error_type)
     }
     fn fault(&self) -> Fault {
-        self.error.fault()
+        self.error().map_or(Fault::Client, ErrorFacts::fault)
     }
     fn may_have_run(&self) -> RunStatus {
-        match self.error.may_have_run() {
-            RunStatus::NotRun if self.stats.earlier_may_have_reached => RunStatus::Unknown,
-            other => other,
+        match (self.error(), self.stats()) {
+            (Some(e), Some(stats)) => match e.may_have_run() {
+                RunStatus::NotRun if stats.earlier_may_have_reached => RunStatus::Unknown,
+                other => other,
+            },
+            _ => RunStatus::Unknown,
         }
     }
     fn attempts(&self) -> Option<u32> {
-        Some(self.stats.attempts)
+        self.stats().map(|s| s.attempts)
     }
 }
 

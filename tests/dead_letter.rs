@@ -120,3 +120,26 @@ fn a_crash_mid_write_loses_nothing_complete() {
     assert_eq!((contents.letters.len(), contents.damaged_lines), (3, 1));
     assert_eq!(contents.letters[2].payload.as_ref(), br#"{"a":4}"#);
 }
+
+/// Issue 16, item 2: the future of an `Event` with a dead-letter sink answers a poll
+/// after completion with an error (it used to panic: "`async fn` resumed after
+/// completion").
+#[tokio::test]
+async fn dead_letter_future_polled_after_completion_is_an_error() {
+    let tmp = TempSpool::new("polled-again");
+    let spool = FileSpool::open(&tmp.0).unwrap();
+    let (lambda, _) = common::echo_endpoint().await;
+    let client = common::builder_for(&lambda)
+        .dead_letter_sink(spool)
+        .build()
+        .unwrap();
+    let req = InvokeRequest::builder("echo")
+        .invocation_type(InvocationType::Event)
+        .build()
+        .unwrap();
+    let mut fut = Box::pin(client.invoke(req));
+    assert!((&mut fut).await.is_ok());
+    let again = std::future::poll_fn(|cx| std::future::Future::poll(fut.as_mut(), cx)).await;
+    let err = again.unwrap_err();
+    assert!(err.to_string().contains("polled after completion"), "{err}");
+}

@@ -283,3 +283,48 @@ async fn unhandled_function_errors_are_retried_only_when_asked_and_idempotent() 
     assert_eq!(resp.payload(), &Bytes::from_static(b"1"));
     assert_eq!(lambda.invocations("flaky"), 2);
 }
+
+/// Issue 16, item 6: the error says how many attempts ran and why the retries stopped,
+/// when the server's `Retry-After` is over the limit and when the operation deadline
+/// fires during a retry.
+#[tokio::test]
+async fn errors_say_how_many_attempts_ran_and_why_they_stopped() {
+    use invoke_stack::error::StopReason;
+    use invoke_stack::layers::retry::RetryPolicy;
+    let _secrets = common::watch_secrets();
+    let (lambda, client) = common::echo_endpoint().await;
+    lambda.script(
+        "echo",
+        [Fault::throttle(None, Some(Duration::from_secs(120)))],
+    );
+    let err = client.invoke_json("echo", &1).await.unwrap_err();
+    assert_eq!(err.attempts(), 1);
+    assert_eq!(err.stop_reason(), Some(StopReason::RetryAfterTooLong));
+    assert!(
+        err.to_string()
+            .ends_with("(after 1 attempt; retries stopped: the server asked to wait longer than the Retry-After limit)"),
+        "{err}"
+    );
+
+    // Throttled at once, then the second attempt hangs until the operation deadline.
+    let client = common::builder_for(&lambda)
+        .operation_timeout(Duration::from_secs(2))
+        .retry_policy(RetryPolicy {
+            throttle_base: Duration::ZERO,
+            min_attempt_budget: Duration::ZERO,
+            ..RetryPolicy::default()
+        })
+        .build()
+        .unwrap();
+    lambda.script("echo", [Fault::throttle(None, None), Fault::Hang]);
+    let err = client.invoke_json("echo", &1).await.unwrap_err();
+    assert!(matches!(err.kind(), InvokeErrorKind::Timeout(_)), "{err:?}");
+    assert_eq!(err.attempts(), 2, "{err}");
+    assert_eq!(err.stop_reason(), Some(StopReason::Deadline));
+    assert!(
+        err.to_string()
+            .contains("(after 2 attempts; retries stopped: the operation deadline"),
+        "{err}"
+    );
+    assert_eq!(lambda.requests("echo"), 3);
+}

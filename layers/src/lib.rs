@@ -29,3 +29,19 @@ pub mod sigv4;
 pub mod timeout;
 #[cfg(feature = "trace")]
 pub mod trace;
+
+/// A response future was polled again after it had returned its result.
+///
+/// tower's own futures panic then; every future of this crate answers with this error
+/// instead (inside its layer's error type), so a careless caller gets an error, not a
+/// panic or a future that never wakes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PolledAfterCompletion;
+
+impl std::fmt::Display for PolledAfterCompletion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("future polled after completion")
+    }
+}
+
+impl std::error::Error for PolledAfterCompletion {}

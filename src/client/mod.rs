@@ -386,7 +386,7 @@ impl InvokeClientBuilder {
                     )
                     .and_then(|s| s.add("deadline", Step::Operation, operation_deadline))
                     .and_then(|s| s.add("rate-limit", Step::Operation, limiter.clone()))
-                    .and_then(|s| s.add("retry", Step::Operation, retry))
+                    .and_then(|s| s.add_retry("retry", retry))
                     .and_then(|s| {
                         s.add(
                             "attempt-trace",
@@ -781,7 +781,11 @@ impl Future for InvokeFuture {
             }
             CallProj::Static { call } => ready!(call.poll(cx)).map_err(InvokeError::from),
             CallProj::Named { call } => ready!(call.poll(cx)),
-            CallProj::Boxed { fut } => return fut.as_mut().poll(cx),
+            CallProj::Boxed { fut } => {
+                let result = ready!(fut.as_mut().poll(cx));
+                state.set(CallState::Ready { result: None });
+                return Poll::Ready(result);
+            }
         };
         // The stack's call is done: drop it now, and never poll it again.
         state.set(CallState::Ready { result: None });
@@ -794,7 +798,7 @@ impl Future for InvokeFuture {
         Poll::Ready(codec::decode(resp).map_err(|api| {
             let err = InvokeError::from(api);
             match stats {
-                Some(s) => err.with_attempts(s.attempts, s.earlier_may_have_reached),
+                Some(s) => err.with_retry_stats(s),
                 None => err,
             }
         }))

@@ -16,6 +16,8 @@
 
 mod api;
 
+pub use invoke_layers::retry::{RetryStats, StopReason};
+
 use std::fmt;
 use std::time::Duration;
 
@@ -197,17 +199,25 @@ pub enum InvokeErrorKind {
 pub struct InvokeError {
     kind: InvokeErrorKind,
     attempts: u32,
+    stop: Option<StopReason>,
     earlier_may_have_run: bool,
     dead_lettered: bool,
 }
 
 impl fmt::Display for InvokeError {
+    /// The failure, then the attempts and why the retries stopped:
+    /// `… (after 3 attempts; retries stopped: all attempts were used)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.kind.fmt(f)?;
-        if self.attempts > 1 {
-            write!(f, " (after {} attempts)", self.attempts)?;
+        if self.attempts == 0 && self.stop.is_none() {
+            return Ok(());
         }
-        Ok(())
+        let plural = if self.attempts == 1 { "" } else { "s" };
+        write!(f, " (after {} attempt{plural}", self.attempts)?;
+        if let Some(stop) = self.stop.filter(|s| *s != StopReason::Done) {
+            write!(f, "; retries stopped: {stop}")?;
+        }
+        f.write_str(")")
     }
 }
 
@@ -223,9 +233,18 @@ impl From<InvokeErrorKind> for InvokeError {
             kind,
             InvokeErrorKind::Validation(_) | InvokeErrorKind::RateLimited(_)
         ));
+        // An operation deadline that fired outside the retry layer counted the attempts
+        // made inside it, and it is why they stopped.
+        let (attempts, stop) = match &kind {
+            InvokeErrorKind::Timeout(e) if e.timer() == Timer::Operation => {
+                (e.attempts().unwrap_or(attempts), Some(StopReason::Deadline))
+            }
+            _ => (attempts, None),
+        };
         Self {
             kind,
             attempts,
+            stop,
             earlier_may_have_run: false,
             dead_lettered: false,
         }
@@ -265,7 +284,15 @@ impl<E: Into<InvokeError>> From<invoke_layers::timeout::TimeoutError<E>> for Inv
         match e {
             invoke_layers::timeout::TimeoutError::Elapsed(e) => e.into(),
             invoke_layers::timeout::TimeoutError::Inner(e) => e.into(),
+            invoke_layers::timeout::TimeoutError::PolledAfterCompletion(p) => p.into(),
+            _ => crate::transport::polled_after_completion(true).into(),
         }
+    }
+}
+
+impl From<invoke_layers::PolledAfterCompletion> for InvokeError {
+    fn from(_: invoke_layers::PolledAfterCompletion) -> Self {
+        crate::transport::polled_after_completion(true).into()
     }
 }
 
@@ -282,9 +309,10 @@ impl<E: Into<InvokeError>> From<invoke_layers::sigv4::SigV4Error<E>> for InvokeE
 
 impl<E: Into<InvokeError>> From<invoke_layers::retry::RetryError<E>> for InvokeError {
     fn from(e: invoke_layers::retry::RetryError<E>) -> Self {
-        e.error
-            .into()
-            .with_attempts(e.stats.attempts, e.stats.earlier_may_have_reached)
+        match e.into_parts() {
+            Ok((error, stats)) => error.into().with_retry_stats(stats),
+            Err(p) => p.into(),
+        }
     }
 }
 
@@ -299,7 +327,8 @@ impl InvokeError {
         self.kind
     }
 
-    /// Attempts made (0 when the request was invalid or refused by the rate limiter).
+    /// Attempts made (0 when the request was invalid or refused by the rate limiter, or
+    /// when the operation deadline passed before the first).
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
@@ -311,6 +340,24 @@ impl InvokeError {
         }
         self.earlier_may_have_run |= earlier_may_have_run;
         self
+    }
+
+    /// Records what the retry layer did: the attempts, and why it stopped (an operation
+    /// deadline that fired during the last attempt is the reason, whatever the retry
+    /// layer thought of that timeout).
+    pub fn with_retry_stats(self, stats: RetryStats) -> Self {
+        let mut err = self.with_attempts(stats.attempts, stats.earlier_may_have_reached);
+        if err.stop != Some(StopReason::Deadline) {
+            err.stop = Some(stats.stop);
+        }
+        err
+    }
+
+    /// Why the retries stopped, when a retry layer (or the operation deadline) decided
+    /// it: all attempts used, not retryable, may have run, the deadline, the quota, a
+    /// `Retry-After` over the limit.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stop
     }
 
     /// True when the failed `Event` was stored by the client's dead-letter sink.

@@ -8,7 +8,10 @@ use super::classify::RetryKind;
 /// retry *n* = `rand[0,1) × min(base × 2^(n-1), cap)` with base 1 s and cap 20 s ("full
 /// jitter"); a server's `Retry-After` is honoured as a lower bound, and a hint longer than
 /// 60 s ends the retries (the caller gets the throttle with its hint). Failures that may
-/// have reached the target are not retried unless the request is marked idempotent.
+/// have reached the target are not retried unless the request is marked idempotent. A
+/// retry is made only when the operation deadline leaves it `min_attempt_budget` (3.1 s,
+/// the AWS SDKs' connect timeout) after the backoff: an attempt that cannot finish would
+/// only turn "not run" into "may have run".
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
     /// Total attempts, the first included (default 3).
@@ -26,6 +29,11 @@ pub struct RetryPolicy {
     pub idempotent_by_default: bool,
     /// Send `amz-sdk-invocation-id` and `amz-sdk-request` (default true).
     pub sdk_headers: bool,
+    /// The least time an attempt after the first must have before the operation
+    /// deadline, once its backoff is over; with less, the retries stop with
+    /// [`StopReason::DeadlineTooClose`] (default 3.1 s, a connect timeout: set it to at
+    /// least your transport's).
+    pub min_attempt_budget: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -38,6 +46,7 @@ impl Default for RetryPolicy {
             max_retry_after: Duration::from_secs(60),
             idempotent_by_default: false,
             sdk_headers: true,
+            min_attempt_budget: Duration::from_millis(3100),
         }
     }
 }
@@ -63,6 +72,7 @@ pub struct Idempotent(pub bool);
 
 /// Why the retry layer stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StopReason {
     /// The attempt succeeded, or its result was final.
     Done,
@@ -72,12 +82,36 @@ pub enum StopReason {
     MaxAttempts,
     /// The request may have reached its target and is not idempotent.
     MayHaveRun,
-    /// The wait would end past the operation deadline.
+    /// The wait would end past the operation deadline, or the deadline passed.
     Deadline,
+    /// The wait would end so close to the operation deadline that the next attempt
+    /// could not finish (less than [`RetryPolicy::min_attempt_budget`] left).
+    DeadlineTooClose,
     /// The retry quota is empty.
     QuotaExhausted,
     /// The server asked to wait longer than `max_retry_after`.
     RetryAfterTooLong,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopReason::Done => "done",
+            StopReason::NotRetryable => "the failure is not retryable",
+            StopReason::MaxAttempts => "all attempts were used",
+            StopReason::MayHaveRun => {
+                "the request may have reached its target and is not marked idempotent"
+            }
+            StopReason::Deadline => "the operation deadline leaves no time for another attempt",
+            StopReason::DeadlineTooClose => {
+                "another attempt would start too close to the operation deadline to finish"
+            }
+            StopReason::QuotaExhausted => "the retry quota is exhausted",
+            StopReason::RetryAfterTooLong => {
+                "the server asked to wait longer than the Retry-After limit"
+            }
+        })
+    }
 }
 
 /// What the retry layer did, in the extensions of the final response and in its errors.
@@ -90,4 +124,16 @@ pub struct RetryStats {
     pub stop: StopReason,
     /// Whether an earlier, failed attempt may have reached the target.
     pub earlier_may_have_reached: bool,
+}
+
+impl std::fmt::Display for RetryStats {
+    /// `after 2 attempts; all attempts were used` (the reason left out when done).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = if self.attempts == 1 { "" } else { "s" };
+        write!(f, "after {} attempt{plural}", self.attempts)?;
+        if self.stop != StopReason::Done {
+            write!(f, "; retries stopped: {}", self.stop)?;
+        }
+        Ok(())
+    }
 }

@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::classify::RetryKind;
 
@@ -13,12 +14,15 @@ pub struct QuotaConfig {
     pub throttle_cost: u32,
     /// Cost of retrying a transient failure or a timeout (default 10).
     pub transient_cost: u32,
-    /// Cost of a retry the server scheduled with `Retry-After` (default 0).
+    /// Cost of retrying a throttle whose `Retry-After` says when to come back (a wait
+    /// above zero); default 0.
     ///
     /// The quota stops retry storms against a failing service. A throttle that says when
     /// to come back is pacing, not failure: charging it drains the quota of a healthy
     /// client in a burst (the AWS SDKs let 217 of 300 calls fail that way) while the
-    /// server asked for exactly those retries.
+    /// server asked for exactly those retries. It applies to throttles only: a 5xx with
+    /// a `Retry-After` is still a failure, and a hint of zero schedules nothing (a
+    /// proxy answering `503 Retry-After: 0` must still drain the quota).
     pub hinted_cost: u32,
     /// Tokens returned by a success at the first attempt (default 1).
     pub success_refund: u32,
@@ -108,12 +112,14 @@ impl RetryQuota {
         }
     }
 
-    /// The cost of one retry.
-    pub fn cost(&self, kind: RetryKind, hinted: bool) -> u32 {
-        match (hinted, kind) {
-            (true, _) => self.config.hinted_cost,
-            (false, RetryKind::Throttling) => self.config.throttle_cost,
-            (false, RetryKind::Transient) => self.config.transient_cost,
+    /// The cost of one retry of this kind, given the server's `Retry-After`.
+    pub fn cost(&self, kind: RetryKind, retry_after: Option<Duration>) -> u32 {
+        match kind {
+            RetryKind::Throttling if retry_after.is_some_and(|d| !d.is_zero()) => {
+                self.config.hinted_cost
+            }
+            RetryKind::Throttling => self.config.throttle_cost,
+            RetryKind::Transient => self.config.transient_cost,
         }
     }
 

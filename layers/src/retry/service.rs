@@ -15,6 +15,7 @@ use super::classify::{Classification, ClassifyRetry, Reached, RetryKind};
 use super::policy::{Idempotent, RetryPolicy, RetryStats, StopReason};
 use super::quota::{RetryPartition, RetryQuota};
 use crate::timeout::{Deadline, SendProgress};
+use crate::PolledAfterCompletion;
 
 type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
 
@@ -161,28 +162,87 @@ impl<S: fmt::Debug, C> fmt::Debug for Retry<S, C> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttemptNumber(pub u32);
 
-/// The last failure, and what the retry layer did before giving up.
+/// The error of [`Retry`]: the last failure and what the retry layer did before giving
+/// up, or a misuse of its future.
 #[derive(Debug)]
-pub struct RetryError<E> {
-    /// The last attempt's error.
-    pub error: E,
-    /// Attempts, why they stopped, and whether an earlier one may have reached the target.
-    pub stats: RetryStats,
+#[non_exhaustive]
+pub enum RetryError<E> {
+    /// The last attempt failed and no other was made.
+    Failed {
+        /// The last attempt's error.
+        error: E,
+        /// Attempts, why they stopped, and whether an earlier one may have reached the
+        /// target.
+        stats: RetryStats,
+    },
+    /// The response future was polled after it had completed.
+    PolledAfterCompletion(PolledAfterCompletion),
+}
+
+impl<E> RetryError<E> {
+    /// The last attempt's error (none for a misused future).
+    pub fn error(&self) -> Option<&E> {
+        match self {
+            RetryError::Failed { error, .. } => Some(error),
+            RetryError::PolledAfterCompletion(_) => None,
+        }
+    }
+
+    /// What the retry layer did (none for a misused future).
+    pub fn stats(&self) -> Option<RetryStats> {
+        match self {
+            RetryError::Failed { stats, .. } => Some(*stats),
+            RetryError::PolledAfterCompletion(_) => None,
+        }
+    }
+
+    /// The last attempt's error and the statistics, or the misuse.
+    pub fn into_parts(self) -> Result<(E, RetryStats), PolledAfterCompletion> {
+        match self {
+            RetryError::Failed { error, stats } => Ok((error, stats)),
+            RetryError::PolledAfterCompletion(p) => Err(p),
+        }
+    }
 }
 
 impl<E: fmt::Display> fmt::Display for RetryError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (after {} attempt", self.error, self.stats.attempts)?;
-        if self.stats.attempts != 1 {
-            f.write_str("s")?;
+        match self {
+            RetryError::Failed { error, stats } => write!(f, "{error} ({stats})"),
+            RetryError::PolledAfterCompletion(p) => p.fmt(f),
         }
-        f.write_str(")")
     }
 }
 
 impl<E: std::error::Error + 'static> std::error::Error for RetryError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
+        match self {
+            RetryError::Failed { error, .. } => Some(error),
+            RetryError::PolledAfterCompletion(p) => Some(p),
+        }
+    }
+}
+
+/// Gives a retry's tokens back to the quota unless the retry was made: a backoff the
+/// caller cancelled (dropped the future) costs nothing.
+struct Refund {
+    quota: RetryQuota,
+    partition: Option<RetryPartition>,
+    cost: u32,
+}
+
+impl Refund {
+    /// The retry was made: the tokens stay spent.
+    fn keep(mut self) {
+        self.cost = 0;
+    }
+}
+
+impl Drop for Refund {
+    fn drop(&mut self) {
+        if self.cost > 0 {
+            self.quota.release(self.partition.as_ref(), Some(self.cost));
+        }
     }
 }
 
@@ -223,14 +283,16 @@ where
     type Future = ResponseFuture<S, C, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(|error| RetryError {
-            error,
-            stats: RetryStats {
-                attempts: 0,
-                stop: StopReason::NotRetryable,
-                earlier_may_have_reached: false,
-            },
-        })
+        self.inner
+            .poll_ready(cx)
+            .map_err(|error| RetryError::Failed {
+                error,
+                stats: RetryStats {
+                    attempts: 0,
+                    stop: StopReason::NotRetryable,
+                    earlier_may_have_reached: false,
+                },
+            })
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
@@ -266,8 +328,9 @@ pin_project! {
     enum State<F, B> {
         // An attempt in flight.
         Calling { #[pin] fut: F },
-        // Between attempts: the backoff, then the service's readiness, then `next`.
-        Waiting { sleep: Option<Pin<Box<Sleep>>>, next: http::Request<B> },
+        // Between attempts: the backoff, then the service's readiness, then `next`. The
+        // refund gives the retry's tokens back if the future is dropped before it.
+        Waiting { sleep: Option<Pin<Box<Sleep>>>, next: http::Request<B>, refund: Refund },
         Done,
     }
 }
@@ -283,6 +346,7 @@ enum After<R, B> {
     Retry {
         delay: Duration,
         next: http::Request<B>,
+        refund: Refund,
     },
 }
 
@@ -345,7 +409,7 @@ impl Operation {
                 }
                 Ok(resp)
             }
-            Err(error) => Err(RetryError { error, stats }),
+            Err(error) => Err(RetryError::Failed { error, stats }),
         }
     }
 
@@ -404,10 +468,18 @@ impl Operation {
         }
         let backoff = policy.backoff(kind, attempt, (shared.jitter)());
         let delay = retry_after.map_or(backoff, |hint| hint.max(backoff));
-        if self.deadline.is_some_and(|d| d.check_wait(delay).is_err()) {
-            return After::Done(self.stop(StopReason::Deadline, result));
+        if let Some(deadline) = self.deadline {
+            if deadline.check_wait(delay).is_err() {
+                return After::Done(self.stop(StopReason::Deadline, result));
+            }
+            // The next attempt must have time to finish, or it only turns "not run"
+            // into "may have run".
+            let budget = delay.saturating_add(policy.min_attempt_budget);
+            if deadline.check_wait(budget).is_err() {
+                return After::Done(self.stop(StopReason::DeadlineTooClose, result));
+            }
         }
-        let cost = shared.quota.cost(kind, retry_after.is_some());
+        let cost = shared.quota.cost(kind, retry_after);
         if !shared.quota.try_acquire(self.partition.as_ref(), cost) {
             return After::Done(self.stop(StopReason::QuotaExhausted, result));
         }
@@ -435,6 +507,11 @@ impl Operation {
         After::Retry {
             delay,
             next: self.prepare(next, shared),
+            refund: Refund {
+                quota: shared.quota.clone(),
+                partition: self.partition.clone(),
+                cost,
+            },
         }
     }
 }
@@ -496,10 +573,18 @@ where
                             this.state.set(State::Done);
                             return Poll::Ready(done);
                         }
-                        After::Retry { delay, next } => {
+                        After::Retry {
+                            delay,
+                            next,
+                            refund,
+                        } => {
                             let sleep = (delay > Duration::ZERO)
                                 .then(|| Box::pin(tokio::time::sleep(delay)));
-                            this.state.set(State::Waiting { sleep, next });
+                            this.state.set(State::Waiting {
+                                sleep,
+                                next,
+                                refund,
+                            });
                         }
                     }
                 }
@@ -516,17 +601,21 @@ where
                             stop: StopReason::NotRetryable,
                             earlier_may_have_reached: this.op.earlier_reached,
                         };
-                        return Poll::Ready(Err(RetryError { error, stats }));
+                        return Poll::Ready(Err(RetryError::Failed { error, stats }));
                     }
-                    if let StateReplace::Waiting { next, .. } =
+                    if let StateReplace::Waiting { next, refund, .. } =
                         this.state.as_mut().project_replace(State::Done)
                     {
+                        refund.keep();
                         let fut = this.svc.call(next);
                         this.state.set(State::Calling { fut });
                     }
                 }
-                // Polled after completion: nothing more will come.
-                StateProj::Done => return Poll::Pending,
+                StateProj::Done => {
+                    return Poll::Ready(Err(RetryError::PolledAfterCompletion(
+                        PolledAfterCompletion,
+                    )))
+                }
             }
         }
     }

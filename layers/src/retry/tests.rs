@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tower::{Layer, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 use tower_test::mock;
 
 use super::*;
@@ -64,7 +64,10 @@ impl Harness {
         at
     }
 
+    /// The operation's result. The mock goes first: an attempt the test did not expect
+    /// then fails (the service is closed) instead of waiting for ever.
     async fn result(self) -> Result<Resp, RetryError<Box<dyn std::error::Error + Send + Sync>>> {
+        drop(self.handle);
         self.call.await.unwrap()
     }
 }
@@ -178,9 +181,9 @@ async fn unsent_failures_are_always_retried_sent_ones_are_not() {
 
     let mut h = start(layer(), http::Request::new(()));
     h.fail(true).await;
-    let e = h.result().await.unwrap_err();
-    assert_eq!(e.stats.stop, StopReason::MayHaveRun);
-    assert_eq!(e.stats.attempts, 1);
+    let e = h.result().await.unwrap_err().stats().unwrap();
+    assert_eq!(e.stop, StopReason::MayHaveRun);
+    assert_eq!(e.attempts, 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -188,7 +191,11 @@ async fn backoff_is_stopped_by_the_deadline() {
     let mut req = http::Request::new(());
     req.extensions_mut()
         .insert(Deadline::after(Duration::from_millis(1200)));
-    let mut h = start(layer(), req);
+    let no_budget = layer().policy(RetryPolicy {
+        min_attempt_budget: Duration::ZERO,
+        ..RetryPolicy::default()
+    });
+    let mut h = start(no_budget, req);
     let started = h.start;
     h.answer(resp(429, &[])).await; // at 0: backoff 0.5 s fits
     assert_eq!(h.answer(resp(429, &[])).await.1, Duration::from_millis(500)); // then 1 s does not
@@ -374,8 +381,182 @@ async fn readiness_failure_between_attempts_ends_the_operation() {
     h.answer(resp(429, &[])).await;
     // The service's next `poll_ready`, after the backoff, fails.
     h.handle.send_error("pool closed");
-    let err = h.result().await.unwrap_err();
-    assert_eq!(err.error.to_string(), "pool closed");
-    assert_eq!(err.stats.attempts, 1);
-    assert_eq!(err.stats.stop, StopReason::NotRetryable);
+    let err = h.call.await.unwrap().unwrap_err();
+    assert_eq!(err.error().unwrap().to_string(), "pool closed");
+    assert_eq!(err.stats().unwrap().attempts, 1);
+    assert_eq!(err.stats().unwrap().stop, StopReason::NotRetryable);
+}
+
+/// Issue 16, items 3 and 24: every form of `Retry-After` is parsed by one parser; a huge
+/// hint, however it is written, ends the retries (it used to panic: `from_secs_f64`).
+#[tokio::test(start_paused = true)]
+async fn huge_retry_after_in_any_form_ends_the_retries() {
+    for hint in [
+        "1e20",
+        "864000",
+        "99999999999999999999999",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+    ] {
+        let mut h = start(layer(), http::Request::new(()));
+        h.answer(resp(429, &[("retry-after", hint)])).await;
+        let r = h.result().await.unwrap();
+        assert_eq!(
+            (r.status().as_u16(), stats(&r).attempts, stats(&r).stop),
+            (429, 1, StopReason::RetryAfterTooLong),
+            "Retry-After: {hint}"
+        );
+    }
+}
+
+/// Issue 16, item 3: the HTTP-date form is honoured as a floor on the delay.
+#[tokio::test(start_paused = true)]
+async fn retry_after_as_an_http_date_is_a_floor() {
+    let at = std::time::SystemTime::now() + Duration::from_secs(10);
+    let date = httpdate::fmt_http_date(at);
+    let mut h = start(layer(), http::Request::new(()));
+    h.answer(resp(429, &[("retry-after", &date)])).await;
+    let waited = h.answer(resp(200, &[])).await.1;
+    // Whole seconds on the wire: 9 to 10 s from now, never the 0.5 s backoff.
+    assert!(
+        waited > Duration::from_secs(8) && waited <= Duration::from_secs(10),
+        "{waited:?}"
+    );
+    h.result().await.unwrap();
+}
+
+/// Issue 16, item 4: a `Retry-After` makes a retry free only for a throttle with a wait
+/// above zero; `503 Retry-After: 0` drains the quota like any transient failure.
+#[tokio::test(start_paused = true)]
+async fn only_hinted_throttles_are_free() {
+    let config = QuotaConfig {
+        capacity: 10,
+        ..QuotaConfig::default()
+    };
+    let idempotent = || {
+        let mut r = http::Request::new(());
+        r.extensions_mut().insert(Idempotent(true));
+        r
+    };
+    // 503 with a hint: costs 10, so the second retry finds the bucket empty.
+    let quota = RetryQuota::new(config);
+    let mut h = start(layer().quota(quota.clone()), idempotent());
+    h.answer(resp(503, &[("retry-after", "0")])).await;
+    h.answer(resp(503, &[("retry-after", "1")])).await;
+    let r = h.result().await.unwrap();
+    assert_eq!(
+        (stats(&r).attempts, stats(&r).stop),
+        (2, StopReason::QuotaExhausted)
+    );
+    assert_eq!(quota.available(None), 0);
+    // A throttle with a hint of 0 costs a throttle's 5.
+    let quota = RetryQuota::new(config);
+    let mut h = start(layer().quota(quota.clone()), http::Request::new(()));
+    h.answer(resp(429, &[("retry-after", "0")])).await;
+    let (_second, _pending) = h.handle.next_request().await.unwrap();
+    assert_eq!(quota.available(None), 5);
+    // A throttle with a real hint costs nothing.
+    let quota = RetryQuota::new(config);
+    let mut h = start(layer().quota(quota.clone()), http::Request::new(()));
+    h.answer(resp(429, &[("retry-after", "2")])).await;
+    let (_second, _pending) = h.handle.next_request().await.unwrap();
+    assert_eq!(quota.available(None), 10);
+}
+
+/// Issue 16, item 5: no retry starts without `min_attempt_budget` before the deadline.
+#[tokio::test(start_paused = true)]
+async fn no_retry_without_time_to_finish() {
+    let mut req = http::Request::new(());
+    req.extensions_mut()
+        .insert(Deadline::after(Duration::from_millis(1200)));
+    let l = layer().policy(RetryPolicy {
+        min_attempt_budget: Duration::from_secs(1),
+        ..RetryPolicy::default()
+    });
+    let mut h = start(l, req);
+    // The 0.5 s backoff fits, but would leave 0.7 s: less than the 1 s an attempt needs.
+    h.answer(resp(429, &[])).await;
+    let r = h.result().await.unwrap();
+    assert_eq!(
+        (stats(&r).attempts, stats(&r).stop),
+        (1, StopReason::DeadlineTooClose)
+    );
+}
+
+/// Issue 16, item 6: the operation deadline firing mid-retry reports every attempt made.
+#[tokio::test(start_paused = true)]
+async fn deadline_mid_retry_counts_the_attempts() {
+    use crate::timeout::{DeadlineLayer, TimeoutError, Timer};
+    let (svc, mut handle) = mock::pair::<Req, Resp>();
+    let no_budget = layer().policy(RetryPolicy {
+        min_attempt_budget: Duration::ZERO,
+        ..RetryPolicy::default()
+    });
+    let svc = DeadlineLayer::new(Duration::from_secs(10)).layer(no_budget.layer(svc));
+    let call = tokio::spawn(svc.oneshot(http::Request::new(())));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(resp(429, &[]));
+    // The second attempt hangs until the deadline.
+    let (_second, _pending) = handle.next_request().await.unwrap();
+    match call.await.unwrap().unwrap_err() {
+        TimeoutError::Elapsed(e) => {
+            assert_eq!(e.timer(), Timer::Operation);
+            assert_eq!(e.attempts(), Some(2));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Issue 16, item 6: an error says how many attempts ran and why they stopped.
+#[tokio::test(start_paused = true)]
+async fn errors_say_attempts_and_why_they_stopped() {
+    let mut h = start(layer(), http::Request::new(()));
+    h.fail(false).await;
+    h.fail(false).await;
+    h.fail(false).await;
+    let e = h.result().await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "connection failed (after 3 attempts; retries stopped: all attempts were used)"
+    );
+}
+
+/// Issue 16, item 26: an operation cancelled during its backoff gets its tokens back.
+#[tokio::test(start_paused = true)]
+async fn cancelled_backoff_refunds_the_quota() {
+    let quota = RetryQuota::new(QuotaConfig {
+        capacity: 50,
+        ..QuotaConfig::default()
+    });
+    let mut h = start(layer().quota(quota.clone()), http::Request::new(()));
+    h.answer(resp(429, &[])).await;
+    // The retry is scheduled (a throttle costs 5) and its backoff is running.
+    tokio::task::yield_now().await;
+    assert_eq!(quota.available(None), 45);
+    h.call.abort();
+    assert!(h.call.await.unwrap_err().is_cancelled());
+    assert_eq!(
+        quota.available(None),
+        50,
+        "the retry never sent gave its tokens back"
+    );
+}
+
+/// Issue 16, item 2: a poll after completion is an error, not a hang or a panic.
+#[tokio::test(start_paused = true)]
+async fn polled_after_completion_is_an_error() {
+    let (svc, mut handle) = mock::pair::<Req, Resp>();
+    let mut svc = layer().layer(svc);
+    handle.allow(1);
+    std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+    let mut fut = tokio_test::task::spawn(svc.call(http::Request::new(())));
+    tokio_test::assert_pending!(fut.poll());
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(resp(200, &[]));
+    assert!(fut.is_woken());
+    tokio_test::assert_ready_ok!(fut.poll());
+    let again = tokio_test::assert_ready_err!(fut.poll());
+    assert!(
+        matches!(again, RetryError::PolledAfterCompletion(_)),
+        "{again:?}"
+    );
 }

@@ -1,5 +1,5 @@
 use std::fmt;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,13 +18,26 @@ pub struct Deadline {
     at: Instant,
 }
 
+/// The longest budget a [`Deadline`] keeps: about 30 years, as tokio's own "far future".
+/// A longer one (`Duration::MAX` for "no limit") is this, never an overflow.
+pub const MAX_BUDGET: Duration = Duration::from_secs(86_400 * 365 * 30);
+
 impl Deadline {
-    /// A deadline `budget` from now.
+    /// A deadline `budget` from now (at most [`MAX_BUDGET`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use invoke_layers::timeout::{Deadline, MAX_BUDGET};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// assert_eq!(Deadline::after(Duration::MAX).remaining(), MAX_BUDGET);
+    /// # }
+    /// ```
     pub fn after(budget: Duration) -> Self {
         let start = Instant::now();
         Self {
             start,
-            at: start + budget,
+            at: start + budget.min(MAX_BUDGET),
         }
     }
 
@@ -116,6 +129,8 @@ pub struct SendProgress(Arc<ProgressNode>);
 #[derive(Debug, Default)]
 struct ProgressNode {
     state: AtomicU8,
+    /// Attempts made under this progress ([`SendProgress::child`] calls).
+    children: AtomicU32,
     /// Made by [`SendProgress::child`] or [`SendProgress::attempt`]: it tracks one attempt.
     attempt: bool,
     parent: Option<SendProgress>,
@@ -137,18 +152,35 @@ impl SendProgress {
     pub fn attempt() -> Self {
         Self(Arc::new(ProgressNode {
             state: AtomicU8::new(UNKNOWN),
+            children: AtomicU32::new(0),
             attempt: true,
             parent: None,
         }))
     }
 
     /// A progress for one attempt that also reports to this one (and its parents).
+    /// This one counts the attempts made under it ([`attempts`](Self::attempts)).
     pub fn child(&self) -> Self {
+        self.0.children.fetch_add(1, Ordering::Relaxed);
         Self(Arc::new(ProgressNode {
             state: AtomicU8::new(UNKNOWN),
+            children: AtomicU32::new(0),
             attempt: true,
             parent: Some(self.clone()),
         }))
+    }
+
+    /// How many attempts were made under this progress (its [`child`](Self::child)ren):
+    /// an operation deadline that fires mid-retry reports it.
+    ///
+    /// ```
+    /// use invoke_layers::timeout::SendProgress;
+    /// let operation = SendProgress::new();
+    /// let (_a, _b) = (operation.child(), operation.child());
+    /// assert_eq!(operation.attempts(), 2);
+    /// ```
+    pub fn attempts(&self) -> u32 {
+        self.0.children.load(Ordering::Relaxed)
     }
 
     /// Whether this progress was made for one attempt (by [`child`](Self::child) or

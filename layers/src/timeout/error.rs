@@ -19,6 +19,7 @@ pub struct Elapsed {
     timer: Timer,
     waited: Duration,
     request_sent: bool,
+    attempts: Option<u32>,
 }
 
 impl Elapsed {
@@ -28,7 +29,18 @@ impl Elapsed {
             timer,
             waited,
             request_sent,
+            attempts: None,
         }
+    }
+    /// The error, with the number of attempts the operation had made when it fired.
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = Some(attempts);
+        self
+    }
+    /// Attempts made before the timer fired, when known (an operation deadline that
+    /// fired outside a retry layer counts the attempts made inside it).
+    pub fn attempts(&self) -> Option<u32> {
+        self.attempts
     }
     /// Which timer fired.
     pub fn timer(&self) -> Timer {
@@ -68,11 +80,14 @@ impl std::error::Error for Elapsed {}
 
 /// Error of the timeout services: a timer fired, or the inner service failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum TimeoutError<E> {
     /// A timer fired.
     Elapsed(Elapsed),
     /// The inner service failed.
     Inner(E),
+    /// The response future was polled after it had completed.
+    PolledAfterCompletion(crate::PolledAfterCompletion),
 }
 
 impl<E: fmt::Display> fmt::Display for TimeoutError<E> {
@@ -80,6 +95,7 @@ impl<E: fmt::Display> fmt::Display for TimeoutError<E> {
         match self {
             TimeoutError::Elapsed(e) => e.fmt(f),
             TimeoutError::Inner(e) => e.fmt(f),
+            TimeoutError::PolledAfterCompletion(e) => e.fmt(f),
         }
     }
 }
@@ -89,6 +105,7 @@ impl<E: std::error::Error + 'static> std::error::Error for TimeoutError<E> {
         match self {
             TimeoutError::Elapsed(e) => Some(e),
             TimeoutError::Inner(e) => Some(e),
+            TimeoutError::PolledAfterCompletion(e) => Some(e),
         }
     }
 }

@@ -7,6 +7,7 @@ use tokio::time::Sleep;
 
 use super::deadline::{Deadline, SendProgress};
 use super::error::{Elapsed, TimeoutError, Timer};
+use crate::PolledAfterCompletion;
 
 pin_project! {
     /// Response future of the timeout services.
@@ -65,30 +66,40 @@ where
     type Output = Result<T, TimeoutError<E>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         if let Extra::Failed(_) = this.extra {
             if let Extra::Failed(elapsed) = std::mem::replace(this.extra, Extra::None) {
                 return Poll::Ready(Err(TimeoutError::Elapsed(elapsed)));
             }
         }
-        if let Some(inner) = this.inner.as_pin_mut() {
-            if let Poll::Ready(r) = inner.poll(cx) {
-                return Poll::Ready(r.map_err(TimeoutError::Inner));
-            }
-        } else {
-            return Poll::Pending;
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            // The result was returned already.
+            return Poll::Ready(Err(TimeoutError::PolledAfterCompletion(
+                PolledAfterCompletion,
+            )));
+        };
+        if let Poll::Ready(r) = inner.poll(cx) {
+            this.inner.set(None);
+            this.sleep.set(None);
+            return Poll::Ready(r.map_err(TimeoutError::Inner));
         }
-        if let Some(sleep) = this.sleep.as_pin_mut() {
+        if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
             if sleep.poll(cx).is_ready() {
                 if let Extra::Limit(deadline, timer, progress) = &*this.extra {
-                    let elapsed =
+                    let mut elapsed =
                         Elapsed::new(*timer, deadline.elapsed(), progress.may_have_been_sent());
+                    if !progress.is_attempt() {
+                        // The operation's progress: it counted the attempts made inside.
+                        elapsed = elapsed.with_attempts(progress.attempts());
+                    }
                     tracing::warn!(
                         timer = ?elapsed.timer(),
                         waited_ms = elapsed.waited().as_millis() as u64,
                         request_sent = elapsed.request_sent(),
                         "timed out"
                     );
+                    this.inner.set(None);
+                    this.sleep.set(None);
                     return Poll::Ready(Err(TimeoutError::Elapsed(elapsed)));
                 }
             }

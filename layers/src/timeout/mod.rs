@@ -57,7 +57,7 @@ mod future;
 mod layer;
 mod service;
 
-pub use deadline::{AttemptTimeout, Deadline, SendProgress, WouldExceedDeadline};
+pub use deadline::{AttemptTimeout, Deadline, SendProgress, WouldExceedDeadline, MAX_BUDGET};
 pub use error::{Elapsed, TimeoutError, Timer};
 pub use future::ResponseFuture;
 pub use layer::{DeadlineLayer, TimeoutLayer};
@@ -220,5 +220,60 @@ mod tests {
             TimeoutError::Inner(e) => assert_eq!(e.to_string(), "boom"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Issue 16, item 2: a poll after completion is an error, not a silent `Pending`.
+    #[tokio::test(start_paused = true)]
+    async fn polled_after_completion_is_an_error() {
+        use tower::Service;
+        for svc_layer in [
+            TimeoutLayer::new(Duration::from_secs(5)),
+            TimeoutLayer::per_request(),
+        ] {
+            let (mock, mut handle) = mock::pair::<Req, ()>();
+            let mut svc = svc_layer.layer(mock);
+            handle.allow(1);
+            std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+            let mut fut = tokio_test::task::spawn(svc.call(http::Request::new(())));
+            tokio_test::assert_pending!(fut.poll());
+            let (_, send) = handle.next_request().await.unwrap();
+            send.send_response(());
+            assert!(fut.is_woken());
+            tokio_test::assert_ready_ok!(fut.poll());
+            let again = tokio_test::assert_ready_err!(fut.poll());
+            assert!(
+                matches!(again, TimeoutError::PolledAfterCompletion(_)),
+                "{again:?}"
+            );
+        }
+        // A call refused at once (no time left) answers its error once, then the misuse.
+        let (mock, _handle) = mock::pair::<Req, ()>();
+        let mut svc = TimeoutLayer::per_request().layer(mock);
+        let mut req = http::Request::new(());
+        req.extensions_mut().insert(Deadline::after(Duration::ZERO));
+        let mut fut = tokio_test::task::spawn(svc.call(req));
+        assert!(matches!(
+            tokio_test::assert_ready_err!(fut.poll()),
+            TimeoutError::Elapsed(_)
+        ));
+        let again = tokio_test::assert_ready_err!(fut.poll());
+        assert!(
+            matches!(again, TimeoutError::PolledAfterCompletion(_)),
+            "{again:?}"
+        );
+    }
+
+    /// Issue 16, item 22: `Duration::MAX` as "no limit" saturates instead of panicking.
+    #[tokio::test(start_paused = true)]
+    async fn duration_max_means_no_limit() {
+        assert_eq!(Deadline::after(Duration::MAX).remaining(), MAX_BUDGET);
+        let (mock, mut handle) = mock::pair::<Req, ()>();
+        let svc =
+            DeadlineLayer::new(Duration::MAX).layer(TimeoutLayer::new(Duration::MAX).layer(mock));
+        let call = tokio::spawn(svc.oneshot(http::Request::new(())));
+        let (_, send) = handle.next_request().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(86_400 * 365)).await;
+        send.send_response(());
+        call.await.unwrap().unwrap();
     }
 }
