@@ -664,3 +664,44 @@ async fn validation_happens_before_the_network() {
     assert_eq!(lambda.requests("bad name!"), 0);
     assert!(lambda.records().is_empty());
 }
+
+/// Issue 16, item 22: `Duration::MAX` as "no limit", anywhere a duration is set, neither
+/// panics at build nor at invoke.
+#[tokio::test]
+async fn duration_max_means_no_limit() {
+    use invoke_stack::client::{FunctionSettings, TimeoutConfig};
+    let (lambda, _) = common::echo_endpoint().await;
+    let client = common::builder_for(&lambda)
+        .timeouts(TimeoutConfig {
+            max_function_duration: Duration::MAX,
+            sync_margin: Duration::MAX,
+            ..TimeoutConfig::default()
+        })
+        .operation_timeout(Duration::MAX)
+        .function(
+            "echo",
+            FunctionSettings::default().max_duration(Duration::MAX),
+        )
+        .build()
+        .unwrap();
+    let resp = client.invoke_json("echo", &7).await.unwrap();
+    assert_eq!(resp.payload().as_ref(), b"7");
+    let named = common::builder_for(&lambda)
+        .operation_timeout(Duration::MAX)
+        .function(
+            "echo",
+            FunctionSettings::default().max_duration(Duration::MAX),
+        )
+        .named_stack(|_| {})
+        .build()
+        .unwrap();
+    assert_eq!(
+        named
+            .invoke_json("echo", &8)
+            .await
+            .unwrap()
+            .payload()
+            .as_ref(),
+        b"8"
+    );
+}

@@ -108,7 +108,10 @@ impl TimeoutConfig {
     /// A synchronous attempt's timeout for a function of this maximum duration (the
     /// default one when `None`).
     fn sync_attempt(&self, max_duration: Option<Duration>) -> Duration {
-        max_duration.unwrap_or(self.max_function_duration) + self.sync_margin
+        // Saturating: `Duration::MAX` is a fair way to say "no limit".
+        max_duration
+            .unwrap_or(self.max_function_duration)
+            .saturating_add(self.sync_margin)
     }
 }
 
