@@ -18,6 +18,7 @@
 //! Never recorded: `Authorization`, `X-Amz-Security-Token`, credentials, signatures,
 //! payloads, client contexts.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -302,6 +303,13 @@ fn header<'a>(h: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// A response header as text, present whatever its bytes (a function error must not
+/// vanish from the trace because its value is not UTF-8).
+fn response_header<'a>(h: &'a http::HeaderMap, name: &str) -> Option<Cow<'a, str>> {
+    h.get(name)
+        .map(|v| codec::server_text::header_text(v.as_bytes()))
+}
+
 fn run_status(r: RunStatus) -> &'static str {
     match r {
         RunStatus::NotRun => "not_run",
@@ -407,8 +415,8 @@ impl<E: ErrorFacts + std::fmt::Display> Describe<Bytes, Bytes, E> for LambdaTrac
         let h = resp.headers();
         let status = resp.status().as_u16();
         span.record("http.response.status_code", status);
-        if let Some(id) = header(h, "x-amzn-requestid") {
-            span.record("aws.request_id", id);
+        if let Some(id) = response_header(h, "x-amzn-requestid") {
+            span.record("aws.request_id", &*id);
         }
         let error = if status >= 300 {
             Self::record_api_error(span, resp)
@@ -440,13 +448,14 @@ impl<E: ErrorFacts + std::fmt::Display> Describe<Bytes, Bytes, E> for LambdaTrac
                 if let Some(n) = attempts {
                     span.record("aws.lambda.attempts", n);
                 }
-                if let Some(v) = header(h, "x-amz-executed-version") {
-                    span.record("aws.lambda.executed_version", v);
+                if let Some(v) = response_header(h, "x-amz-executed-version") {
+                    span.record("aws.lambda.executed_version", &*v);
                 }
-                let function_error = header(h, "x-amz-function-error");
-                if let Some(fe) = function_error {
-                    span.record("aws.lambda.function_error", fe);
+                let function_error = response_header(h, "x-amz-function-error");
+                if let Some(fe) = &function_error {
+                    span.record("aws.lambda.function_error", &**fe);
                 }
+                let function_error = function_error.as_deref();
                 span.record("aws.lambda.response_size", resp.body().len());
                 match error {
                     None => {
@@ -483,5 +492,116 @@ impl<E: ErrorFacts + std::fmt::Display> Describe<Bytes, Bytes, E> for LambdaTrac
         } else {
             tracing::debug!(parent: span, error = %err, "attempt failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+    use std::sync::{Arc, Mutex};
+
+    use tower::{Layer as _, ServiceExt as _};
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+    use crate::error::InvokeError;
+    use invoke_layers::trace::TraceLayer;
+
+    /// Every field of every span and event, as `name=value` lines.
+    #[derive(Clone, Default)]
+    struct Text(Arc<Mutex<String>>);
+
+    struct Visit<'a>(&'a mut String);
+    impl tracing::field::Visit for Visit<'_> {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            let _ = writeln!(self.0, "{}={value:?}", field.name());
+        }
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            let _ = writeln!(self.0, "{}={value}", field.name());
+        }
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Text {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            attrs.record(&mut Visit(&mut self.0.lock().unwrap()));
+        }
+        fn on_record(
+            &self,
+            _: &tracing::span::Id,
+            values: &tracing::span::Record<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            values.record(&mut Visit(&mut self.0.lock().unwrap()));
+        }
+        fn on_event(&self, e: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            e.record(&mut Visit(&mut self.0.lock().unwrap()));
+        }
+    }
+
+    /// What the operation and attempt spans record of one response, at `level`.
+    async fn traced(
+        trace: fn() -> LambdaTrace,
+        resp: http::Response<Bytes>,
+        level: tracing::Level,
+    ) -> String {
+        let text = Text::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(text.clone())
+            .with(tracing_subscriber::filter::LevelFilter::from_level(level));
+        let _g = tracing::subscriber::set_default(subscriber);
+        let svc =
+            TraceLayer::new(trace()).layer(tower::service_fn(move |_: http::Request<Bytes>| {
+                let resp = resp.clone();
+                async move { Ok::<_, InvokeError>(resp) }
+            }));
+        let req = http::Request::builder()
+            .uri("https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/f/invocations")
+            .body(Bytes::new())
+            .unwrap();
+        svc.oneshot(req).await.unwrap();
+        let out = text.0.lock().unwrap().clone();
+        out
+    }
+
+    #[tokio::test]
+    async fn response_headers_that_are_not_utf8_are_recorded_escaped() {
+        let resp = http::Response::builder()
+            .header(
+                "x-amz-function-error",
+                http::HeaderValue::from_bytes(b"Unhandled\xff").unwrap(),
+            )
+            .header(
+                "x-amzn-requestid",
+                http::HeaderValue::from_bytes(b"rid\xfe").unwrap(),
+            )
+            .header(
+                "x-amz-executed-version",
+                http::HeaderValue::from_bytes(b"1\x80").unwrap(),
+            )
+            .body(Bytes::new())
+            .unwrap();
+        let text = traced(
+            || LambdaTrace::operation("us-east-1"),
+            resp,
+            tracing::Level::INFO,
+        )
+        .await;
+        for line in [
+            r"aws.lambda.function_error=Unhandled\xff",
+            r"aws.request_id=rid\xfe",
+            r"aws.lambda.executed_version=1\x80",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+        // The outcome event carries the function error too.
+        assert!(
+            text.lines().any(|l| l == r"function_error=Unhandled\xff"),
+            "{text}"
+        );
     }
 }

@@ -140,3 +140,82 @@ async fn unmodeled_errors_by_status() {
     assert!(!e.is_retryable());
     assert_eq!(e.fault(), FaultClass::Client);
 }
+
+/// A one-connection HTTP server on loopback that reads one request and answers with
+/// `response`, byte for byte (so that a header can carry bytes that are not UTF-8).
+async fn raw_endpoint(response: Vec<u8>) -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The head, then as many body bytes as `Content-Length` says.
+        let body_start = loop {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the client closed before sending a request");
+            seen.extend_from_slice(&buf[..n]);
+            if let Some(at) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&seen[..body_start]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        while seen.len() < body_start + len {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the client closed mid-body");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        conn.write_all(&response).await.unwrap();
+        conn.shutdown().await.unwrap();
+    });
+    (url, server)
+}
+
+fn raw_response(status: &str, headers: &[&[u8]], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status}\r\n").into_bytes();
+    for h in headers {
+        out.extend_from_slice(h);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+#[tokio::test]
+async fn a_function_error_header_that_is_not_utf8_is_still_a_function_error() {
+    let _secrets = common::watch_secrets();
+    let (url, server) = raw_endpoint(raw_response(
+        "200 OK",
+        &[
+            b"x-amz-function-error: Unhandled\xff",
+            b"x-amzn-requestid: rid-\xfe",
+            b"x-amz-executed-version: 1\xc3",
+        ],
+        br#"{"errorType":"Runtime.ExitError","errorMessage":"exited"}"#,
+    ))
+    .await;
+    let client = invoke_stack::InvokeClient::builder()
+        .endpoint_url(url)
+        .region("us-east-1")
+        .credentials(invoke_stack::layers::sigv4::Credentials::from_keys(
+            "AKID", "SECRET", None,
+        ))
+        .max_attempts(1)
+        .build()
+        .unwrap();
+    let resp = client.invoke_json("f", &1).await.unwrap();
+    server.await.unwrap();
+    let fe = resp
+        .function_error()
+        .expect("a failed function must not read as a success");
+    assert_eq!(fe.kind(), r"Unhandled\xff");
+    assert_eq!(fe.error_type(), Some("Runtime.ExitError"));
+    assert_eq!(resp.request_id(), Some(r"rid-\xfe"));
+    assert_eq!(resp.executed_version(), Some(r"1\xc3"));
+}

@@ -513,8 +513,10 @@ impl FunctionError {
         }
     }
 
-    /// The raw header value: `Handled` (reported by the function) or `Unhandled`
-    /// (detected by Lambda: timeout, out of memory, crash), or whatever Lambda sends.
+    /// The header value: `Handled` (reported by the function) or `Unhandled`
+    /// (detected by Lambda: timeout, out of memory, crash), or whatever Lambda sends
+    /// (bytes that are not UTF-8 written as `\xNN`: the header's presence, not its value,
+    /// makes a function error).
     pub fn kind(&self) -> &str {
         &self.kind
     }
@@ -545,28 +547,36 @@ impl fmt::Display for FunctionError {
     }
 }
 
-/// A response header's value, kept as received (no copy). It is checked when read, not
-/// when the response is decoded: a value that is not visible ASCII reads as absent.
+/// A response header's value: kept as received (no copy) when it is visible ASCII, the
+/// usual case; otherwise as text with the bytes that are not UTF-8 escaped (`\xNN`), so
+/// that a header never vanishes because of its bytes.
 #[derive(Clone)]
-pub(crate) struct HeaderText(http::HeaderValue);
+pub(crate) enum HeaderText {
+    Ascii(http::HeaderValue),
+    Escaped(Box<str>),
+}
 
 impl HeaderText {
     pub(crate) fn new(value: &http::HeaderValue) -> Self {
-        Self(value.clone())
+        if value.to_str().is_ok() {
+            Self::Ascii(value.clone())
+        } else {
+            Self::Escaped(crate::codec::server_text::header_text(value.as_bytes()).into())
+        }
     }
 
-    /// The value, if it is visible ASCII (`HeaderValue::to_str`).
-    pub(crate) fn as_str(&self) -> Option<&str> {
-        self.0.to_str().ok()
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            // Checked in `new`.
+            Self::Ascii(v) => v.to_str().unwrap_or_default(),
+            Self::Escaped(text) => text,
+        }
     }
 }
 
 impl fmt::Debug for HeaderText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.as_str() {
-            Some(text) => fmt::Debug::fmt(text, f),
-            None => f.write_str("<not visible ASCII>"),
-        }
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -608,7 +618,7 @@ impl InvokeResponse {
     }
     /// `X-Amz-Log-Result` as sent: base64 of the last 4 KB of the log.
     pub fn log_result(&self) -> Option<&str> {
-        self.log_result.as_ref().and_then(HeaderText::as_str)
+        self.log_result.as_ref().map(HeaderText::as_str)
     }
     /// The decoded log tail (lossy UTF-8), when the header was valid base64.
     pub fn log_tail(&self) -> Option<&str> {
@@ -624,17 +634,15 @@ impl InvokeResponse {
     }
     /// The version that ran (alias resolved).
     pub fn executed_version(&self) -> Option<&str> {
-        self.executed_version.as_ref().and_then(HeaderText::as_str)
+        self.executed_version.as_ref().map(HeaderText::as_str)
     }
     /// ARN of a started durable execution.
     pub fn durable_execution_arn(&self) -> Option<&str> {
-        self.durable_execution_arn
-            .as_ref()
-            .and_then(HeaderText::as_str)
+        self.durable_execution_arn.as_ref().map(HeaderText::as_str)
     }
     /// `x-amzn-RequestId`.
     pub fn request_id(&self) -> Option<&str> {
-        self.request_id.as_ref().and_then(HeaderText::as_str)
+        self.request_id.as_ref().map(HeaderText::as_str)
     }
 }
 
