@@ -17,6 +17,10 @@
 //!
 //! Never recorded: `Authorization`, `X-Amz-Security-Token`, credentials, signatures,
 //! payloads, client contexts.
+//!
+//! Text from the server (error codes, request ids, versions, function errors, messages)
+//! is recorded capped and escaped ([`Untrusted`]): a proxy that echoes headers or a
+//! 100 KB message cannot flood a log or forge lines in it.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -26,7 +30,7 @@ use bytes::Bytes;
 use invoke_layers::retry::{AttemptNumber, RetryError, RetryStats};
 use invoke_layers::sigv4::{CredentialsError, SigV4Error, SigningError};
 use invoke_layers::timeout::TimeoutError as LayerTimeoutError;
-use invoke_layers::trace::{trace_headers, Describe};
+use invoke_layers::trace::{trace_headers, Describe, Untrusted};
 use tracing::field::Empty;
 use tracing::Span;
 
@@ -304,10 +308,9 @@ fn header<'a>(h: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// A response header as text, present whatever its bytes (a function error must not
-/// vanish from the trace because its value is not UTF-8).
+/// vanish from the trace because its value is not UTF-8), capped and escaped.
 fn response_header<'a>(h: &'a http::HeaderMap, name: &str) -> Option<Cow<'a, str>> {
-    h.get(name)
-        .map(|v| codec::server_text::header_text(v.as_bytes()))
+    h.get(name).map(|v| Untrusted::bytes(v.as_bytes()).to_cow())
 }
 
 fn run_status(r: RunStatus) -> &'static str {
@@ -434,7 +437,7 @@ impl<E: ErrorFacts + std::fmt::Display> Describe<Bytes, Bytes, E> for LambdaTrac
                         .ok()
                 }) {
                     for line in String::from_utf8_lossy(&tail).lines() {
-                        tracing::debug!(target: "invoke_stack::function_log", line, "log");
+                        tracing::debug!(target: "invoke_stack::function_log", line = %Untrusted::new(line), "log");
                     }
                 }
             }

@@ -219,3 +219,114 @@ async fn a_function_error_header_that_is_not_utf8_is_still_a_function_error() {
     assert_eq!(resp.request_id(), Some(r"rid-\xfe"));
     assert_eq!(resp.executed_version(), Some(r"1\xc3"));
 }
+
+/// The longest a server-supplied field may be once decoded: the cap and the marker that
+/// says how much was cut.
+const MAX_FIELD: usize = invoke_stack::layers::trace::MAX_UNTRUSTED_CHARS + 32;
+
+#[tokio::test]
+async fn server_text_is_capped_and_escaped_in_errors() {
+    let _secrets = common::watch_secrets();
+    let (lambda, _) = common::echo_endpoint().await;
+    let client = common::builder_for(&lambda)
+        .max_attempts(1)
+        .build()
+        .unwrap();
+    let huge = "x".repeat(100 * 1024);
+    let forged = "bad\n\x1b[31mINFO forged log line\r\u{202e}";
+    lambda.script(
+        "echo",
+        [
+            // A proxy echoing 5 KB of request headers, and a 100 KB message.
+            Fault::Raw {
+                status: 400,
+                headers: vec![
+                    (
+                        "x-amzn-ErrorType".into(),
+                        "InvalidParameterValueException".into(),
+                    ),
+                    ("x-amzn-RequestId".into(), "r".repeat(5000)),
+                ],
+                body: serde_json::json!({ "message": huge, "Type": "User" })
+                    .to_string()
+                    .into(),
+            },
+            // Control characters in the message, the type and an unmodeled code.
+            Fault::Raw {
+                status: 400,
+                headers: vec![],
+                body: serde_json::json!({
+                    "__type": "Odd\u{1b}[0m",
+                    "message": forged,
+                    "Type": "User\n",
+                })
+                .to_string()
+                .into(),
+            },
+        ],
+    );
+    let err = client.invoke_json("echo", &1).await.unwrap_err();
+    let api = err.as_api().unwrap();
+    assert_eq!(api.code(), "InvalidParameterValueException");
+    let message = api.message().unwrap();
+    assert!(message.chars().count() <= MAX_FIELD, "{}", message.len());
+    assert!(message.ends_with("more bytes]"), "{message}");
+    assert!(api.request_id().unwrap().chars().count() <= MAX_FIELD);
+    let shown = err.to_string();
+    assert!(
+        shown.len() < 3 * MAX_FIELD,
+        "Display is {} bytes",
+        shown.len()
+    );
+    assert!(format!("{err:?}").len() < 4 * MAX_FIELD);
+
+    let err = client.invoke_json("echo", &1).await.unwrap_err();
+    let api = err.as_api().unwrap();
+    assert_eq!(api.code(), r"Odd\u{1b}[0m");
+    assert_eq!(
+        api.message(),
+        Some(r"bad\n\u{1b}[31mINFO forged log line\r\u{202e}")
+    );
+    assert_eq!(api.error_type(), Some(r"User\n"));
+    let shown = err.to_string();
+    assert!(
+        !shown.chars().any(|c| c.is_control() || c == '\u{202e}'),
+        "{shown:?}"
+    );
+    assert!(shown.contains(r"bad\n\u{1b}[31mINFO"), "{shown}");
+}
+
+#[tokio::test]
+async fn function_error_text_is_capped_and_escaped() {
+    let _secrets = common::watch_secrets();
+    let lambda = invoke_stack::testing::LocalLambda::builder()
+        .function(
+            "fail",
+            invoke_stack::testing::LocalFunction::new(|_| async {
+                Err(invoke_stack::testing::FunctionFailure::handled(
+                    "Bad\n\x1b[31mType",
+                    format!("line one\nline two\x1b[0m{}", "y".repeat(100 * 1024)),
+                ))
+            }),
+        )
+        .start()
+        .await
+        .unwrap();
+    let resp = common::client_for(&lambda)
+        .invoke_json("fail", &1)
+        .await
+        .unwrap();
+    let fe = resp.function_error().unwrap();
+    assert_eq!(fe.error_type(), Some(r"Bad\n\u{1b}[31mType"));
+    let message = fe.error_message().unwrap();
+    assert!(
+        message.starts_with(r"line one\nline two\u{1b}[0myyy"),
+        "{message}"
+    );
+    assert!(message.chars().count() <= MAX_FIELD, "{}", message.len());
+    let shown = fe.to_string();
+    assert!(shown.len() < 2 * MAX_FIELD);
+    assert!(!shown.chars().any(char::is_control), "{shown:?}");
+    // The payload itself is the function's result, kept whole.
+    assert!(resp.payload().len() > 100 * 1024);
+}

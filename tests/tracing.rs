@@ -260,3 +260,76 @@ async fn secrets_watch_catches_a_leak() {
     let _secrets = common::watch_secrets();
     tracing::trace!(key = invoke_stack::testing::TEST_SECRET_ACCESS_KEY, "oops");
 }
+
+#[tokio::test]
+async fn server_text_in_traces_is_capped_and_escaped() {
+    let (cap, _g) = capture::start();
+    let lambda = endpoint().await;
+    let mut message = String::from("bad\n\x1b[31mINFO forged log line ");
+    message.push_str(&"x".repeat(100 * 1024));
+    lambda.script(
+        "echo",
+        [Fault::Raw {
+            status: 400,
+            headers: vec![("x-amzn-RequestId".into(), "r".repeat(5000))],
+            body: serde_json::json!({
+                "__type": format!("Odd\u{1b}[0m{}", "c".repeat(5000)),
+                "message": message,
+            })
+            .to_string()
+            .into(),
+        }],
+    );
+    let client = common::builder_for(&lambda)
+        .max_attempts(1)
+        .build()
+        .unwrap();
+    let err = client.invoke_json("echo", &1).await.unwrap_err();
+    // What a caller logs of the error.
+    tracing::error!(error = %err, "call failed");
+
+    let c = cap.0.lock().unwrap();
+    let max = invoke_stack::layers::trace::MAX_UNTRUSTED_CHARS + 32;
+    assert!(
+        !c.text.contains('\x1b'),
+        "an escape sequence from the server reached the trace"
+    );
+    let op = op(&c);
+    let attempt = attempts(&c)[0];
+    for (span, field) in [
+        (op, "error.type"),
+        (op, "aws.request_id"),
+        (attempt, "error.type"),
+        (attempt, "aws.request_id"),
+    ] {
+        let value = span.field(field).unwrap();
+        assert!(value.chars().count() <= max, "{field}: {}", value.len());
+        assert!(value.ends_with("more bytes]"), "{field}: {value}");
+        assert!(!value.contains('\n'));
+    }
+    assert!(op
+        .field("error.type")
+        .unwrap()
+        .starts_with(r"Odd\u{1b}[0mccc"));
+    let field = |message: &str, name: &str| {
+        let event = c
+            .events
+            .iter()
+            .find(|e| e.message == message)
+            .unwrap_or_else(|| panic!("no {message:?} event"));
+        event
+            .fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .unwrap_or_else(|| panic!("no {name} in {message:?}"))
+            .1
+            .clone()
+    };
+    let code = field("invoke failed", "error.type");
+    assert!(code.chars().count() <= max, "{} bytes", code.len());
+    assert!(code.starts_with(r"Odd\u{1b}[0mccc"), "{code}");
+    let error = field("call failed", "error");
+    assert!(error.contains(r"bad\n\u{1b}[31mINFO forged"), "{error}");
+    assert!(!error.contains('\n'));
+    assert!(error.len() < 4 * max, "{} bytes", error.len());
+}

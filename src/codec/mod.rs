@@ -38,8 +38,7 @@ use crate::model::{
     FunctionError, HeaderText, InvocationType, InvokeRequest, InvokeResponse, LogType,
 };
 use crate::transport::Endpoint;
-
-pub(crate) mod server_text;
+use invoke_layers::trace::Untrusted;
 
 /// RFC 3986 unreserved characters stay; every other byte is percent-encoded (spec §1.1).
 const LABEL: &AsciiSet = &NON_ALPHANUMERIC
@@ -179,11 +178,17 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> 
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// A header's value as text, present whatever its bytes (see [`server_text::header_text`]).
+/// A header's value as text, present whatever its bytes, capped and escaped
+/// ([`Untrusted`]).
 fn header_string(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     headers
         .get(name)
-        .map(|v| server_text::header_text(v.as_bytes()).into_owned())
+        .map(|v| Untrusted::bytes(v.as_bytes()).to_cow().into_owned())
+}
+
+/// Server text as kept in errors and responses: capped and escaped ([`Untrusted`]).
+fn clean(text: &str) -> String {
+    Untrusted::new(text).to_cow().into_owned()
 }
 
 /// Decodes a response: any 2xx is success; anything else is an [`ApiError`].
@@ -210,7 +215,7 @@ pub fn decode_parts_at(
 ) -> Result<InvokeResponse, ApiError> {
     // One pass over the headers instead of a hashed lookup per field; the first value
     // of a name counts, as `HeaderMap::get`.
-    // The values are kept without a copy when they are visible ASCII (`HeaderText`).
+    // The values are kept without a copy when they need no escaping (`HeaderText`).
     let mut fields: [Option<HeaderText>; 5] = [None, None, None, None, None];
     for (name, value) in headers {
         let slot = match name.as_str() {
@@ -221,7 +226,14 @@ pub fn decode_parts_at(
             "x-amz-durable-execution-arn" => 4,
             _ => continue,
         };
-        fields[slot].get_or_insert_with(|| HeaderText::new(value));
+        fields[slot].get_or_insert_with(|| {
+            if slot == 2 {
+                // Base64 of up to 4 KB of log: not capped, so that it can be decoded.
+                HeaderText::uncapped(value)
+            } else {
+                HeaderText::new(value)
+            }
+        });
     }
     let [request_id, function_error, log_result, executed_version, durable_execution_arn] = fields;
     if !(200..300).contains(&status) {
@@ -285,8 +297,9 @@ fn decode_error(status: u16, headers: &HeaderMap, body: &[u8], now: SystemTime) 
         let map = fields.as_ref()?;
         names
             .iter()
-            .find_map(|n| map.get(*n).and_then(|v| v.as_str()).map(str::to_owned))
+            .find_map(|n| map.get(*n).and_then(|v| v.as_str()).map(clean))
     };
+    // Every text below comes from the server: capped and escaped as it is read.
     let raw_code = header_string(headers, &X_AMZN_ERROR_TYPE)
         .or_else(|| field(&["code"]))
         .or_else(|| field(&["__type"]))
@@ -320,7 +333,7 @@ fn xml_element(xml: &str, name: &str) -> Option<String> {
     let start = xml.find(&open)? + open.len();
     let len = xml[start..].find("</")?;
     let text = xml[start..start + len].trim();
-    (!text.is_empty() && !text.contains('<')).then(|| text.to_owned())
+    (!text.is_empty() && !text.contains('<')).then(|| clean(text))
 }
 
 /// Parses `Retry-After`: delta seconds (integer or decimal) or an HTTP date.

@@ -351,7 +351,8 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         self.status
     }
-    /// The service's message.
+    /// The service's message. Decoded messages are capped and escaped like all text from
+    /// the server ([`Untrusted`](invoke_layers::trace::Untrusted)): safe to log.
     pub fn message(&self) -> Option<&str> {
         self.message.as_deref()
     }

@@ -27,6 +27,7 @@ use std::str::FromStr;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use invoke_layers::trace::Untrusted;
 
 use validation::{check_length, parse_function_name, FUNCTION_NAME_FORMS};
 pub use validation::{
@@ -502,14 +503,16 @@ impl FunctionError {
             #[serde(rename = "errorMessage")]
             error_message: Option<String>,
         }
+        // All three are the server's (or the function's) text: capped and escaped.
+        let clean = |text: &str| Untrusted::new(text).to_cow().into_owned();
         let body: Option<Body> = serde_json::from_slice(payload).ok();
         let (error_type, error_message) = body
             .map(|b| (b.error_type, b.error_message))
             .unwrap_or_default();
         Self {
-            kind: header.to_owned(),
-            error_type,
-            error_message,
+            kind: clean(header),
+            error_type: error_type.as_deref().map(clean),
+            error_message: error_message.as_deref().map(clean),
         }
     }
 
@@ -547,9 +550,9 @@ impl fmt::Display for FunctionError {
     }
 }
 
-/// A response header's value: kept as received (no copy) when it is visible ASCII, the
-/// usual case; otherwise as text with the bytes that are not UTF-8 escaped (`\xNN`), so
-/// that a header never vanishes because of its bytes.
+/// A response header's value as text, present whatever its bytes: kept as received (no
+/// copy) when it needs no escaping, the usual case; otherwise capped and escaped
+/// ([`Untrusted`]), so that it neither vanishes nor carries control characters.
 #[derive(Clone)]
 pub(crate) enum HeaderText {
     Ascii(http::HeaderValue),
@@ -558,16 +561,26 @@ pub(crate) enum HeaderText {
 
 impl HeaderText {
     pub(crate) fn new(value: &http::HeaderValue) -> Self {
+        let text = Untrusted::bytes(value.as_bytes());
+        if text.is_clean() {
+            Self::Ascii(value.clone())
+        } else {
+            Self::Escaped(text.to_string().into())
+        }
+    }
+
+    /// As `new`, but visible ASCII is kept whole, however long.
+    pub(crate) fn uncapped(value: &http::HeaderValue) -> Self {
         if value.to_str().is_ok() {
             Self::Ascii(value.clone())
         } else {
-            Self::Escaped(crate::codec::server_text::header_text(value.as_bytes()).into())
+            Self::new(value)
         }
     }
 
     pub(crate) fn as_str(&self) -> &str {
         match self {
-            // Checked in `new`.
+            // Visible ASCII, checked when made.
             Self::Ascii(v) => v.to_str().unwrap_or_default(),
             Self::Escaped(text) => text,
         }
@@ -581,6 +594,11 @@ impl fmt::Debug for HeaderText {
 }
 
 /// A successful Invoke response (any 2xx), possibly carrying a [`FunctionError`].
+///
+/// The text fields read from headers (request id, executed version, durable execution
+/// ARN, function error) and the function error's type and message are present whatever
+/// their bytes, capped and escaped ([`Untrusted`]): safe to log. The payload and the
+/// log tail are kept as they are.
 #[derive(Clone)]
 pub struct InvokeResponse {
     pub(crate) status: u16,
@@ -621,6 +639,10 @@ impl InvokeResponse {
         self.log_result.as_ref().map(HeaderText::as_str)
     }
     /// The decoded log tail (lossy UTF-8), when the header was valid base64.
+    ///
+    /// Unlike the other fields, it is kept whole, newlines and all: it is what the
+    /// function wrote, and may hold its secrets. Escape it before logging it, e.g. with
+    /// [`Untrusted`](invoke_layers::trace::Untrusted).
     pub fn log_tail(&self) -> Option<&str> {
         self.log_tail.as_deref()
     }
