@@ -1,4 +1,4 @@
-//! Each of the 36 modeled error shapes, decoded from a real HTTP response of the local
+//! Each of the 43 modeled error shapes, decoded from a real HTTP response of the local
 //! endpoint, with its fault, retryability and may-have-run asserted. Clients here make
 //! one attempt: this is about decoding, `tests/retry.rs` about retrying.
 
@@ -34,7 +34,7 @@ async fn every_modeled_shape_over_http() {
         .max_attempts(1)
         .build()
         .unwrap();
-    assert_eq!(SHAPES.len(), 36);
+    assert_eq!(SHAPES.len(), 43);
     for shape in SHAPES {
         let kind = kind_for(shape.code);
         lambda.script("echo", [Fault::Error(kind.clone())]);
@@ -72,7 +72,7 @@ async fn every_modeled_shape_over_http() {
     }
     // No shape let the function run.
     assert_eq!(lambda.invocations("echo"), 0);
-    assert_eq!(lambda.requests("echo"), 36);
+    assert_eq!(lambda.requests("echo"), 43);
 }
 
 #[tokio::test]

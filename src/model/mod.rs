@@ -819,6 +819,57 @@ mod tests {
             e.to_string(),
             "invalid Payload: 1048577 bytes, at most 1048576 bytes allowed for Event invocations"
         );
+        // Every length names its unit: characters, except the client context's bytes.
+        let message = |b: InvokeRequestBuilder| b.build().unwrap_err().to_string();
+        assert_eq!(
+            message(InvokeRequest::builder("a".repeat(65))),
+            "invalid FunctionName: 65 characters, at most 64 characters allowed"
+        );
+        assert_eq!(
+            message(InvokeRequest::builder("f").qualifier("q".repeat(129))),
+            "invalid Qualifier: 129 characters, at most 128 characters allowed"
+        );
+        assert_eq!(
+            message(InvokeRequest::builder("f").tenant_id("")),
+            "invalid TenantId: 0 characters, at least 1 character required"
+        );
+        assert_eq!(
+            message(InvokeRequest::builder("f").client_context_base64("A".repeat(3584))),
+            "invalid ClientContext: 3584 bytes, at most 3583 bytes allowed"
+        );
+    }
+
+    #[test]
+    fn latest_published_is_a_qualifier() {
+        // `\$(LATEST(\.PUBLISHED)?)|[a-zA-Z0-9-_$]+`, as a field and as a name suffix.
+        for q in ["$LATEST", "$LATEST.PUBLISHED", "prod", "7", "a-b_c$d"] {
+            let req = InvokeRequest::builder("f").qualifier(q).build();
+            assert_eq!(
+                req.map(|r| r.qualifier().map(str::to_owned)),
+                Ok(Some(q.to_owned()))
+            );
+        }
+        let req = InvokeRequest::builder("f:$LATEST.PUBLISHED")
+            .qualifier("$LATEST.PUBLISHED")
+            .build()
+            .unwrap();
+        assert_eq!(req.effective_qualifier(), Some("$LATEST.PUBLISHED"));
+        for bad in [
+            "$LATEST.",
+            "$LATEST.X",
+            "a.b",
+            ".PUBLISHED",
+            "$LATEST.PUBLISHED.",
+            "x$LATEST.PUBLISHED",
+        ] {
+            assert!(
+                matches!(
+                    field_of(InvokeRequest::builder("f").qualifier(bad)),
+                    (Field::Qualifier, Problem::Pattern { .. })
+                ),
+                "{bad:?} accepted"
+            );
+        }
     }
 
     #[test]
