@@ -82,6 +82,7 @@ impl fmt::Display for ThrottleReason {
 
 /// How the AWS standard retry mode treats an error (spec §4.1), before our refinements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StandardClass {
     /// A throttling error (`T`).
     Throttling,

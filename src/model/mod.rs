@@ -37,6 +37,7 @@ pub use validation::{
 
 /// How Lambda runs the function (`X-Amz-Invocation-Type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum InvocationType {
     /// Synchronous: the response carries the function's result (status 200).
     #[default]
@@ -91,6 +92,7 @@ impl FromStr for InvocationType {
 
 /// Whether to return the tail of the execution log (`X-Amz-Log-Type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum LogType {
     /// No log tail.
     #[default]
