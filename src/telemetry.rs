@@ -4,7 +4,7 @@
 //! | level | what |
 //! |---|---|
 //! | INFO | the operation span, and one `invoke finished` / `invoke failed` event with the outcome; `throttled` |
-//! | DEBUG | attempt spans; `retry scheduled`, `retries stopped`; the decoded log tail, one event per line |
+//! | DEBUG | attempt spans; `retry scheduled`, `retries stopped`; the decoded log tail, one event per line, only when asked for ([`LambdaTrace::log_tail`]) |
 //! | WARN | `timed out`; an `Event` dead-lettered, or one that could not be |
 //! | TRACE | request and response headers: values of an allowlist, names only for the rest |
 //!
@@ -16,7 +16,7 @@
 //! version, function error, fault, throttle reason, may-have-run, attempts.
 //!
 //! Never recorded: `Authorization`, `X-Amz-Security-Token`, credentials, signatures,
-//! payloads, client contexts.
+//! payloads, client contexts; nor, unless asked for, the function's log tail.
 //!
 //! Text from the server (error codes, request ids, versions, function errors, messages)
 //! is recorded capped and escaped ([`Untrusted`]): a proxy that echoes headers or a
@@ -263,6 +263,7 @@ pub struct LambdaTrace {
     /// which has the region, so it keeps none (and its clones touch no reference count).
     region: Option<std::sync::Arc<str>>,
     scope: Scope,
+    log_tail: bool,
 }
 
 impl LambdaTrace {
@@ -271,6 +272,7 @@ impl LambdaTrace {
         Self {
             region: Some(region.into().into()),
             scope: Scope::Operation,
+            log_tail: false,
         }
     }
     /// The attempt span (a child of the operation span, which names the region).
@@ -278,7 +280,38 @@ impl LambdaTrace {
         Self {
             region: None,
             scope: Scope::Attempt,
+            log_tail: false,
         }
+    }
+
+    /// Also traces the function's log tail (`X-Amz-Log-Result`, decoded, of calls made
+    /// with `LogType::Tail`): one DEBUG event per line, target
+    /// `invoke_stack::function_log`, in the attempt span. Default off: the log holds
+    /// whatever the function printed, its secrets included, so it goes to your logs only
+    /// when you say so. Lines are capped and escaped ([`Untrusted`]). Only the attempt
+    /// span has it.
+    ///
+    /// With the client, replace the attempt trace of the named stack:
+    ///
+    /// ```
+    /// use invoke_stack::layers::trace::TraceLayer;
+    /// use invoke_stack::telemetry::LambdaTrace;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = invoke_stack::InvokeClient::builder()
+    ///     .region("us-east-1")
+    ///     .named_stack(|stack| {
+    ///         let _ = stack.replace(
+    ///             "attempt-trace",
+    ///             TraceLayer::new(LambdaTrace::attempt().log_tail(true)),
+    ///         );
+    ///     })
+    ///     .build()?;
+    /// # let _ = client; Ok(()) }
+    /// ```
+    pub fn log_tail(mut self, yes: bool) -> Self {
+        self.log_tail = yes;
+        self
     }
 }
 
@@ -431,7 +464,11 @@ impl<E: ErrorFacts + std::fmt::Display> Describe<Bytes, Bytes, E> for LambdaTrac
             Scope::Attempt => {
                 let _e = span.enter();
                 trace_headers("response", h);
-                if let Some(tail) = header(h, "x-amz-log-result").and_then(|b64| {
+                let tail = self
+                    .log_tail
+                    .then(|| header(h, "x-amz-log-result"))
+                    .flatten();
+                if let Some(tail) = tail.and_then(|b64| {
                     base64::engine::general_purpose::STANDARD
                         .decode(b64.trim())
                         .ok()
@@ -606,5 +643,43 @@ mod tests {
             text.lines().any(|l| l == r"function_error=Unhandled\xff"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn log_tail_is_traced_only_when_asked_for() {
+        let secret = "password=hunter2";
+        let b64 = base64::engine::general_purpose::STANDARD
+            .encode(format!("START\n{secret}\n\x1b[2Jcleared\nEND\n"));
+        let resp = || {
+            http::Response::builder()
+                .header("x-amz-log-result", b64.as_str())
+                .body(Bytes::new())
+                .unwrap()
+        };
+        for level in [tracing::Level::DEBUG, tracing::Level::TRACE] {
+            let text = traced(LambdaTrace::attempt, resp(), level).await;
+            assert!(!text.contains(secret), "{level}: {text}");
+            assert!(!text.contains(&b64), "{level}: {text}");
+            assert!(!text.contains("START"), "{level}: {text}");
+        }
+        let text = traced(
+            || LambdaTrace::attempt().log_tail(true),
+            resp(),
+            tracing::Level::DEBUG,
+        )
+        .await;
+        let lines: Vec<_> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("line="))
+            .collect();
+        assert_eq!(lines, ["START", secret, r"\u{1b}[2Jcleared", "END"]);
+        // Not at INFO, even when asked for.
+        let text = traced(
+            || LambdaTrace::attempt().log_tail(true),
+            resp(),
+            tracing::Level::INFO,
+        )
+        .await;
+        assert!(!text.contains(secret), "{text}");
     }
 }

@@ -10,7 +10,9 @@ use bytes::Bytes;
 use common::capture::{self, Captured};
 use invoke_stack::client::{FunctionSettings, TimeoutConfig};
 use invoke_stack::error::ThrottleReason;
+use invoke_stack::layers::trace::TraceLayer;
 use invoke_stack::model::{InvokeRequest, LogType};
+use invoke_stack::telemetry::LambdaTrace;
 use invoke_stack::testing::{Fault, FunctionFailure, LocalFunction, LocalLambda};
 
 fn op(c: &Captured) -> &common::capture::SpanData {
@@ -86,24 +88,13 @@ async fn success() {
     assert_eq!(att.len(), 1);
     assert_eq!(att[0].parent.as_deref(), Some("Lambda.Invoke"));
     assert_eq!(att[0].field("aws.lambda.attempt"), Some("1"));
-    // The log tail, one DEBUG event per line, under the attempt span.
-    let lines: Vec<_> = c
-        .events
-        .iter()
-        .filter(|e| e.message == "log" && e.span.as_deref() == Some("Lambda.Invoke.attempt"))
-        .map(|e| {
-            e.fields
-                .iter()
-                .find(|(k, _)| k == "line")
-                .unwrap()
-                .1
-                .clone()
-        })
-        .collect();
+    // The log tail may hold the function's secrets: not traced unless asked for, at
+    // any level (this capture is at TRACE).
     assert!(
-        lines.iter().any(|l| l == "first line") && lines.iter().any(|l| l == "second line"),
-        "{lines:?}"
+        !c.events.iter().any(|e| e.message == "log"),
+        "log tail traced by default"
     );
+    assert!(!c.text.contains("first line"), "{}", c.text);
     assert!(c
         .events
         .iter()
@@ -130,6 +121,49 @@ async fn success() {
     );
     // Not allowlisted: the name is traced, the value is not.
     assert_eq!(header("x-amz-log-result").as_deref(), Some("<redacted>"));
+}
+
+#[tokio::test]
+async fn log_tail_is_traced_when_asked_for() {
+    let (cap, _g) = capture::start();
+    let lambda = endpoint().await;
+    let client = common::builder_for(&lambda)
+        .named_stack(|stack| {
+            stack
+                .replace(
+                    "attempt-trace",
+                    TraceLayer::new(LambdaTrace::attempt().log_tail(true)),
+                )
+                .expect("the default stack has an attempt trace");
+        })
+        .build()
+        .unwrap();
+    let req = InvokeRequest::builder("echo:live")
+        .payload("{}")
+        .log_type(LogType::Tail)
+        .build()
+        .unwrap();
+    client.invoke(req).await.unwrap();
+    let c = cap.0.lock().unwrap();
+    // The log tail, one DEBUG event per line, under the attempt span.
+    let lines: Vec<_> = c
+        .events
+        .iter()
+        .filter(|e| e.message == "log" && e.span.as_deref() == Some("Lambda.Invoke.attempt"))
+        .map(|e| {
+            assert_eq!(e.level, "DEBUG");
+            e.fields
+                .iter()
+                .find(|(k, _)| k == "line")
+                .unwrap()
+                .1
+                .clone()
+        })
+        .collect();
+    assert!(
+        lines.iter().any(|l| l == "first line") && lines.iter().any(|l| l == "second line"),
+        "{lines:?}"
+    );
 }
 
 #[tokio::test]

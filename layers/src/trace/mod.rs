@@ -4,8 +4,9 @@
 //! What the span is called, which fields it has and what a response or error adds is
 //! asked of a [`Describe`] implementation: [`HttpDescribe`] here (method, host, status;
 //! OpenTelemetry HTTP names), and `invoke-stack`'s Lambda description (`Lambda.Invoke`,
-//! `rpc.*`, `faas.*`, fault, may-have-run, log tail). Use it twice in a stack: once
-//! outermost for the operation, once inside the retry layer for each attempt.
+//! `rpc.*`, `faas.*`, fault, may-have-run, and the log tail when asked for). Use it
+//! twice in a stack: once outermost for the operation, once inside the retry layer for
+//! each attempt.
 //!
 //! The retry and timeout layers of this crate emit their decisions as events (`retry
 //! scheduled`, `throttled`, `timed out`), which land in these spans.
