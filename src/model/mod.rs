@@ -506,15 +506,21 @@ impl FunctionError {
             error_message: Option<String>,
         }
         // All three are the server's (or the function's) text: capped and escaped.
-        let clean = |text: &str| Untrusted::new(text).to_cow().into_owned();
+        fn clean(text: String) -> String {
+            if Untrusted::new(&text).is_clean() {
+                text
+            } else {
+                Untrusted::new(&text).to_string()
+            }
+        }
         let body: Option<Body> = serde_json::from_slice(payload).ok();
         let (error_type, error_message) = body
             .map(|b| (b.error_type, b.error_message))
             .unwrap_or_default();
         Self {
-            kind: clean(header),
-            error_type: error_type.as_deref().map(clean),
-            error_message: error_message.as_deref().map(clean),
+            kind: Untrusted::new(header).to_cow().into_owned(),
+            error_type: error_type.map(clean),
+            error_message: error_message.map(clean),
         }
     }
 
