@@ -650,7 +650,7 @@ impl InvokeResponse {
     ///
     /// Unlike the other fields, it is kept whole, newlines and all: it is what the
     /// function wrote, and may hold its secrets. Escape it before logging it, e.g. with
-    /// [`Untrusted`](invoke_layers::trace::Untrusted).
+    /// [`Untrusted`].
     pub fn log_tail(&self) -> Option<&str> {
         self.log_tail.as_deref()
     }
