@@ -4,7 +4,7 @@
 //! | level | what |
 //! |---|---|
 //! | INFO | the operation span, and one `invoke finished` / `invoke failed` event with the outcome; `throttled` |
-//! | DEBUG | attempt spans; `retry scheduled`, `retries stopped`; the decoded log tail, one event per line |
+//! | DEBUG | attempt spans; `retry scheduled`, `retries stopped`; the decoded log tail, one event per line, only when asked for ([`LambdaTrace::log_tail`]) |
 //! | WARN | `timed out`; an `Event` dead-lettered, or one that could not be |
 //! | TRACE | request and response headers: values of an allowlist, names only for the rest |
 //!
@@ -16,8 +16,13 @@
 //! version, function error, fault, throttle reason, may-have-run, attempts.
 //!
 //! Never recorded: `Authorization`, `X-Amz-Security-Token`, credentials, signatures,
-//! payloads, client contexts.
+//! payloads, client contexts; nor, unless asked for, the function's log tail.
+//!
+//! Text from the server (error codes, request ids, versions, function errors, messages)
+//! is recorded capped and escaped ([`Untrusted`]): a proxy that echoes headers or a
+//! 100 KB message cannot flood a log or forge lines in it.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -25,7 +30,7 @@ use bytes::Bytes;
 use invoke_layers::retry::{AttemptNumber, RetryError, RetryStats};
 use invoke_layers::sigv4::{CredentialsError, SigV4Error, SigningError};
 use invoke_layers::timeout::TimeoutError as LayerTimeoutError;
-use invoke_layers::trace::{trace_headers, Describe};
+use invoke_layers::trace::{trace_headers, Describe, Untrusted};
 use tracing::field::Empty;
 use tracing::Span;
 
@@ -266,6 +271,7 @@ pub struct LambdaTrace {
     /// which has the region, so it keeps none (and its clones touch no reference count).
     region: Option<std::sync::Arc<str>>,
     scope: Scope,
+    log_tail: bool,
 }
 
 impl LambdaTrace {
@@ -274,6 +280,7 @@ impl LambdaTrace {
         Self {
             region: Some(region.into().into()),
             scope: Scope::Operation,
+            log_tail: false,
         }
     }
     /// The attempt span (a child of the operation span, which names the region).
@@ -281,7 +288,38 @@ impl LambdaTrace {
         Self {
             region: None,
             scope: Scope::Attempt,
+            log_tail: false,
         }
+    }
+
+    /// Also traces the function's log tail (`X-Amz-Log-Result`, decoded, of calls made
+    /// with `LogType::Tail`): one DEBUG event per line, target
+    /// `invoke_stack::function_log`, in the attempt span. Default off: the log holds
+    /// whatever the function printed, its secrets included, so it goes to your logs only
+    /// when you say so. Lines are capped and escaped ([`Untrusted`]). Only the attempt
+    /// span has it.
+    ///
+    /// With the client, replace the attempt trace of the named stack:
+    ///
+    /// ```
+    /// use invoke_stack::layers::trace::TraceLayer;
+    /// use invoke_stack::telemetry::LambdaTrace;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = invoke_stack::InvokeClient::builder()
+    ///     .region("us-east-1")
+    ///     .named_stack(|stack| {
+    ///         let _ = stack.replace(
+    ///             "attempt-trace",
+    ///             TraceLayer::new(LambdaTrace::attempt().log_tail(true)),
+    ///         );
+    ///     })
+    ///     .build()?;
+    /// # let _ = client; Ok(()) }
+    /// ```
+    pub fn log_tail(mut self, yes: bool) -> Self {
+        self.log_tail = yes;
+        self
     }
 }
 
@@ -308,6 +346,12 @@ fn target(uri: &http::Uri) -> (String, Option<String>) {
 
 fn header<'a>(h: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A response header as text, present whatever its bytes (a function error must not
+/// vanish from the trace because its value is not UTF-8), capped and escaped.
+fn response_header<'a>(h: &'a http::HeaderMap, name: &str) -> Option<Cow<'a, str>> {
+    h.get(name).map(|v| Untrusted::bytes(v.as_bytes()).to_cow())
 }
 
 fn run_status(r: RunStatus) -> &'static str {
@@ -415,8 +459,8 @@ impl<E: ErrorFacts + std::fmt::Display> Describe<Bytes, Bytes, E> for LambdaTrac
         let h = resp.headers();
         let status = resp.status().as_u16();
         span.record("http.response.status_code", status);
-        if let Some(id) = header(h, "x-amzn-requestid") {
-            span.record("aws.request_id", id);
+        if let Some(id) = response_header(h, "x-amzn-requestid") {
+            span.record("aws.request_id", &*id);
         }
         let error = if status >= 300 {
             Self::record_api_error(span, resp)
@@ -428,13 +472,17 @@ impl<E: ErrorFacts + std::fmt::Display> Describe<Bytes, Bytes, E> for LambdaTrac
             Scope::Attempt => {
                 let _e = span.enter();
                 trace_headers("response", h);
-                if let Some(tail) = header(h, "x-amz-log-result").and_then(|b64| {
+                let tail = self
+                    .log_tail
+                    .then(|| header(h, "x-amz-log-result"))
+                    .flatten();
+                if let Some(tail) = tail.and_then(|b64| {
                     base64::engine::general_purpose::STANDARD
                         .decode(b64.trim())
                         .ok()
                 }) {
                     for line in String::from_utf8_lossy(&tail).lines() {
-                        tracing::debug!(target: "invoke_stack::function_log", line, "log");
+                        tracing::debug!(target: "invoke_stack::function_log", line = %Untrusted::new(line), "log");
                     }
                 }
             }
@@ -448,13 +496,14 @@ impl<E: ErrorFacts + std::fmt::Display> Describe<Bytes, Bytes, E> for LambdaTrac
                 if let Some(n) = attempts {
                     span.record("aws.lambda.attempts", n);
                 }
-                if let Some(v) = header(h, "x-amz-executed-version") {
-                    span.record("aws.lambda.executed_version", v);
+                if let Some(v) = response_header(h, "x-amz-executed-version") {
+                    span.record("aws.lambda.executed_version", &*v);
                 }
-                let function_error = header(h, "x-amz-function-error");
-                if let Some(fe) = function_error {
-                    span.record("aws.lambda.function_error", fe);
+                let function_error = response_header(h, "x-amz-function-error");
+                if let Some(fe) = &function_error {
+                    span.record("aws.lambda.function_error", &**fe);
                 }
+                let function_error = function_error.as_deref();
                 span.record("aws.lambda.response_size", resp.body().len());
                 match error {
                     None => {
@@ -491,5 +540,154 @@ impl<E: ErrorFacts + std::fmt::Display> Describe<Bytes, Bytes, E> for LambdaTrac
         } else {
             tracing::debug!(parent: span, error = %err, "attempt failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+    use std::sync::{Arc, Mutex};
+
+    use tower::{Layer as _, ServiceExt as _};
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+    use crate::error::InvokeError;
+    use invoke_layers::trace::TraceLayer;
+
+    /// Every field of every span and event, as `name=value` lines.
+    #[derive(Clone, Default)]
+    struct Text(Arc<Mutex<String>>);
+
+    struct Visit<'a>(&'a mut String);
+    impl tracing::field::Visit for Visit<'_> {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            let _ = writeln!(self.0, "{}={value:?}", field.name());
+        }
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            let _ = writeln!(self.0, "{}={value}", field.name());
+        }
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Text {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            attrs.record(&mut Visit(&mut self.0.lock().unwrap()));
+        }
+        fn on_record(
+            &self,
+            _: &tracing::span::Id,
+            values: &tracing::span::Record<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            values.record(&mut Visit(&mut self.0.lock().unwrap()));
+        }
+        fn on_event(&self, e: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            e.record(&mut Visit(&mut self.0.lock().unwrap()));
+        }
+    }
+
+    /// What the operation and attempt spans record of one response, at `level`.
+    async fn traced(
+        trace: fn() -> LambdaTrace,
+        resp: http::Response<Bytes>,
+        level: tracing::Level,
+    ) -> String {
+        let text = Text::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(text.clone())
+            .with(tracing_subscriber::filter::LevelFilter::from_level(level));
+        let _g = tracing::subscriber::set_default(subscriber);
+        let svc =
+            TraceLayer::new(trace()).layer(tower::service_fn(move |_: http::Request<Bytes>| {
+                let resp = resp.clone();
+                async move { Ok::<_, InvokeError>(resp) }
+            }));
+        let req = http::Request::builder()
+            .uri("https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/f/invocations")
+            .body(Bytes::new())
+            .unwrap();
+        svc.oneshot(req).await.unwrap();
+        let out = text.0.lock().unwrap().clone();
+        out
+    }
+
+    #[tokio::test]
+    async fn response_headers_that_are_not_utf8_are_recorded_escaped() {
+        let resp = http::Response::builder()
+            .header(
+                "x-amz-function-error",
+                http::HeaderValue::from_bytes(b"Unhandled\xff").unwrap(),
+            )
+            .header(
+                "x-amzn-requestid",
+                http::HeaderValue::from_bytes(b"rid\xfe").unwrap(),
+            )
+            .header(
+                "x-amz-executed-version",
+                http::HeaderValue::from_bytes(b"1\x80").unwrap(),
+            )
+            .body(Bytes::new())
+            .unwrap();
+        let text = traced(
+            || LambdaTrace::operation("us-east-1"),
+            resp,
+            tracing::Level::INFO,
+        )
+        .await;
+        for line in [
+            r"aws.lambda.function_error=Unhandled\xff",
+            r"aws.request_id=rid\xfe",
+            r"aws.lambda.executed_version=1\x80",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+        // The outcome event carries the function error too.
+        assert!(
+            text.lines().any(|l| l == r"function_error=Unhandled\xff"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn log_tail_is_traced_only_when_asked_for() {
+        let secret = "password=hunter2";
+        let b64 = base64::engine::general_purpose::STANDARD
+            .encode(format!("START\n{secret}\n\x1b[2Jcleared\nEND\n"));
+        let resp = || {
+            http::Response::builder()
+                .header("x-amz-log-result", b64.as_str())
+                .body(Bytes::new())
+                .unwrap()
+        };
+        for level in [tracing::Level::DEBUG, tracing::Level::TRACE] {
+            let text = traced(LambdaTrace::attempt, resp(), level).await;
+            assert!(!text.contains(secret), "{level}: {text}");
+            assert!(!text.contains(&b64), "{level}: {text}");
+            assert!(!text.contains("START"), "{level}: {text}");
+        }
+        let text = traced(
+            || LambdaTrace::attempt().log_tail(true),
+            resp(),
+            tracing::Level::DEBUG,
+        )
+        .await;
+        let lines: Vec<_> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("line="))
+            .collect();
+        assert_eq!(lines, ["START", secret, r"\u{1b}[2Jcleared", "END"]);
+        // Not at INFO, even when asked for.
+        let text = traced(
+            || LambdaTrace::attempt().log_tail(true),
+            resp(),
+            tracing::Level::INFO,
+        )
+        .await;
+        assert!(!text.contains(secret), "{text}");
     }
 }

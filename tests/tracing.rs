@@ -10,7 +10,9 @@ use bytes::Bytes;
 use common::capture::{self, Captured};
 use invoke_stack::client::{FunctionSettings, TimeoutConfig};
 use invoke_stack::error::ThrottleReason;
+use invoke_stack::layers::trace::TraceLayer;
 use invoke_stack::model::{InvokeRequest, LogType};
+use invoke_stack::telemetry::LambdaTrace;
 use invoke_stack::testing::{Fault, FunctionFailure, LocalFunction, LocalLambda};
 
 fn op(c: &Captured) -> &common::capture::SpanData {
@@ -86,24 +88,13 @@ async fn success() {
     assert_eq!(att.len(), 1);
     assert_eq!(att[0].parent.as_deref(), Some("Lambda.Invoke"));
     assert_eq!(att[0].field("aws.lambda.attempt"), Some("1"));
-    // The log tail, one DEBUG event per line, under the attempt span.
-    let lines: Vec<_> = c
-        .events
-        .iter()
-        .filter(|e| e.message == "log" && e.span.as_deref() == Some("Lambda.Invoke.attempt"))
-        .map(|e| {
-            e.fields
-                .iter()
-                .find(|(k, _)| k == "line")
-                .unwrap()
-                .1
-                .clone()
-        })
-        .collect();
+    // The log tail may hold the function's secrets: not traced unless asked for, at
+    // any level (this capture is at TRACE).
     assert!(
-        lines.iter().any(|l| l == "first line") && lines.iter().any(|l| l == "second line"),
-        "{lines:?}"
+        !c.events.iter().any(|e| e.message == "log"),
+        "log tail traced by default"
     );
+    assert!(!c.text.contains("first line"), "{}", c.text);
     assert!(c
         .events
         .iter()
@@ -130,6 +121,49 @@ async fn success() {
     );
     // Not allowlisted: the name is traced, the value is not.
     assert_eq!(header("x-amz-log-result").as_deref(), Some("<redacted>"));
+}
+
+#[tokio::test]
+async fn log_tail_is_traced_when_asked_for() {
+    let (cap, _g) = capture::start();
+    let lambda = endpoint().await;
+    let client = common::builder_for(&lambda)
+        .named_stack(|stack| {
+            stack
+                .replace(
+                    "attempt-trace",
+                    TraceLayer::new(LambdaTrace::attempt().log_tail(true)),
+                )
+                .expect("the default stack has an attempt trace");
+        })
+        .build()
+        .unwrap();
+    let req = InvokeRequest::builder("echo:live")
+        .payload("{}")
+        .log_type(LogType::Tail)
+        .build()
+        .unwrap();
+    client.invoke(req).await.unwrap();
+    let c = cap.0.lock().unwrap();
+    // The log tail, one DEBUG event per line, under the attempt span.
+    let lines: Vec<_> = c
+        .events
+        .iter()
+        .filter(|e| e.message == "log" && e.span.as_deref() == Some("Lambda.Invoke.attempt"))
+        .map(|e| {
+            assert_eq!(e.level, "DEBUG");
+            e.fields
+                .iter()
+                .find(|(k, _)| k == "line")
+                .unwrap()
+                .1
+                .clone()
+        })
+        .collect();
+    assert!(
+        lines.iter().any(|l| l == "first line") && lines.iter().any(|l| l == "second line"),
+        "{lines:?}"
+    );
 }
 
 #[tokio::test]
@@ -259,4 +293,77 @@ async fn validation_error() {
 async fn secrets_watch_catches_a_leak() {
     let _secrets = common::watch_secrets();
     tracing::trace!(key = invoke_stack::testing::TEST_SECRET_ACCESS_KEY, "oops");
+}
+
+#[tokio::test]
+async fn server_text_in_traces_is_capped_and_escaped() {
+    let (cap, _g) = capture::start();
+    let lambda = endpoint().await;
+    let mut message = String::from("bad\n\x1b[31mINFO forged log line ");
+    message.push_str(&"x".repeat(100 * 1024));
+    lambda.script(
+        "echo",
+        [Fault::Raw {
+            status: 400,
+            headers: vec![("x-amzn-RequestId".into(), "r".repeat(5000))],
+            body: serde_json::json!({
+                "__type": format!("Odd\u{1b}[0m{}", "c".repeat(5000)),
+                "message": message,
+            })
+            .to_string()
+            .into(),
+        }],
+    );
+    let client = common::builder_for(&lambda)
+        .max_attempts(1)
+        .build()
+        .unwrap();
+    let err = client.invoke_json("echo", &1).await.unwrap_err();
+    // What a caller logs of the error.
+    tracing::error!(error = %err, "call failed");
+
+    let c = cap.0.lock().unwrap();
+    let max = invoke_stack::layers::trace::MAX_UNTRUSTED_CHARS + 32;
+    assert!(
+        !c.text.contains('\x1b'),
+        "an escape sequence from the server reached the trace"
+    );
+    let op = op(&c);
+    let attempt = attempts(&c)[0];
+    for (span, field) in [
+        (op, "error.type"),
+        (op, "aws.request_id"),
+        (attempt, "error.type"),
+        (attempt, "aws.request_id"),
+    ] {
+        let value = span.field(field).unwrap();
+        assert!(value.chars().count() <= max, "{field}: {}", value.len());
+        assert!(value.ends_with("more bytes]"), "{field}: {value}");
+        assert!(!value.contains('\n'));
+    }
+    assert!(op
+        .field("error.type")
+        .unwrap()
+        .starts_with(r"Odd\u{1b}[0mccc"));
+    let field = |message: &str, name: &str| {
+        let event = c
+            .events
+            .iter()
+            .find(|e| e.message == message)
+            .unwrap_or_else(|| panic!("no {message:?} event"));
+        event
+            .fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .unwrap_or_else(|| panic!("no {name} in {message:?}"))
+            .1
+            .clone()
+    };
+    let code = field("invoke failed", "error.type");
+    assert!(code.chars().count() <= max, "{} bytes", code.len());
+    assert!(code.starts_with(r"Odd\u{1b}[0mccc"), "{code}");
+    let error = field("call failed", "error");
+    assert!(error.contains(r"bad\n\u{1b}[31mINFO forged"), "{error}");
+    assert!(!error.contains('\n'));
+    assert!(error.len() < 4 * max, "{} bytes", error.len());
 }

@@ -38,6 +38,7 @@ use crate::model::{
     FunctionError, HeaderText, InvocationType, InvokeRequest, InvokeResponse, LogType,
 };
 use crate::transport::Endpoint;
+use invoke_layers::trace::Untrusted;
 
 /// RFC 3986 unreserved characters stay; every other byte is percent-encoded (spec §1.1).
 const LABEL: &AsciiSet = &NON_ALPHANUMERIC
@@ -177,8 +178,17 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> 
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// A header's value as text, present whatever its bytes, capped and escaped
+/// ([`Untrusted`]).
 fn header_string(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    header_str(headers, name).map(str::to_owned)
+    headers
+        .get(name)
+        .map(|v| Untrusted::bytes(v.as_bytes()).to_cow().into_owned())
+}
+
+/// Server text as kept in errors and responses: capped and escaped ([`Untrusted`]).
+fn clean(text: &str) -> String {
+    Untrusted::new(text).to_cow().into_owned()
 }
 
 /// Decodes a response: any 2xx is success; anything else is an [`ApiError`].
@@ -205,7 +215,7 @@ pub fn decode_parts_at(
 ) -> Result<InvokeResponse, ApiError> {
     // One pass over the headers instead of a hashed lookup per field; the first value
     // of a name counts, as `HeaderMap::get`.
-    // The values are kept without a copy (`HeaderText`: shared bytes, checked when read).
+    // The values are kept without a copy when they need no escaping (`HeaderText`).
     let mut fields: [Option<HeaderText>; 5] = [None, None, None, None, None];
     for (name, value) in headers {
         let slot = match name.as_str() {
@@ -216,29 +226,30 @@ pub fn decode_parts_at(
             "x-amz-durable-execution-arn" => 4,
             _ => continue,
         };
-        fields[slot].get_or_insert_with(|| HeaderText::new(value));
+        fields[slot].get_or_insert_with(|| {
+            if slot == 2 {
+                // Base64 of up to 4 KB of log: not capped, so that it can be decoded.
+                HeaderText::uncapped(value)
+            } else {
+                HeaderText::new(value)
+            }
+        });
     }
     let [request_id, function_error, log_result, executed_version, durable_execution_arn] = fields;
     if !(200..300).contains(&status) {
-        let request_id = request_id
-            .as_ref()
-            .and_then(HeaderText::as_str)
-            .map(str::to_owned);
+        let request_id = request_id.as_ref().map(|id| id.as_str().to_owned());
         return Err(decode_error(status, headers, &body, now).with_request_id(request_id));
     }
+    // The header's presence is what makes this a function error, whatever its value.
     let function_error = function_error
         .as_ref()
-        .and_then(HeaderText::as_str)
-        .map(|kind| FunctionError::from_parts(kind, &body));
-    let log_tail = log_result
-        .as_ref()
-        .and_then(HeaderText::as_str)
-        .and_then(|b64| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .ok()
-                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-        });
+        .map(|kind| FunctionError::from_parts(kind.as_str(), &body));
+    let log_tail = log_result.as_ref().map(HeaderText::as_str).and_then(|b64| {
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    });
     Ok(InvokeResponse {
         status,
         function_error,
@@ -286,8 +297,9 @@ fn decode_error(status: u16, headers: &HeaderMap, body: &[u8], now: SystemTime) 
         let map = fields.as_ref()?;
         names
             .iter()
-            .find_map(|n| map.get(*n).and_then(|v| v.as_str()).map(str::to_owned))
+            .find_map(|n| map.get(*n).and_then(|v| v.as_str()).map(clean))
     };
+    // Every text below comes from the server: capped and escaped as it is read.
     let raw_code = header_string(headers, &X_AMZN_ERROR_TYPE)
         .or_else(|| field(&["code"]))
         .or_else(|| field(&["__type"]))
@@ -321,7 +333,7 @@ fn xml_element(xml: &str, name: &str) -> Option<String> {
     let start = xml.find(&open)? + open.len();
     let len = xml[start..].find("</")?;
     let text = xml[start..start + len].trim();
-    (!text.is_empty() && !text.contains('<')).then(|| text.to_owned())
+    (!text.is_empty() && !text.contains('<')).then(|| clean(text))
 }
 
 /// Parses `Retry-After`: delay-seconds or an HTTP date, capped, nonsense ignored. The
@@ -441,8 +453,10 @@ mod tests {
     }
 
     #[test]
-    fn header_values_that_are_not_visible_ascii_read_as_absent() {
-        let odd = HeaderValue::from_bytes(b"r\xffd").unwrap();
+    fn header_values_that_are_not_utf8_are_kept_escaped() {
+        // Bytes 0x80-0xFF are legal in a header value (obs-text) but not text: the field
+        // is still there, its invalid bytes escaped, its valid UTF-8 kept.
+        let odd = HeaderValue::from_bytes(b"r\xffd-\xc3\xa9").unwrap();
         let mut h = HeaderMap::new();
         for name in [
             "x-amzn-requestid",
@@ -454,21 +468,43 @@ mod tests {
             h.insert(name, odd.clone());
         }
         let r = decode_parts(200, &h, Bytes::new()).unwrap();
-        assert_eq!(r.request_id(), None);
-        assert_eq!(r.executed_version(), None);
-        assert_eq!(r.log_result(), None);
-        assert_eq!(r.log_tail(), None);
-        assert_eq!(r.durable_execution_arn(), None);
-        assert!(r.function_error().is_none());
-        assert!(format!("{r:?}").contains("<not visible ASCII>"));
+        let escaped = String::from(r"r\xffd-é");
+        assert_eq!(r.request_id(), Some(escaped.as_str()));
+        assert_eq!(r.executed_version(), Some(escaped.as_str()));
+        assert_eq!(r.log_result(), Some(escaped.as_str()));
+        assert_eq!(r.log_tail(), None, "not base64");
+        assert_eq!(r.durable_execution_arn(), Some(escaped.as_str()));
+        let fe = r
+            .function_error()
+            .expect("the header's presence is a function error");
+        assert_eq!(fe.kind(), escaped);
+        assert!(!fe.is_unhandled());
         // The first value of a name counts, as with `HeaderMap::get`.
         h.append("x-amzn-requestid", "rid".parse().unwrap());
         assert_eq!(
             decode_parts(200, &h, Bytes::new()).unwrap().request_id(),
-            None
+            Some(escaped.as_str())
+        );
+        h.insert(
+            "x-amzn-errortype",
+            HeaderValue::from_bytes(b"Odd\xfe").unwrap(),
         );
         let err = decode_parts(500, &h, Bytes::new()).unwrap_err();
-        assert_eq!(err.request_id(), None);
+        assert_eq!(err.request_id(), Some(escaped.as_str()));
+        assert_eq!(err.code(), r"Odd\xfe", "the error type is not lost either");
+        // A function error whose value is `Unhandled` plus a stray byte is reported as
+        // a function error, not as `Unhandled`.
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-amz-function-error",
+            HeaderValue::from_bytes(b"Unhandled\x80").unwrap(),
+        );
+        let r = decode_parts(200, &h, Bytes::from_static(br#"{"errorMessage":"m"}"#)).unwrap();
+        let fe = r.function_error().expect("a function error");
+        assert_eq!(
+            (fe.kind(), fe.error_message()),
+            (r"Unhandled\x80", Some("m"))
+        );
     }
 
     #[test]

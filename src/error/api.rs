@@ -1,4 +1,4 @@
-//! The 36 modeled Invoke error shapes (spec §3.2) and unmodeled service errors.
+//! The 43 modeled Invoke error shapes (spec §3.2) and unmodeled service errors.
 
 use std::fmt;
 use std::str::FromStr;
@@ -82,6 +82,7 @@ impl fmt::Display for ThrottleReason {
 
 /// How the AWS standard retry mode treats an error (spec §4.1), before our refinements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StandardClass {
     /// A throttling error (`T`).
     Throttling,
@@ -272,6 +273,28 @@ error_shapes! {
     /// 415: the Invoke body content type is not JSON.
     UnsupportedMediaType =
         ("UnsupportedMediaTypeException", 415, Client, NotRetried, false, "message"),
+    /// 502: the ENI of the function's VPC connection is not ready yet; it becomes ready
+    /// by itself, so it is retried.
+    ENINotReady = ("ENINotReadyException", 502, Server, Transient, true, "Message"),
+    /// 400: the function does not support this invocation mode (e.g. `RequestResponse`
+    /// on a function that only runs asynchronously, or the reverse).
+    ModeNotSupported =
+        ("ModeNotSupportedException", 400, Client, NotRetried, false, "Message"),
+    /// 402: the request would exceed a service quota.
+    ServiceQuotaExceeded =
+        ("ServiceQuotaExceededException", 402, Client, NotRetried, false, "Message"),
+    /// 409: the function's code artifact user was deleted.
+    CodeArtifactUserDeleted =
+        ("CodeArtifactUserDeletedException", 409, Client, NotRetried, false, "Message"),
+    /// 409: provisioning the function's code artifact user failed.
+    CodeArtifactUserFailed =
+        ("CodeArtifactUserFailedException", 409, Client, NotRetried, false, "Message"),
+    /// 409: the function's code artifact user is still being provisioned.
+    CodeArtifactUserPending =
+        ("CodeArtifactUserPendingException", 409, Client, NotRetried, false, "Message"),
+    /// 409: regenerating the SnapStart snapshot failed.
+    SnapStartRegenerationFailure =
+        ("SnapStartRegenerationFailureException", 409, Client, NotRetried, false, "Message"),
 }
 
 /// AWS standard-mode throttling codes (spec §4.1), shared with the retry layer.
@@ -351,7 +374,8 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         self.status
     }
-    /// The service's message.
+    /// The service's message. Decoded messages are capped and escaped like all text from
+    /// the server ([`Untrusted`](invoke_layers::trace::Untrusted)): safe to log.
     pub fn message(&self) -> Option<&str> {
         self.message.as_deref()
     }
@@ -403,8 +427,9 @@ impl ApiError {
     /// are judged one by one: configuration errors that cannot heal by themselves
     /// (`EC2AccessDenied`, `InvalidSubnetID`, `InvalidSecurityGroupID`, `KMS*`,
     /// `InvalidRuntime`, `InvalidZipFile`) are not, unlike AWS standard mode;
-    /// `EC2Throttled`, `ResourceNotReady`, `EC2Unexpected`, `ENILimitReached` and
-    /// `SubnetIPAddressLimitReached` are. Client faults are never retryable.
+    /// `EC2Throttled`, `ResourceNotReady`, `EC2Unexpected`, `ENILimitReached`,
+    /// `SubnetIPAddressLimitReached` and `ENINotReady` are. Client faults are never
+    /// retryable.
     ///
     /// Whether a retry is *safe* is a separate question: see [`may_have_run`](Self::may_have_run).
     pub fn is_retryable(&self) -> bool {
@@ -482,18 +507,88 @@ mod tests {
     use super::*;
 
     #[test]
-    fn thirty_six_shapes_with_unique_codes() {
-        assert_eq!(SHAPES.len(), 36);
+    fn forty_three_shapes_with_unique_codes() {
+        assert_eq!(SHAPES.len(), 43);
         let mut codes: Vec<_> = SHAPES.iter().map(|s| s.code).collect();
         codes.sort_unstable();
         codes.dedup();
-        assert_eq!(codes.len(), 36);
+        assert_eq!(codes.len(), 43);
         for s in SHAPES {
             let kind = ApiErrorKind::from_code(s.code, s.status);
             assert_eq!(kind.shape(), Some(s), "{}", s.code);
             assert_eq!(kind.code(), s.code);
             // Fault agrees with the status class.
             assert_eq!(s.fault == Fault::Client, s.status < 500, "{}", s.code);
+        }
+    }
+
+    #[test]
+    fn the_shapes_of_newer_models() {
+        use StandardClass::{NotRetried, Transient};
+        for (code, status, fault, class, retryable) in [
+            ("ENINotReadyException", 502, Fault::Server, Transient, true),
+            (
+                "ModeNotSupportedException",
+                400,
+                Fault::Client,
+                NotRetried,
+                false,
+            ),
+            (
+                "ServiceQuotaExceededException",
+                402,
+                Fault::Client,
+                NotRetried,
+                false,
+            ),
+            (
+                "CodeArtifactUserDeletedException",
+                409,
+                Fault::Client,
+                NotRetried,
+                false,
+            ),
+            (
+                "CodeArtifactUserFailedException",
+                409,
+                Fault::Client,
+                NotRetried,
+                false,
+            ),
+            (
+                "CodeArtifactUserPendingException",
+                409,
+                Fault::Client,
+                NotRetried,
+                false,
+            ),
+            (
+                "SnapStartRegenerationFailureException",
+                409,
+                Fault::Client,
+                NotRetried,
+                false,
+            ),
+        ] {
+            let kind = ApiErrorKind::from_code(code, status);
+            let shape = kind
+                .shape()
+                .unwrap_or_else(|| panic!("{code} is not modeled"));
+            assert_eq!(
+                (
+                    shape.code,
+                    shape.status,
+                    shape.fault,
+                    shape.standard_class,
+                    shape.retryable
+                ),
+                (code, status, fault, class, retryable)
+            );
+            let err = ApiError::new(kind, status, Some("m".into()));
+            assert_eq!(err.fault(), fault, "{code}");
+            assert_eq!(err.is_retryable(), retryable, "{code}");
+            assert!(!err.is_throttle(), "{code}");
+            assert_eq!(err.may_have_run(), RunStatus::NotRun, "{code}");
         }
     }
 

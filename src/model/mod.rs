@@ -27,6 +27,7 @@ use std::str::FromStr;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use invoke_layers::trace::Untrusted;
 
 use validation::{check_length, parse_function_name, FUNCTION_NAME_FORMS};
 pub use validation::{
@@ -36,6 +37,7 @@ pub use validation::{
 
 /// How Lambda runs the function (`X-Amz-Invocation-Type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum InvocationType {
     /// Synchronous: the response carries the function's result (status 200).
     #[default]
@@ -90,6 +92,7 @@ impl FromStr for InvocationType {
 
 /// Whether to return the tail of the execution log (`X-Amz-Log-Type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum LogType {
     /// No log tail.
     #[default]
@@ -502,19 +505,29 @@ impl FunctionError {
             #[serde(rename = "errorMessage")]
             error_message: Option<String>,
         }
+        // All three are the server's (or the function's) text: capped and escaped.
+        fn clean(text: String) -> String {
+            if Untrusted::new(&text).is_clean() {
+                text
+            } else {
+                Untrusted::new(&text).to_string()
+            }
+        }
         let body: Option<Body> = serde_json::from_slice(payload).ok();
         let (error_type, error_message) = body
             .map(|b| (b.error_type, b.error_message))
             .unwrap_or_default();
         Self {
-            kind: header.to_owned(),
-            error_type,
-            error_message,
+            kind: Untrusted::new(header).to_cow().into_owned(),
+            error_type: error_type.map(clean),
+            error_message: error_message.map(clean),
         }
     }
 
-    /// The raw header value: `Handled` (reported by the function) or `Unhandled`
-    /// (detected by Lambda: timeout, out of memory, crash), or whatever Lambda sends.
+    /// The header value: `Handled` (reported by the function) or `Unhandled`
+    /// (detected by Lambda: timeout, out of memory, crash), or whatever Lambda sends
+    /// (bytes that are not UTF-8 written as `\xNN`: the header's presence, not its value,
+    /// makes a function error).
     pub fn kind(&self) -> &str {
         &self.kind
     }
@@ -545,32 +558,55 @@ impl fmt::Display for FunctionError {
     }
 }
 
-/// A response header's value, kept as received (no copy). It is checked when read, not
-/// when the response is decoded: a value that is not visible ASCII reads as absent.
+/// A response header's value as text, present whatever its bytes: kept as received (no
+/// copy) when it needs no escaping, the usual case; otherwise capped and escaped
+/// ([`Untrusted`]), so that it neither vanishes nor carries control characters.
 #[derive(Clone)]
-pub(crate) struct HeaderText(http::HeaderValue);
+pub(crate) enum HeaderText {
+    Ascii(http::HeaderValue),
+    Escaped(Box<str>),
+}
 
 impl HeaderText {
     pub(crate) fn new(value: &http::HeaderValue) -> Self {
-        Self(value.clone())
+        let text = Untrusted::bytes(value.as_bytes());
+        if text.is_clean() {
+            Self::Ascii(value.clone())
+        } else {
+            Self::Escaped(text.to_string().into())
+        }
     }
 
-    /// The value, if it is visible ASCII (`HeaderValue::to_str`).
-    pub(crate) fn as_str(&self) -> Option<&str> {
-        self.0.to_str().ok()
+    /// As `new`, but visible ASCII is kept whole, however long.
+    pub(crate) fn uncapped(value: &http::HeaderValue) -> Self {
+        if value.to_str().is_ok() {
+            Self::Ascii(value.clone())
+        } else {
+            Self::new(value)
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            // Visible ASCII, checked when made.
+            Self::Ascii(v) => v.to_str().unwrap_or_default(),
+            Self::Escaped(text) => text,
+        }
     }
 }
 
 impl fmt::Debug for HeaderText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.as_str() {
-            Some(text) => fmt::Debug::fmt(text, f),
-            None => f.write_str("<not visible ASCII>"),
-        }
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 /// A successful Invoke response (any 2xx), possibly carrying a [`FunctionError`].
+///
+/// The text fields read from headers (request id, executed version, durable execution
+/// ARN, function error) and the function error's type and message are present whatever
+/// their bytes, capped and escaped ([`Untrusted`]): safe to log. The payload and the
+/// log tail are kept as they are.
 #[derive(Clone)]
 pub struct InvokeResponse {
     pub(crate) status: u16,
@@ -608,9 +644,13 @@ impl InvokeResponse {
     }
     /// `X-Amz-Log-Result` as sent: base64 of the last 4 KB of the log.
     pub fn log_result(&self) -> Option<&str> {
-        self.log_result.as_ref().and_then(HeaderText::as_str)
+        self.log_result.as_ref().map(HeaderText::as_str)
     }
     /// The decoded log tail (lossy UTF-8), when the header was valid base64.
+    ///
+    /// Unlike the other fields, it is kept whole, newlines and all: it is what the
+    /// function wrote, and may hold its secrets. Escape it before logging it, e.g. with
+    /// [`Untrusted`].
     pub fn log_tail(&self) -> Option<&str> {
         self.log_tail.as_deref()
     }
@@ -624,17 +664,15 @@ impl InvokeResponse {
     }
     /// The version that ran (alias resolved).
     pub fn executed_version(&self) -> Option<&str> {
-        self.executed_version.as_ref().and_then(HeaderText::as_str)
+        self.executed_version.as_ref().map(HeaderText::as_str)
     }
     /// ARN of a started durable execution.
     pub fn durable_execution_arn(&self) -> Option<&str> {
-        self.durable_execution_arn
-            .as_ref()
-            .and_then(HeaderText::as_str)
+        self.durable_execution_arn.as_ref().map(HeaderText::as_str)
     }
     /// `x-amzn-RequestId`.
     pub fn request_id(&self) -> Option<&str> {
-        self.request_id.as_ref().and_then(HeaderText::as_str)
+        self.request_id.as_ref().map(HeaderText::as_str)
     }
 }
 
@@ -789,6 +827,57 @@ mod tests {
             e.to_string(),
             "invalid Payload: 1048577 bytes, at most 1048576 bytes allowed for Event invocations"
         );
+        // Every length names its unit: characters, except the client context's bytes.
+        let message = |b: InvokeRequestBuilder| b.build().unwrap_err().to_string();
+        assert_eq!(
+            message(InvokeRequest::builder("a".repeat(65))),
+            "invalid FunctionName: 65 characters, at most 64 characters allowed"
+        );
+        assert_eq!(
+            message(InvokeRequest::builder("f").qualifier("q".repeat(129))),
+            "invalid Qualifier: 129 characters, at most 128 characters allowed"
+        );
+        assert_eq!(
+            message(InvokeRequest::builder("f").tenant_id("")),
+            "invalid TenantId: 0 characters, at least 1 character required"
+        );
+        assert_eq!(
+            message(InvokeRequest::builder("f").client_context_base64("A".repeat(3584))),
+            "invalid ClientContext: 3584 bytes, at most 3583 bytes allowed"
+        );
+    }
+
+    #[test]
+    fn latest_published_is_a_qualifier() {
+        // `\$(LATEST(\.PUBLISHED)?)|[a-zA-Z0-9-_$]+`, as a field and as a name suffix.
+        for q in ["$LATEST", "$LATEST.PUBLISHED", "prod", "7", "a-b_c$d"] {
+            let req = InvokeRequest::builder("f").qualifier(q).build();
+            assert_eq!(
+                req.map(|r| r.qualifier().map(str::to_owned)),
+                Ok(Some(q.to_owned()))
+            );
+        }
+        let req = InvokeRequest::builder("f:$LATEST.PUBLISHED")
+            .qualifier("$LATEST.PUBLISHED")
+            .build()
+            .unwrap();
+        assert_eq!(req.effective_qualifier(), Some("$LATEST.PUBLISHED"));
+        for bad in [
+            "$LATEST.",
+            "$LATEST.X",
+            "a.b",
+            ".PUBLISHED",
+            "$LATEST.PUBLISHED.",
+            "x$LATEST.PUBLISHED",
+        ] {
+            assert!(
+                matches!(
+                    field_of(InvokeRequest::builder("f").qualifier(bad)),
+                    (Field::Qualifier, Problem::Pattern { .. })
+                ),
+                "{bad:?} accepted"
+            );
+        }
     }
 
     #[test]

@@ -39,6 +39,17 @@ impl Field {
     }
 }
 
+impl Field {
+    /// What the field's length limits count: bytes for the client context (its limit is
+    /// on the base64 text in bytes) and the payload, characters for the rest.
+    fn length_unit(self) -> &'static str {
+        match self {
+            Field::ClientContext | Field::Payload => "bytes",
+            _ => "characters",
+        }
+    }
+}
+
 impl fmt::Display for Field {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -49,14 +60,16 @@ impl fmt::Display for Field {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Problem {
-    /// The value is empty but must have at least `min` characters.
+    /// The value is shorter than allowed (lengths in characters, as
+    /// [`TooLong`](Self::TooLong)).
     TooShort {
         /// Length of the value.
         len: usize,
         /// Minimum length.
         min: usize,
     },
-    /// The value is longer than allowed.
+    /// The value is longer than allowed. Lengths count characters, except for
+    /// [`Field::ClientContext`], whose limit is in bytes; the message names the unit.
     TooLong {
         /// Length of the value (characters, or bytes where the limit is in bytes).
         len: usize,
@@ -101,8 +114,8 @@ pub enum Problem {
 
 /// A request that cannot be sent, found before any network I/O.
 ///
-/// Names the field, the problem and the limit, e.g.
-/// `FunctionName: 65 characters, at most 64 allowed for a function name`.
+/// Names the field, the problem and the limit with its unit, e.g.
+/// `invalid FunctionName: 65 characters, at most 64 characters allowed`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationError {
     field: Field,
@@ -131,9 +144,14 @@ impl fmt::Display for ValidationError {
         write!(f, "invalid {}: ", self.field)?;
         match &self.problem {
             Problem::TooShort { len, min } => {
-                write!(f, "{len} characters, at least {min} required")
+                let unit = self.field.length_unit();
+                let min_unit = if *min == 1 { &unit[..unit.len() - 1] } else { unit };
+                write!(f, "{len} {unit}, at least {min} {min_unit} required")
             }
-            Problem::TooLong { len, max } => write!(f, "{len} long, at most {max} allowed"),
+            Problem::TooLong { len, max } => {
+                let unit = self.field.length_unit();
+                write!(f, "{len} {unit}, at most {max} {unit} allowed")
+            }
             Problem::Pattern { expected } => write!(f, "does not match {expected}"),
             Problem::InvalidBase64 => f.write_str("not valid base64"),
             Problem::NotJsonObject => f.write_str("must be the base64 encoding of a JSON object"),
@@ -254,7 +272,7 @@ fn is_alias_char(c: char) -> bool {
 
 /// Qualifier as a separate field: `\$(LATEST(\.PUBLISHED)?)|[a-zA-Z0-9-_$]+`.
 pub(crate) fn is_valid_qualifier(q: &str) -> bool {
-    !q.is_empty() && q.chars().all(|c| is_alias_char(c) || c == '$')
+    q == "$LATEST.PUBLISHED" || (!q.is_empty() && q.chars().all(|c| is_alias_char(c) || c == '$'))
 }
 
 /// Qualifier suffix inside a function name: `\$LATEST(\.PUBLISHED)?|[a-zA-Z0-9-_]+`.

@@ -4,8 +4,9 @@
 //! What the span is called, which fields it has and what a response or error adds is
 //! asked of a [`Describe`] implementation: [`HttpDescribe`] here (method, host, status;
 //! OpenTelemetry HTTP names), and `invoke-stack`'s Lambda description (`Lambda.Invoke`,
-//! `rpc.*`, `faas.*`, fault, may-have-run, log tail). Use it twice in a stack: once
-//! outermost for the operation, once inside the retry layer for each attempt.
+//! `rpc.*`, `faas.*`, fault, may-have-run, and the log tail when asked for). Use it
+//! twice in a stack: once outermost for the operation, once inside the retry layer for
+//! each attempt.
 //!
 //! The retry and timeout layers of this crate emit their decisions as events (`retry
 //! scheduled`, `throttled`, `timed out`), which land in these spans.
@@ -24,6 +25,13 @@
 //!
 //! Nothing here records a header value or a body; describers decide what to record and
 //! the provided ones record only allowlisted headers.
+//!
+//! # Text from the server
+//!
+//! Whatever a describer records of a response (headers, an error message) is the
+//! server's text, or a proxy's: record it through [`Untrusted`], which caps it at
+//! [`MAX_UNTRUSTED_CHARS`] and escapes control characters, so that it can neither flood
+//! a log nor forge lines in it.
 //!
 //! # Example
 //!
@@ -52,6 +60,10 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Span;
+
+mod untrusted;
+
+pub use untrusted::{Untrusted, MAX_UNTRUSTED_CHARS};
 
 /// Describes calls of a service in spans.
 pub trait Describe<B, RB, E>: Clone + Send + Sync + 'static {
@@ -202,15 +214,16 @@ pub const SAFE_HEADERS: &[&str] = &[
     "amz-sdk-request",
 ];
 
-/// Emits one TRACE event per header: the value for [`SAFE_HEADERS`], the name only for
-/// the rest (so `authorization` and `x-amz-security-token` never appear).
+/// Emits one TRACE event per header: the value for [`SAFE_HEADERS`] (as [`Untrusted`]
+/// text), the name only for the rest (so `authorization` and `x-amz-security-token` never
+/// appear).
 pub fn trace_headers(direction: &'static str, headers: &http::HeaderMap) {
     if !tracing::enabled!(tracing::Level::TRACE) {
         return;
     }
     for (name, value) in headers {
         if SAFE_HEADERS.contains(&name.as_str()) {
-            tracing::trace!(direction, header = %name, value = value.to_str().unwrap_or("<binary>"), "header");
+            tracing::trace!(direction, header = %name, value = %Untrusted::bytes(value.as_bytes()), "header");
         } else {
             tracing::trace!(direction, header = %name, value = "<redacted>", "header");
         }
@@ -270,5 +283,47 @@ mod tests {
                 "event in http.request"
             ]
         );
+    }
+
+    #[test]
+    fn traced_header_values_are_capped_and_escaped() {
+        #[derive(Clone, Default)]
+        struct Values(Arc<Mutex<Vec<String>>>);
+        struct Visit<'a>(&'a mut Vec<String>);
+        impl tracing::field::Visit for Visit<'_> {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn fmt::Debug) {
+                if f.name() == "value" {
+                    self.0.push(format!("{v:?}"));
+                }
+            }
+        }
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Values {
+            fn on_event(
+                &self,
+                e: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                e.record(&mut Visit(&mut self.0.lock().unwrap()));
+            }
+        }
+        let values = Values::default();
+        let _g =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(values.clone()));
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "x-amz-function-error",
+            http::HeaderValue::from_bytes(b"Unhandled\xff\tx").unwrap(),
+        );
+        let long = "r".repeat(5000);
+        h.insert("x-amzn-requestid", long.parse().unwrap());
+        trace_headers("response", &h);
+        let seen = values.0.lock().unwrap().clone();
+        assert_eq!(seen[0], r"Unhandled\xff\tx");
+        assert!(
+            seen[1].len() < MAX_UNTRUSTED_CHARS + 32,
+            "{}",
+            seen[1].len()
+        );
+        assert!(seen[1].ends_with(&format!("[{} more bytes]", 5000 - MAX_UNTRUSTED_CHARS)));
     }
 }
