@@ -18,7 +18,8 @@
 //! - **Credentials** come from a [`ProvideCredentials`]: static [`Credentials`],
 //!   [`EnvironmentProvider`], [`ProfileProvider`] (shared files), a [`ProviderChain`],
 //!   any aws-config provider through [`AwsSdkProvider`], all cacheable with
-//!   [`CredentialsCache`] (refresh before expiry, single flight).
+//!   [`CredentialsCache`] (refreshed in the background before expiry while the valid
+//!   credentials keep being served; one provider call at a time; failures cached).
 //!   [`ProviderChain::default_chain`] is environment, then profile files, cached.
 //! - **Secrets stay secret.** `Debug` of credentials is redacted (they are
 //!   `aws-credential-types` credentials); errors name the failing source or header, never
@@ -222,9 +223,10 @@ mod tests {
             let fail_from = self.fail_from;
             let expiry = self.expiry;
             CredentialsFuture::new(async move {
-                // Takes a while, so concurrent callers pile up behind the refresh.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Counted when the call starts; takes a while, so concurrent callers
+                // pile up behind the refresh.
                 let n = calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 if n >= fail_from {
                     Err(CredentialsError::new(
                         "counting",
@@ -269,13 +271,17 @@ mod tests {
         clock.advance(3600 - 360 - 1);
         assert!(cache.provide_credentials().take_ready().is_some());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        // At expiry − buffer (jitter only makes the refresh earlier): refreshed.
+        // At expiry − buffer (jitter only makes the refresh earlier): the valid
+        // credentials are served at once while the refresh runs in the background.
         clock.advance(61);
+        let mut now = cache.provide_credentials();
+        assert_eq!(now.take_ready().unwrap().unwrap().access_key_id(), "AKID0");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
         assert_eq!(
             cache.provide_credentials().await.unwrap().access_key_id(),
             "AKID1"
         );
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(start_paused = true)]
@@ -299,6 +305,7 @@ mod tests {
             cache.provide_credentials().await.unwrap().access_key_id(),
             "AKID0"
         );
+        tokio::time::sleep(Duration::from_secs(1)).await; // the background refresh
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         // No new attempt for 10 s.
         clock.advance(5);
@@ -308,6 +315,199 @@ mod tests {
         clock.advance(600);
         let e = cache.provide_credentials().await.unwrap_err();
         assert_eq!(e.source_name(), "counting");
+    }
+
+    /// Credentials 4 minutes from expiry (inside the 5 min refresh buffer): 1,000
+    /// signings at once are served the cached credentials while one refresh runs.
+    #[tokio::test(start_paused = true)]
+    async fn near_expiry_1000_concurrent_signings_make_one_provider_call() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let clock = ManualClock::at(T0);
+        let cache = CredentialsCache::builder(Counting {
+            calls: Arc::clone(&calls),
+            fail_from: usize::MAX,
+            expiry: Some(UNIX_EPOCH + Duration::from_secs(T0 + 240)),
+        })
+        .clock(clock.clone())
+        .build();
+        cache.provide_credentials().await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // Past the minimum interval between two provider calls (10 s).
+        clock.advance(10);
+        let svc = SigV4Layer::new(cache.clone(), SigningConfig::new("us-east-1"))
+            .with_clock(clock.clone())
+            .layer(tower::service_fn(|_: http::Request<Bytes>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::new()))
+            }));
+        let tasks: Vec<_> = (0..1000)
+            .map(|_| tokio::spawn(svc.clone().oneshot(request())))
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        // Let the background refresh finish (the clock is paused: no real wait).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "one refresh for 1,000 signings"
+        );
+        // The refreshed credentials are as short-lived: no new refresh before the interval.
+        for _ in 0..100 {
+            cache.provide_credentials().await.unwrap();
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// A caller that gives up while the credentials are fetched does not take the
+    /// fetch with it: the next caller gets its result without a second provider call.
+    #[tokio::test(start_paused = true)]
+    async fn cancelled_caller_does_not_cancel_the_refresh() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let cache = CredentialsCache::builder(Counting {
+            calls: Arc::clone(&calls),
+            fail_from: usize::MAX,
+            expiry: None,
+        })
+        .clock(ManualClock::at(T0))
+        .build();
+        let first = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.provide_credentials().await }
+        });
+        while calls.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+        let c = cache.provide_credentials().await.unwrap();
+        assert_eq!(c.access_key_id(), "AKID0");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// A provider that fails is asked again only once the failure interval has passed,
+    /// however many callers come, with or without valid credentials in the cache.
+    #[tokio::test(start_paused = true)]
+    async fn failing_provider_is_called_once_per_failure_interval() {
+        // Nothing cached: the failure is returned to every caller of the interval.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let clock = ManualClock::at(T0);
+        let cache = CredentialsCache::builder(Counting {
+            calls: Arc::clone(&calls),
+            fail_from: 0,
+            expiry: None,
+        })
+        .clock(clock.clone())
+        .build();
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.provide_credentials().await })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap_err().source_name(), "counting");
+        }
+        for _ in 0..50 {
+            cache.provide_credentials().await.unwrap_err();
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        clock.advance(10);
+        cache.provide_credentials().await.unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        // Valid credentials inside the refresh buffer: served while refreshes fail.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let clock = ManualClock::at(T0);
+        let cache = CredentialsCache::builder(Counting {
+            calls: Arc::clone(&calls),
+            fail_from: 1,
+            expiry: Some(UNIX_EPOCH + Duration::from_secs(T0 + 240)),
+        })
+        .clock(clock.clone())
+        .build();
+        cache.provide_credentials().await.unwrap();
+        clock.advance(10);
+        for _ in 0..10 {
+            for _ in 0..50 {
+                let c = cache.provide_credentials().await.unwrap();
+                assert_eq!(c.access_key_id(), "AKID0");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            clock.advance(1);
+        }
+        // 1 fetch, then 1 failed refresh: the 10 s of calls fit in one failure interval.
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        cache.provide_credentials().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    /// Without a Tokio runtime, callers make the provider call themselves: the one that
+    /// finds a refresh due, and a waiter whose driver gave up before finishing.
+    #[test]
+    fn cache_works_without_a_runtime() {
+        #[derive(Debug)]
+        struct Immediate {
+            calls: Arc<AtomicUsize>,
+            clock: ManualClock,
+        }
+        impl ProvideCredentials for Immediate {
+            fn provide_credentials(&self) -> CredentialsFuture {
+                let n = self.calls.fetch_add(1, Ordering::SeqCst);
+                let expiry = self.clock.now() + Duration::from_secs(240);
+                CredentialsFuture::new(async move {
+                    Ok(Credentials::new(
+                        format!("AKID{n}"),
+                        "S",
+                        None,
+                        Some(expiry),
+                        "immediate",
+                    ))
+                })
+            }
+        }
+        fn poll(
+            f: &mut CredentialsFuture,
+        ) -> std::task::Poll<Result<Credentials, CredentialsError>> {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            std::future::Future::poll(std::pin::Pin::new(f), &mut cx)
+        }
+        let key = |p: std::task::Poll<Result<Credentials, CredentialsError>>| match p {
+            std::task::Poll::Ready(Ok(c)) => c.access_key_id().to_owned(),
+            other => panic!("{other:?}"),
+        };
+        assert!(tokio::runtime::Handle::try_current().is_err());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let clock = ManualClock::at(T0);
+        let cache = CredentialsCache::builder(Immediate {
+            calls: Arc::clone(&calls),
+            clock: clock.clone(),
+        })
+        .clock(clock.clone())
+        .build();
+        assert_eq!(key(poll(&mut cache.provide_credentials())), "AKID0");
+        // Refresh due (inside the buffer, past the minimum interval): this caller does it.
+        clock.advance(10);
+        assert_eq!(key(poll(&mut cache.provide_credentials())), "AKID1");
+        assert_eq!(
+            cache
+                .provide_credentials()
+                .take_ready()
+                .unwrap()
+                .unwrap()
+                .access_key_id(),
+            "AKID1"
+        );
+        // Expired: the first caller would fetch, the second waits for it; the first
+        // gives up before being polled, so the second fetches.
+        clock.advance(300);
+        let driver = cache.provide_credentials();
+        let mut waiter = cache.provide_credentials();
+        assert!(poll(&mut waiter).is_pending());
+        drop(driver);
+        assert_eq!(key(poll(&mut waiter)), "AKID2");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]
