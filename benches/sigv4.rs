@@ -1,16 +1,20 @@
-//! Signing cost per request by payload size, and what hashing once per operation saves
-//! on a three-attempt call.
+//! Signing cost per request by payload size, what hashing once per operation saves
+//! on a three-attempt call, and signing throughput through the credentials cache when
+//! the credentials are close to expiry.
 //!
 //! `cargo bench --bench sigv4`
 
 use std::hint::black_box;
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use tower::{Service, ServiceExt};
 
 use invoke_stack::layers::sigv4::{
-    sha256_hex, sign_request, sign_request_with_hash, Credentials, PayloadHash, SigningConfig,
+    sha256_hex, sign_request, sign_request_with_hash, Credentials, CredentialsCache,
+    CredentialsFuture, PayloadHash, ProvideCredentials, SigV4Layer, SigningConfig,
 };
 
 const SIZES: &[(&str, usize)] = &[
@@ -108,9 +112,92 @@ fn bench(c: &mut Criterion) {
     });
 }
 
+/// A provider that takes 2 ms (an IMDS or STS round trip on a good day) and hands out
+/// credentials valid for `lifetime` from now, or without an expiry.
+#[derive(Debug)]
+struct SlowProvider {
+    lifetime: Option<Duration>,
+}
+
+impl ProvideCredentials for SlowProvider {
+    fn provide_credentials(&self) -> CredentialsFuture {
+        let lifetime = self.lifetime;
+        CredentialsFuture::new(async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            Ok(Credentials::new(
+                "AKIDEXAMPLE",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                None,
+                lifetime.map(|l| SystemTime::now() + l),
+                "bench",
+            ))
+        })
+    }
+}
+
+/// Signing calls per second through `SigV4Layer` + `CredentialsCache`, 64 callers at
+/// once on a multi-thread runtime, the inner service answering at once.
+fn bench_cache(c: &mut Criterion) {
+    const CALLERS: u64 = 64;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let body = Bytes::from_static(b"{}");
+    let mut g = c.benchmark_group("cache_64_callers");
+    g.throughput(Throughput::Elements(1));
+    for (name, lifetime) in [
+        ("no_expiry", None),
+        ("expires_in_2min", Some(Duration::from_secs(120))),
+    ] {
+        let cache = CredentialsCache::new(SlowProvider { lifetime });
+        let layer = SigV4Layer::new(cache, SigningConfig::new("us-east-1"));
+        let svc = tower::ServiceBuilder::new()
+            .layer(layer)
+            .service(tower::service_fn(|_req: http::Request<Bytes>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::new()))
+            }));
+        // Fill the cache before measuring.
+        let mut first = svc.clone();
+        rt.block_on(async {
+            let svc = first.ready().await.unwrap();
+            svc.call(request(&body)).await.unwrap();
+        });
+        let svc = Arc::new(svc);
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let per_caller = iters.div_ceil(CALLERS);
+                rt.block_on(async {
+                    let start = Instant::now();
+                    let tasks: Vec<_> = (0..CALLERS)
+                        .map(|_| {
+                            let svc = Arc::clone(&svc);
+                            let body = body.clone();
+                            tokio::spawn(async move {
+                                for _ in 0..per_caller {
+                                    let resp = (*svc).clone().oneshot(request(&body)).await;
+                                    black_box(resp.unwrap());
+                                }
+                            })
+                        })
+                        .collect();
+                    for t in tasks {
+                        t.await.unwrap();
+                    }
+                    // Per iteration: `per_caller * CALLERS` calls were made for `iters`.
+                    start
+                        .elapsed()
+                        .mul_f64(iters as f64 / (per_caller * CALLERS) as f64)
+                })
+            });
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = bench
+    targets = bench, bench_cache
 }
 criterion_main!(benches);

@@ -90,6 +90,7 @@ impl<E: ClassifyError> ClassifyError for SigV4Error<E> {
             SigV4Error::Credentials(e) => e.classification(),
             SigV4Error::Signing(e) => e.classification(),
             SigV4Error::Inner(e) => e.classification(),
+            _ => Classification::NotRetryable,
         }
     }
 }

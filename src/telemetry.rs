@@ -144,6 +144,7 @@ impl<E: ErrorFacts> ErrorFacts for SigV4Error<E> {
             SigV4Error::Credentials(e) => e.error_type(),
             SigV4Error::Signing(e) => e.error_type(),
             SigV4Error::Inner(e) => e.error_type(),
+            _ => "SigV4Error",
         }
     }
     fn fault(&self) -> Fault {
@@ -151,12 +152,14 @@ impl<E: ErrorFacts> ErrorFacts for SigV4Error<E> {
             SigV4Error::Credentials(e) => ErrorFacts::fault(e),
             SigV4Error::Signing(e) => ErrorFacts::fault(e),
             SigV4Error::Inner(e) => e.fault(),
+            _ => Fault::Client,
         }
     }
     fn may_have_run(&self) -> RunStatus {
         match self {
-            SigV4Error::Credentials(_) | SigV4Error::Signing(_) => RunStatus::NotRun,
             SigV4Error::Inner(e) => e.may_have_run(),
+            // Credentials, signing: before the request is sent.
+            _ => RunStatus::NotRun,
         }
     }
 }

@@ -303,6 +303,8 @@ impl<E: Into<InvokeError>> From<invoke_layers::sigv4::SigV4Error<E>> for InvokeE
             SigV4Error::Credentials(e) => e.into(),
             SigV4Error::Signing(e) => e.into(),
             SigV4Error::Inner(e) => e.into(),
+            // `SigV4Error` is non-exhaustive: a new kind fails before sending.
+            _ => invoke_layers::sigv4::SigningError::new("unrecognized SigV4 error").into(),
         }
     }
 }

@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use tokio::sync::watch;
+
 use super::credentials::{
     Credentials, CredentialsFuture, EnvironmentProvider, ProvideCredentials,
     SharedCredentialsProvider,
@@ -105,17 +107,25 @@ impl ProvideCredentials for ProviderChain {
 ///   `expiry − buffer − jitter` (buffer 5 min, jitter up to 1 min, so many processes do
 ///   not refresh at the same instant). Credentials without an expiry are re-read after
 ///   15 minutes (so a rotated key file is picked up).
-/// - One refresh at a time: concurrent callers wait for the refresh under way instead of
-///   each calling the provider (single flight).
-/// - When a refresh fails while the cached credentials are still valid, those are served
-///   and the refresh is tried again 10 s later; only expired credentials make the error
-///   visible.
+/// - **Refresh in the background.** From the refresh time on, callers keep getting the
+///   cached credentials as long as they are valid, while one refresh runs on its own
+///   task (`tokio::spawn` when a Tokio runtime is present): a caller that gives up
+///   does not cancel it. Without a runtime, the caller that finds the refresh due runs
+///   it. At most one provider call per 10 s (`min_refresh_interval`), however short-lived
+///   the credentials it returns.
+/// - **Single flight.** When nothing valid is cached, callers wait for the one fetch under
+///   way instead of each calling the provider.
+/// - **Failures are cached.** After a failed call, the provider is not asked again for
+///   10 s (`retry_after_failure`): credentials still valid keep being served, and when
+///   none are, callers get the error at once.
 ///
 /// Clones share one cache.
 #[derive(Clone)]
 pub struct CredentialsCache {
     inner: Arc<CacheInner>,
 }
+
+type Outcome = Result<Credentials, CredentialsError>;
 
 struct CacheInner {
     provider: SharedCredentialsProvider,
@@ -124,8 +134,26 @@ struct CacheInner {
     jitter: Duration,
     default_expiration: Duration,
     retry_after_failure: Duration,
-    state: Mutex<Option<Cached>>,
-    refresh: tokio::sync::Mutex<()>,
+    min_refresh_interval: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    cached: Option<Cached>,
+    /// No provider call before this, unless nothing valid is cached and the last call
+    /// succeeded.
+    next_call_at: Option<SystemTime>,
+    /// The last call's error, until a call succeeds.
+    failure: Option<CredentialsError>,
+    /// The provider call under way, if any.
+    flight: Option<Flight>,
+    flights: u64,
+}
+
+struct Flight {
+    id: u64,
+    done: watch::Receiver<Option<Outcome>>,
 }
 
 #[derive(Clone)]
@@ -133,6 +161,66 @@ struct Cached {
     credentials: Credentials,
     expires_at: SystemTime,
     refresh_at: SystemTime,
+}
+
+/// What a caller does next, decided under the state lock.
+enum Next {
+    Ready(Outcome),
+    Wait(watch::Receiver<Option<Outcome>>),
+    /// A provider call to make: spawned when there is a runtime, else made by the caller.
+    Drive(Flying),
+}
+
+impl Next {
+    /// A new provider call goes to the runtime when there is one: detached, it outlives
+    /// the caller that started it. Called without the state lock held (a runtime that
+    /// is shutting down drops the task at once, and `Flying::drop` takes the lock).
+    fn spawned(self) -> Next {
+        match self {
+            Next::Drive(flying) => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    let rx = flying.done.subscribe();
+                    drop(runtime.spawn(flying.fly()));
+                    Next::Wait(rx)
+                }
+                Err(_) => Next::Drive(flying),
+            },
+            other => other,
+        }
+    }
+}
+
+/// A provider call to make, owned by whoever makes it (a spawned task, or a caller
+/// without a runtime). Dropped before it finishes (the runtime shut down, the caller
+/// gave up), it clears its flight so that waiters start another instead of waiting
+/// for nothing.
+struct Flying {
+    inner: Arc<CacheInner>,
+    id: u64,
+    done: watch::Sender<Option<Outcome>>,
+    finished: bool,
+}
+
+impl Flying {
+    async fn fly(mut self) -> Outcome {
+        let result = self.inner.provider.provide_credentials().await;
+        let outcome = self.inner.finish(self.id, result);
+        self.finished = true;
+        self.done.send_replace(Some(outcome.clone()));
+        outcome
+    }
+}
+
+impl Drop for Flying {
+    fn drop(&mut self) {
+        // Runs before `done` is dropped: waiters woken by its closing find the flight gone.
+        if !self.finished {
+            let mut state = self.inner.lock();
+            if state.flight.as_ref().is_some_and(|f| f.id == self.id) {
+                state.flight = None;
+            }
+        }
+    }
 }
 
 impl fmt::Debug for CredentialsCache {
@@ -160,15 +248,8 @@ impl CredentialsCache {
             jitter: Duration::from_secs(60),
             default_expiration: Duration::from_secs(900),
             retry_after_failure: Duration::from_secs(10),
+            min_refresh_interval: Duration::from_secs(10),
         }
-    }
-
-    fn fresh(&self, now: SystemTime) -> Option<Credentials> {
-        let state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
-        state
-            .as_ref()
-            .filter(|c| now < c.refresh_at)
-            .map(|c| c.credentials.clone())
     }
 }
 
@@ -180,6 +261,7 @@ pub struct CredentialsCacheBuilder {
     jitter: Duration,
     default_expiration: Duration,
     retry_after_failure: Duration,
+    min_refresh_interval: Duration,
 }
 
 impl fmt::Debug for CredentialsCacheBuilder {
@@ -205,9 +287,16 @@ impl CredentialsCacheBuilder {
         self.default_expiration = d;
         self
     }
-    /// After a failed refresh, wait this long before trying again (default 10 s).
+    /// After a failed provider call, wait this long before the next one (default 10 s).
     pub fn retry_after_failure(mut self, d: Duration) -> Self {
         self.retry_after_failure = d;
+        self
+    }
+    /// While the cached credentials are valid, refresh them at most once per this
+    /// interval (default 10 s), even when the provider returns credentials that are
+    /// already due for refresh.
+    pub fn min_refresh_interval(mut self, d: Duration) -> Self {
+        self.min_refresh_interval = d;
         self
     }
     /// The clock that decides expiry (for tests).
@@ -225,68 +314,131 @@ impl CredentialsCacheBuilder {
                 jitter: self.jitter,
                 default_expiration: self.default_expiration,
                 retry_after_failure: self.retry_after_failure,
-                state: Mutex::new(None),
-                refresh: tokio::sync::Mutex::new(()),
+                min_refresh_interval: self.min_refresh_interval,
+                state: Mutex::new(State::default()),
             }),
         }
     }
 }
 
 impl CacheInner {
-    fn store(&self, c: Option<Cached>) {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = c;
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn cached(&self) -> Option<Cached> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    async fn refresh(self: Arc<Self>) -> Result<Credentials, CredentialsError> {
-        let _single_flight = self.refresh.lock().await;
-        let now = self.clock.now();
-        // Another caller may have refreshed while this one waited.
-        if let Some(c) = self.cached().filter(|c| now < c.refresh_at) {
-            return Ok(c.credentials);
+    /// Registers a new provider call, to be made by whoever holds the result.
+    fn launch(self: &Arc<Self>, state: &mut State) -> Flying {
+        state.flights += 1;
+        let id = state.flights;
+        let (done, rx) = watch::channel(None);
+        state.flight = Some(Flight { id, done: rx });
+        Flying {
+            inner: Arc::clone(self),
+            id,
+            done,
+            finished: false,
         }
-        match self.provider.provide_credentials().await {
+    }
+
+    fn finish(&self, id: u64, result: Outcome) -> Outcome {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        if state.flight.as_ref().is_some_and(|f| f.id == id) {
+            state.flight = None;
+        }
+        match result {
             Ok(credentials) => {
-                let now = self.clock.now();
                 let expires_at = credentials
                     .expiry()
                     .unwrap_or(now + self.default_expiration);
                 let jitter = self.jitter.mul_f64(fastrand::f64());
-                let refresh_at = expires_at
-                    .checked_sub(self.buffer + jitter)
-                    .filter(|t| *t > now)
-                    // Short-lived credentials: use them, refresh at the next call.
-                    .unwrap_or(now);
-                self.store(Some(Cached {
+                let refresh_at = expires_at.checked_sub(self.buffer + jitter).unwrap_or(now);
+                state.cached = Some(Cached {
                     credentials: credentials.clone(),
                     expires_at,
                     refresh_at,
-                }));
+                });
+                state.failure = None;
+                state.next_call_at = Some(now + self.min_refresh_interval);
                 Ok(credentials)
             }
-            Err(e) => match self.cached().filter(|c| now < c.expires_at) {
-                Some(mut still_valid) => {
-                    still_valid.refresh_at =
-                        (now + self.retry_after_failure).min(still_valid.expires_at);
-                    let credentials = still_valid.credentials.clone();
-                    self.store(Some(still_valid));
-                    Ok(credentials)
+            Err(e) => {
+                state.failure = Some(e.clone());
+                state.next_call_at = Some(now + self.retry_after_failure);
+                match state.cached.as_ref().filter(|c| now < c.expires_at) {
+                    Some(still_valid) => Ok(still_valid.credentials.clone()),
+                    None => Err(e),
                 }
-                None => Err(e),
-            },
+            }
+        }
+    }
+
+    /// For a caller with nothing valid in the cache: the cached failure, the flight under
+    /// way, or a new flight.
+    fn join(self: &Arc<Self>, now: SystemTime) -> Next {
+        let mut state = self.lock();
+        if let Some(c) = state.cached.as_ref().filter(|c| now < c.expires_at) {
+            return Next::Ready(Ok(c.credentials.clone()));
+        }
+        if let Some(e) = &state.failure {
+            if state.next_call_at.is_some_and(|t| now < t) {
+                return Next::Ready(Err(e.clone()));
+            }
+        }
+        if let Some(flight) = &state.flight {
+            return Next::Wait(flight.done.clone());
+        }
+        Next::Drive(self.launch(&mut state))
+    }
+
+    /// Waits for the flight `rx` reports on; if it is dropped unfinished, joins or
+    /// drives another.
+    async fn wait(self: Arc<Self>, mut next: Next) -> Outcome {
+        loop {
+            match next {
+                Next::Ready(outcome) => return outcome,
+                Next::Drive(flying) => return flying.fly().await,
+                Next::Wait(mut rx) => {
+                    if let Ok(done) = rx.wait_for(Option::is_some).await {
+                        if let Some(outcome) = done.as_ref() {
+                            return outcome.clone();
+                        }
+                    }
+                    // The flight was dropped: this caller takes over (without spawning,
+                    // so a runtime that drops new tasks cannot make this loop spin).
+                    next = self.join(self.clock.now());
+                }
+            }
         }
     }
 }
 
 impl ProvideCredentials for CredentialsCache {
     fn provide_credentials(&self) -> CredentialsFuture {
-        match self.fresh(self.inner.clock.now()) {
-            Some(c) => CredentialsFuture::ready(Ok(c)),
-            None => CredentialsFuture::new(Arc::clone(&self.inner).refresh()),
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let mut state = inner.lock();
+        let Some(cached) = state.cached.as_ref().filter(|c| now < c.expires_at) else {
+            drop(state);
+            return match inner.join(now).spawned() {
+                Next::Ready(outcome) => CredentialsFuture::ready(outcome),
+                next => CredentialsFuture::new(Arc::clone(inner).wait(next)),
+            };
+        };
+        let credentials = cached.credentials.clone();
+        let refresh_due = now >= cached.refresh_at
+            && state.flight.is_none()
+            && state.next_call_at.is_none_or(|t| now >= t);
+        if refresh_due {
+            let flying = inner.launch(&mut state);
+            drop(state);
+            if let Next::Drive(flying) = Next::Drive(flying).spawned() {
+                // No runtime: this caller refreshes (and gets the valid credentials if
+                // the refresh fails).
+                return CredentialsFuture::new(flying.fly());
+            }
         }
+        CredentialsFuture::ready(Ok(credentials))
     }
 }
 

@@ -89,6 +89,7 @@ impl std::error::Error for SigningError {}
 
 /// Error of the [`SigV4`](super::SigV4) service.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum SigV4Error<E> {
     /// No credentials.
     Credentials(CredentialsError),

@@ -1,4 +1,3 @@
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -7,6 +6,7 @@ use tower_layer::Layer;
 use super::credentials::{ProvideCredentials, SharedCredentialsProvider};
 use super::service::SigV4;
 use super::sign::{Clock, SigningConfig, SystemClock};
+use super::skew::{clock_skew_error, offset_millis, ClockSkew};
 
 /// Layer that signs every request with SigV4; see the [module docs](super).
 #[derive(Clone, Debug)]
@@ -28,61 +28,37 @@ impl Shared {
         self.skew.apply(self.clock.now())
     }
 
-    /// Learns the server's clock from a response that rejected the request for
-    /// authentication (401/403) and carries a `Date` header.
-    pub(crate) fn observe<RB>(&self, resp: &http::Response<RB>) {
+    /// Learns the server's clock from a clock-skew error (see [`ClockSkew`]) that
+    /// carries a `Date` header. Costs a status comparison on other responses.
+    pub(crate) fn observe<RB: AsRef<[u8]>>(&self, resp: &http::Response<RB>) {
         let status = resp.status().as_u16();
-        if status != 401 && status != 403 {
+        if !matches!(status, 400 | 401 | 403) {
             return;
         }
-        let server = resp
+        let Some(server) = resp
             .headers()
             .get(http::header::DATE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| httpdate::parse_http_date(v).ok());
-        if let Some(server) = server {
-            self.skew.learn(server, self.clock.now());
-        }
-    }
-}
-
-/// The offset between the server's clock and ours, learned from rejected requests.
-///
-/// Shared by clones of a layer. Offsets under a minute are treated as none: the `Date`
-/// header has a one-second resolution and SigV4 tolerates five minutes.
-#[derive(Debug, Clone, Default)]
-pub struct ClockSkew(Arc<AtomicI64>);
-
-impl ClockSkew {
-    const IGNORE_BELOW_MS: i64 = 60_000;
-
-    /// The learned offset (server minus local), in milliseconds.
-    pub fn offset_millis(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    /// Records the server's time as seen at local time `local`.
-    pub fn learn(&self, server: SystemTime, local: SystemTime) {
-        let offset = match server.duration_since(local) {
-            Ok(ahead) => i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX),
-            Err(behind) => -i64::try_from(behind.duration().as_millis()).unwrap_or(i64::MAX),
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+        else {
+            return;
         };
-        let offset = if offset.abs() < Self::IGNORE_BELOW_MS {
-            0
-        } else {
-            offset
+        let Some(code) = clock_skew_error(status, resp.headers(), resp.body()) else {
+            return;
         };
-        self.0.store(offset, Ordering::Relaxed);
-    }
-
-    /// `local` corrected by the offset.
-    pub fn apply(&self, local: SystemTime) -> SystemTime {
-        let ms = self.offset_millis();
-        let d = Duration::from_millis(ms.unsigned_abs());
-        if ms >= 0 {
-            local + d
+        let local = self.clock.now();
+        // Logged values are numbers and one of our own code constants, never text
+        // from the response.
+        let offset_secs = offset_millis(server, local) / 1000;
+        if self.skew.learn(server, local) {
+            tracing::debug!(code, offset_secs, "clock skew learned from the server");
         } else {
-            local.checked_sub(d).unwrap_or(local)
+            tracing::warn!(
+                code,
+                offset_secs,
+                limit_secs = self.skew.limit().as_secs(),
+                "clock skew beyond the limit: not corrected; check the local clock or the endpoint"
+            );
         }
     }
 }
@@ -108,6 +84,20 @@ impl SigV4Layer {
                 provider: self.shared.provider.clone(),
                 clock: Arc::new(clock),
                 skew: self.shared.skew.clone(),
+            }),
+        }
+    }
+
+    /// The largest clock skew learned from the server (default 15 min,
+    /// [`ClockSkew::DEFAULT_LIMIT`]): a clock-skew error showing a larger difference is
+    /// logged (`WARN`) and not corrected. `Duration::ZERO` turns the correction off.
+    pub fn with_max_clock_skew(self, limit: Duration) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                config: self.shared.config.clone(),
+                provider: self.shared.provider.clone(),
+                clock: Arc::clone(&self.shared.clock),
+                skew: self.shared.skew.clone().with_limit(limit),
             }),
         }
     }

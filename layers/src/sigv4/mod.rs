@@ -11,14 +11,22 @@
 //!   request's extensions when there is one, so a retry never re-hashes the body.
 //! - **Lambda's settings by default** ([`SigningConfig::new`]): double URI encoding, path
 //!   normalization, no `x-amz-content-sha256` header (spec §1.1).
-//! - **Clock skew.** When the server rejects a request (401/403) and its `Date` header
-//!   shows the clocks disagree by a minute or more, the offset is learned
-//!   ([`ClockSkew`]) and every later signature uses the corrected time: the next attempt
-//!   of a retry succeeds.
+//! - **Clock skew.** When the server rejects a request with a clock-skew error
+//!   (`RequestTimeTooSkewed`, `RequestExpired`, `RequestInTheFuture`, or an
+//!   `InvalidSignatureException` / `SignatureDoesNotMatch` / `AuthFailure` whose message
+//!   says the signature expired or is not yet current) and its `Date` header shows the
+//!   clocks disagree by a minute or more, the offset is learned ([`ClockSkew`]) and
+//!   every later signature uses the corrected time: the next attempt of a retry
+//!   succeeds. Other rejections never move the clock, and an offset beyond 15 minutes
+//!   ([`SigV4Layer::with_max_clock_skew`]) is refused with a `WARN` event. The code is
+//!   read from `x-amzn-ErrorType`, or from a JSON or XML error body of at most 8 KiB;
+//!   responses other than 400/401/403 are not looked at. So the layer needs the
+//!   response body in memory too (`RB: AsRef<[u8]>`).
 //! - **Credentials** come from a [`ProvideCredentials`]: static [`Credentials`],
 //!   [`EnvironmentProvider`], [`ProfileProvider`] (shared files), a [`ProviderChain`],
 //!   any aws-config provider through [`AwsSdkProvider`], all cacheable with
-//!   [`CredentialsCache`] (refresh before expiry, single flight).
+//!   [`CredentialsCache`] (refreshed in the background before expiry while the valid
+//!   credentials keep being served; one provider call at a time; failures cached).
 //!   [`ProviderChain::default_chain`] is environment, then profile files, cached.
 //! - **Secrets stay secret.** `Debug` of credentials is redacted (they are
 //!   `aws-credential-types` credentials); errors name the failing source or header, never
@@ -39,11 +47,11 @@
 //!     .service(service_fn(|req: http::Request<Bytes>| async move {
 //!         // A real stack would send the request here; this one answers whether it was signed.
 //!         let signed = req.headers().contains_key("authorization");
-//!         Ok::<_, std::convert::Infallible>(http::Response::new(signed))
+//!         Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::from(signed.to_string())))
 //!     }));
 //! let req = http::Request::post("https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/f/invocations")
 //!     .body(Bytes::from_static(b"{}"))?;
-//! assert!(*svc.oneshot(req).await?.body());
+//! assert_eq!(svc.oneshot(req).await?.body(), "true");
 //! # Ok(()) }
 //! ```
 //!
@@ -60,6 +68,7 @@ mod layer;
 mod profile;
 mod service;
 mod sign;
+mod skew;
 
 pub use chain::{AwsSdkProvider, CredentialsCache, CredentialsCacheBuilder, ProviderChain};
 pub use credentials::{
@@ -68,13 +77,14 @@ pub use credentials::{
 };
 pub use error::{CredentialsError, CredentialsErrorKind, SigV4Error, SigningError};
 pub use future::ResponseFuture;
-pub use layer::{ClockSkew, SigV4Layer};
+pub use layer::SigV4Layer;
 pub use profile::ProfileProvider;
 pub use service::SigV4;
 pub use sign::{
     format_amz_date, parse_amz_date, sha256_hex, sign_request, sign_request_with_hash, Clock,
     FixedClock, PayloadHash, SigningConfig, SystemClock,
 };
+pub use skew::ClockSkew;
 
 #[cfg(test)]
 mod tests {
@@ -86,7 +96,7 @@ mod tests {
     use tower::{Layer, ServiceExt};
     use tower_test::mock;
 
-    type Resp = http::Response<()>;
+    type Resp = http::Response<Bytes>;
 
     fn request() -> http::Request<Bytes> {
         http::Request::post(
@@ -98,7 +108,7 @@ mod tests {
     }
 
     fn ok() -> Resp {
-        http::Response::new(())
+        http::Response::new(Bytes::new())
     }
 
     const T0: u64 = 1_700_000_000;
@@ -165,6 +175,39 @@ mod tests {
         assert_eq!(dates[1], "20231114T221323Z");
     }
 
+    /// A rejection at local time `T0` from a server whose clock says `T0 + ahead`.
+    fn rejection(status: u16, ahead: i64, code: Option<&str>, body: &str) -> Resp {
+        let server = UNIX_EPOCH + Duration::from_secs(T0.saturating_add_signed(ahead));
+        let mut b = http::Response::builder()
+            .status(status)
+            .header("date", httpdate::fmt_http_date(server));
+        if let Some(code) = code {
+            b = b.header("x-amzn-errortype", code);
+        }
+        b.body(Bytes::from(body.to_owned())).unwrap()
+    }
+
+    /// Sends one request through `layer` (clock at `T0`), answers `resp`; the offset
+    /// learned, in seconds.
+    async fn learned_from(layer: &SigV4Layer, resp: Resp) -> i64 {
+        let (mock, mut handle) = mock::pair::<http::Request<Bytes>, Resp>();
+        let call = tokio::spawn(layer.layer(mock).oneshot(request()));
+        let (_, send) = handle.next_request().await.unwrap();
+        send.send_response(resp);
+        call.await.unwrap().unwrap();
+        layer.clock_skew().offset_millis() / 1000
+    }
+
+    fn layer_at_t0() -> SigV4Layer {
+        SigV4Layer::new(
+            Credentials::from_keys("A", "S", None),
+            SigningConfig::new("us-east-1"),
+        )
+        .with_clock(FixedClock(UNIX_EPOCH + Duration::from_secs(T0)))
+    }
+
+    const EXPIRED: &str = "Signature expired: 20231114T221320Z is now earlier than 20231114T222320Z (20231114T222820Z - 5 min.)";
+
     #[tokio::test]
     async fn learns_clock_skew_from_a_rejection() {
         let (mock, mut handle) = mock::pair::<http::Request<Bytes>, Resp>();
@@ -175,16 +218,16 @@ mod tests {
         )
         .with_clock(clock.clone());
         let svc = layer.layer(mock);
-        // The server is 15 minutes ahead and rejects the first request.
+        // The server is 15 minutes ahead and rejects the first request as expired.
         let server_time = UNIX_EPOCH + Duration::from_secs(T0 + 900);
         let call = tokio::spawn(svc.clone().oneshot(request()));
         let (_, send) = handle.next_request().await.unwrap();
-        let rejected = http::Response::builder()
-            .status(403)
-            .header("date", httpdate::fmt_http_date(server_time))
-            .body(())
-            .unwrap();
-        send.send_response(rejected);
+        send.send_response(rejection(
+            403,
+            900,
+            Some("InvalidSignatureException"),
+            &format!("{{\"message\":\"{EXPIRED}\"}}"),
+        ));
         assert_eq!(call.await.unwrap().unwrap().status(), 403);
         assert_eq!(layer.clock_skew().offset_millis(), 900_000);
         // The next attempt is signed with the server's time.
@@ -196,18 +239,271 @@ mod tests {
         );
         send.send_response(ok());
         call.await.unwrap().unwrap();
-        // A later rejection showing clocks in agreement resets the offset.
+        // A later clock-skew rejection showing clocks in agreement resets the offset.
         let call = tokio::spawn(svc.oneshot(request()));
         let (_, send) = handle.next_request().await.unwrap();
-        send.send_response(
-            http::Response::builder()
-                .status(403)
-                .header("date", httpdate::fmt_http_date(clock.now()))
-                .body(())
-                .unwrap(),
-        );
+        send.send_response(rejection(403, 0, Some("RequestTimeTooSkewed"), ""));
         call.await.unwrap().unwrap();
         assert_eq!(layer.clock_skew().offset_millis(), 0);
+    }
+
+    /// Only a clock-skew error code moves the clock: any other rejection, a success or a
+    /// server error carrying a far-off `Date` leaves it alone.
+    #[tokio::test]
+    async fn skew_is_learned_only_from_clock_skew_errors() {
+        let day = 86_400;
+        let big = format!(
+            "{{\"__type\":\"RequestTimeTooSkewed\",\"pad\":\"{}\"}}",
+            "x".repeat(16 * 1024)
+        );
+        let ignored: Vec<(&str, Resp)> = vec![
+            ("403 without a code", rejection(403, 3 * day, None, "")),
+            (
+                "AccessDeniedException",
+                rejection(403, 10 * 60, Some("AccessDeniedException"), "{}"),
+            ),
+            (
+                "a bad signature",
+                rejection(
+                    403,
+                    10 * 60,
+                    Some("InvalidSignatureException"),
+                    r#"{"message":"The request signature we calculated does not match the signature you provided."}"#,
+                ),
+            ),
+            (
+                "the message without a clock-skew code",
+                rejection(
+                    403,
+                    10 * 60,
+                    None,
+                    &format!(
+                        "{{\"__type\":\"UnrecognizedClientException\",\"message\":\"{EXPIRED}\"}}"
+                    ),
+                ),
+            ),
+            (
+                "a success",
+                rejection(200, 10 * 60, Some("RequestTimeTooSkewed"), ""),
+            ),
+            (
+                "a server error",
+                rejection(500, 10 * 60, Some("RequestTimeTooSkewed"), ""),
+            ),
+            (
+                "a body over the reading limit",
+                rejection(403, 10 * 60, None, &big),
+            ),
+        ];
+        for (what, resp) in ignored {
+            assert_eq!(learned_from(&layer_at_t0(), resp).await, 0, "{what}");
+        }
+        // The issue's reproduction: an AccessDeniedException with a year-9999 `Date`.
+        let year_9999 = http::Response::builder()
+            .status(403)
+            .header("date", "Fri, 31 Dec 9999 23:59:59 GMT")
+            .header("x-amzn-errortype", "AccessDeniedException")
+            .body(Bytes::from_static(b"{\"Message\":\"denied\"}"))
+            .unwrap();
+        assert_eq!(learned_from(&layer_at_t0(), year_9999).await, 0);
+
+        let learned: Vec<(&str, Resp, i64)> = vec![
+            ("header", rejection(403, 600, Some("RequestTimeTooSkewed"), ""), 600),
+            (
+                "header with a URL suffix",
+                rejection(403, 600, Some("RequestTimeTooSkewed:http://internal.example/"), ""),
+                600,
+            ),
+            (
+                "body __type with a namespace, status 400",
+                rejection(400, 600, None, r#"{"__type":"com.amazonaws#RequestExpired"}"#),
+                600,
+            ),
+            (
+                "body code",
+                rejection(403, -600, None, r#"{"code":"RequestInTheFuture"}"#),
+                -600,
+            ),
+            (
+                "expired signature (Lambda)",
+                rejection(
+                    403,
+                    600,
+                    Some("InvalidSignatureException"),
+                    &format!("{{\"message\":\"{EXPIRED}\"}}"),
+                ),
+                600,
+            ),
+            (
+                "signature not yet current, code in the body",
+                rejection(
+                    403,
+                    -600,
+                    None,
+                    r#"{"__type":"InvalidSignatureException","Message":"Signature not yet current: 20231114T222320Z is still later than 20231114T221820Z (20231114T221320Z + 5 min.)"}"#,
+                ),
+                -600,
+            ),
+            (
+                "expired signature (STS)",
+                rejection(
+                    403,
+                    600,
+                    Some("SignatureDoesNotMatch"),
+                    &format!("{{\"Message\":\"{EXPIRED}\"}}"),
+                ),
+                600,
+            ),
+            (
+                "XML error body (S3)",
+                rejection(
+                    403,
+                    600,
+                    None,
+                    "<?xml version=\"1.0\"?><Error><Code>RequestTimeTooSkewed</Code><Message>The difference between the request time and the current time is too large.</Message></Error>",
+                ),
+                600,
+            ),
+        ];
+        for (what, resp, offset) in learned {
+            assert_eq!(learned_from(&layer_at_t0(), resp).await, offset, "{what}");
+        }
+    }
+
+    /// A clock-skew error claiming a time beyond the limit (15 min) is not believed: the
+    /// signing time cannot be moved to next week by whoever answers.
+    #[tokio::test]
+    async fn skew_beyond_the_limit_is_refused() {
+        let code = Some("RequestTimeTooSkewed");
+        for ahead in [901, 7 * 86_400, -901, -7 * 86_400] {
+            let resp = rejection(403, ahead, code, "");
+            assert_eq!(learned_from(&layer_at_t0(), resp).await, 0, "{ahead}");
+        }
+        let at_the_limit = rejection(403, 900, code, "");
+        assert_eq!(learned_from(&layer_at_t0(), at_the_limit).await, 900);
+        // A refused offset leaves the one learned before.
+        let layer = layer_at_t0();
+        assert_eq!(
+            learned_from(&layer, rejection(403, 600, code, "")).await,
+            600
+        );
+        let year_9999 = http::Response::builder()
+            .status(403)
+            .header("date", "Fri, 31 Dec 9999 23:59:59 GMT")
+            .header("x-amzn-errortype", "RequestTimeTooSkewed")
+            .body(Bytes::new())
+            .unwrap();
+        assert_eq!(learned_from(&layer, year_9999).await, 600);
+    }
+
+    #[tokio::test]
+    async fn skew_limit_is_configurable_and_refusals_are_logged() {
+        use tracing_subscriber::layer::SubscriberExt;
+        #[derive(Clone, Default)]
+        struct Events(Arc<std::sync::Mutex<Vec<String>>>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
+            fn on_event(
+                &self,
+                e: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                struct Fields(String);
+                impl tracing::field::Visit for Fields {
+                    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                        self.0.push_str(&format!(" {}={v:?}", f.name()));
+                    }
+                }
+                // aws-sigv4's own TRACE events are not the subject here.
+                if *e.metadata().level() <= tracing::Level::DEBUG {
+                    let mut fields = Fields(e.metadata().level().to_string());
+                    e.record(&mut fields);
+                    self.0.lock().unwrap().push(fields.0);
+                }
+            }
+        }
+        let events = Events::default();
+        let _guard =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(events.clone()));
+
+        let week = 7 * 86_400;
+        let code = Some("RequestTimeTooSkewed");
+        assert_eq!(
+            learned_from(&layer_at_t0(), rejection(403, week, code, "")).await,
+            0
+        );
+        let logged = events.0.lock().unwrap().clone();
+        assert_eq!(logged.len(), 1, "{logged:?}");
+        assert!(logged[0].starts_with("WARN"), "{logged:?}");
+        assert!(
+            logged[0].contains("code=\"RequestTimeTooSkewed\"")
+                && logged[0].contains("offset_secs=604800")
+                && logged[0].contains("limit_secs=900"),
+            "{logged:?}"
+        );
+        let wide = layer_at_t0().with_max_clock_skew(Duration::from_secs(8 * 86_400));
+        assert_eq!(
+            learned_from(&wide, rejection(403, week, code, "")).await,
+            week
+        );
+        let narrow = layer_at_t0().with_max_clock_skew(Duration::from_secs(120));
+        assert_eq!(
+            learned_from(&narrow, rejection(403, 121, code, "")).await,
+            0
+        );
+        assert_eq!(
+            learned_from(&narrow, rejection(403, 120, code, "")).await,
+            120
+        );
+    }
+
+    /// The body of a response is looked at only for a rejection with a `Date` whose
+    /// header code does not settle whether it is a clock-skew error.
+    #[tokio::test]
+    async fn bodies_are_read_only_when_needed() {
+        #[derive(Debug)]
+        struct Watched(Bytes, Arc<AtomicUsize>);
+        impl AsRef<[u8]> for Watched {
+            fn as_ref(&self) -> &[u8] {
+                self.1.fetch_add(1, Ordering::SeqCst);
+                &self.0
+            }
+        }
+        let reads = Arc::new(AtomicUsize::new(0));
+        let cases = [
+            (200, true, Some("RequestTimeTooSkewed"), 0),
+            (500, true, None, 0),
+            (403, false, None, 0),
+            (403, true, Some("RequestTimeTooSkewed"), 0),
+            (403, true, Some("AccessDeniedException"), 0),
+            (403, true, Some("InvalidSignatureException"), 1),
+            (403, true, None, 1),
+        ];
+        for (status, dated, code, expected) in cases {
+            let (mock, mut handle) = mock::pair::<http::Request<Bytes>, http::Response<Watched>>();
+            let call = tokio::spawn(layer_at_t0().layer(mock).oneshot(request()));
+            let (_, send) = handle.next_request().await.unwrap();
+            let mut b = http::Response::builder().status(status);
+            if dated {
+                b = b.header(
+                    "date",
+                    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(T0 + 600)),
+                );
+            }
+            if let Some(code) = code {
+                b = b.header("x-amzn-errortype", code);
+            }
+            reads.store(0, Ordering::SeqCst);
+            send.send_response(
+                b.body(Watched(Bytes::from_static(b"{}"), Arc::clone(&reads)))
+                    .unwrap(),
+            );
+            call.await.unwrap().unwrap();
+            assert_eq!(
+                reads.load(Ordering::SeqCst),
+                expected,
+                "{status} {dated} {code:?}"
+            );
+        }
     }
 
     #[derive(Debug)]
@@ -222,9 +518,10 @@ mod tests {
             let fail_from = self.fail_from;
             let expiry = self.expiry;
             CredentialsFuture::new(async move {
-                // Takes a while, so concurrent callers pile up behind the refresh.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Counted when the call starts; takes a while, so concurrent callers
+                // pile up behind the refresh.
                 let n = calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 if n >= fail_from {
                     Err(CredentialsError::new(
                         "counting",
@@ -269,13 +566,17 @@ mod tests {
         clock.advance(3600 - 360 - 1);
         assert!(cache.provide_credentials().take_ready().is_some());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        // At expiry − buffer (jitter only makes the refresh earlier): refreshed.
+        // At expiry − buffer (jitter only makes the refresh earlier): the valid
+        // credentials are served at once while the refresh runs in the background.
         clock.advance(61);
+        let mut now = cache.provide_credentials();
+        assert_eq!(now.take_ready().unwrap().unwrap().access_key_id(), "AKID0");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
         assert_eq!(
             cache.provide_credentials().await.unwrap().access_key_id(),
             "AKID1"
         );
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(start_paused = true)]
@@ -299,6 +600,7 @@ mod tests {
             cache.provide_credentials().await.unwrap().access_key_id(),
             "AKID0"
         );
+        tokio::time::sleep(Duration::from_secs(1)).await; // the background refresh
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         // No new attempt for 10 s.
         clock.advance(5);
@@ -308,6 +610,199 @@ mod tests {
         clock.advance(600);
         let e = cache.provide_credentials().await.unwrap_err();
         assert_eq!(e.source_name(), "counting");
+    }
+
+    /// Credentials 4 minutes from expiry (inside the 5 min refresh buffer): 1,000
+    /// signings at once are served the cached credentials while one refresh runs.
+    #[tokio::test(start_paused = true)]
+    async fn near_expiry_1000_concurrent_signings_make_one_provider_call() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let clock = ManualClock::at(T0);
+        let cache = CredentialsCache::builder(Counting {
+            calls: Arc::clone(&calls),
+            fail_from: usize::MAX,
+            expiry: Some(UNIX_EPOCH + Duration::from_secs(T0 + 240)),
+        })
+        .clock(clock.clone())
+        .build();
+        cache.provide_credentials().await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // Past the minimum interval between two provider calls (10 s).
+        clock.advance(10);
+        let svc = SigV4Layer::new(cache.clone(), SigningConfig::new("us-east-1"))
+            .with_clock(clock.clone())
+            .layer(tower::service_fn(|_: http::Request<Bytes>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::new()))
+            }));
+        let tasks: Vec<_> = (0..1000)
+            .map(|_| tokio::spawn(svc.clone().oneshot(request())))
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        // Let the background refresh finish (the clock is paused: no real wait).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "one refresh for 1,000 signings"
+        );
+        // The refreshed credentials are as short-lived: no new refresh before the interval.
+        for _ in 0..100 {
+            cache.provide_credentials().await.unwrap();
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// A caller that gives up while the credentials are fetched does not take the
+    /// fetch with it: the next caller gets its result without a second provider call.
+    #[tokio::test(start_paused = true)]
+    async fn cancelled_caller_does_not_cancel_the_refresh() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let cache = CredentialsCache::builder(Counting {
+            calls: Arc::clone(&calls),
+            fail_from: usize::MAX,
+            expiry: None,
+        })
+        .clock(ManualClock::at(T0))
+        .build();
+        let first = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.provide_credentials().await }
+        });
+        while calls.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+        let c = cache.provide_credentials().await.unwrap();
+        assert_eq!(c.access_key_id(), "AKID0");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// A provider that fails is asked again only once the failure interval has passed,
+    /// however many callers come, with or without valid credentials in the cache.
+    #[tokio::test(start_paused = true)]
+    async fn failing_provider_is_called_once_per_failure_interval() {
+        // Nothing cached: the failure is returned to every caller of the interval.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let clock = ManualClock::at(T0);
+        let cache = CredentialsCache::builder(Counting {
+            calls: Arc::clone(&calls),
+            fail_from: 0,
+            expiry: None,
+        })
+        .clock(clock.clone())
+        .build();
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.provide_credentials().await })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap_err().source_name(), "counting");
+        }
+        for _ in 0..50 {
+            cache.provide_credentials().await.unwrap_err();
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        clock.advance(10);
+        cache.provide_credentials().await.unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        // Valid credentials inside the refresh buffer: served while refreshes fail.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let clock = ManualClock::at(T0);
+        let cache = CredentialsCache::builder(Counting {
+            calls: Arc::clone(&calls),
+            fail_from: 1,
+            expiry: Some(UNIX_EPOCH + Duration::from_secs(T0 + 240)),
+        })
+        .clock(clock.clone())
+        .build();
+        cache.provide_credentials().await.unwrap();
+        clock.advance(10);
+        for _ in 0..10 {
+            for _ in 0..50 {
+                let c = cache.provide_credentials().await.unwrap();
+                assert_eq!(c.access_key_id(), "AKID0");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            clock.advance(1);
+        }
+        // 1 fetch, then 1 failed refresh: the 10 s of calls fit in one failure interval.
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        cache.provide_credentials().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    /// Without a Tokio runtime, callers make the provider call themselves: the one that
+    /// finds a refresh due, and a waiter whose driver gave up before finishing.
+    #[test]
+    fn cache_works_without_a_runtime() {
+        #[derive(Debug)]
+        struct Immediate {
+            calls: Arc<AtomicUsize>,
+            clock: ManualClock,
+        }
+        impl ProvideCredentials for Immediate {
+            fn provide_credentials(&self) -> CredentialsFuture {
+                let n = self.calls.fetch_add(1, Ordering::SeqCst);
+                let expiry = self.clock.now() + Duration::from_secs(240);
+                CredentialsFuture::new(async move {
+                    Ok(Credentials::new(
+                        format!("AKID{n}"),
+                        "S",
+                        None,
+                        Some(expiry),
+                        "immediate",
+                    ))
+                })
+            }
+        }
+        fn poll(
+            f: &mut CredentialsFuture,
+        ) -> std::task::Poll<Result<Credentials, CredentialsError>> {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            std::future::Future::poll(std::pin::Pin::new(f), &mut cx)
+        }
+        let key = |p: std::task::Poll<Result<Credentials, CredentialsError>>| match p {
+            std::task::Poll::Ready(Ok(c)) => c.access_key_id().to_owned(),
+            other => panic!("{other:?}"),
+        };
+        assert!(tokio::runtime::Handle::try_current().is_err());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let clock = ManualClock::at(T0);
+        let cache = CredentialsCache::builder(Immediate {
+            calls: Arc::clone(&calls),
+            clock: clock.clone(),
+        })
+        .clock(clock.clone())
+        .build();
+        assert_eq!(key(poll(&mut cache.provide_credentials())), "AKID0");
+        // Refresh due (inside the buffer, past the minimum interval): this caller does it.
+        clock.advance(10);
+        assert_eq!(key(poll(&mut cache.provide_credentials())), "AKID1");
+        assert_eq!(
+            cache
+                .provide_credentials()
+                .take_ready()
+                .unwrap()
+                .unwrap()
+                .access_key_id(),
+            "AKID1"
+        );
+        // Expired: the first caller would fetch, the second waits for it; the first
+        // gives up before being polled, so the second fetches.
+        clock.advance(300);
+        let driver = cache.provide_credentials();
+        let mut waiter = cache.provide_credentials();
+        assert!(poll(&mut waiter).is_pending());
+        drop(driver);
+        assert_eq!(key(poll(&mut waiter)), "AKID2");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

@@ -9,6 +9,10 @@ use super::error::{CredentialsError, CredentialsErrorKind};
 
 /// Reads static keys of a profile from the shared files.
 ///
+/// [`provide_credentials`](ProvideCredentials::provide_credentials) reads them on the
+/// Tokio runtime's blocking pool (`spawn_blocking`), never on a runtime thread;
+/// [`load`](Self::load) reads them on the calling thread.
+///
 /// - Profile: the one given, else `AWS_PROFILE`, else `default`.
 /// - Files: `AWS_SHARED_CREDENTIALS_FILE` (default `~/.aws/credentials`) and
 ///   `AWS_CONFIG_FILE` (default `~/.aws/config`, where sections are `[profile name]`,
@@ -149,7 +153,7 @@ impl ProfileProvider {
         }
     }
 
-    /// Reads the files now.
+    /// Reads the files now, on this thread (blocking).
     pub fn load(&self) -> Result<Credentials, CredentialsError> {
         let profile = self.profile.clone().unwrap_or_else(|| {
             std::env::var("AWS_PROFILE")
@@ -247,8 +251,27 @@ impl ProfileProvider {
 }
 
 impl ProvideCredentials for ProfileProvider {
+    /// Reads the files on the Tokio runtime's blocking pool (file I/O blocks, and a
+    /// runtime thread must not); outside a runtime, reads them at once.
     fn provide_credentials(&self) -> CredentialsFuture {
-        CredentialsFuture::ready(self.load())
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return CredentialsFuture::ready(self.load());
+        };
+        let provider = self.clone();
+        let read = runtime.spawn_blocking(move || provider.load());
+        CredentialsFuture::new(async move {
+            read.await.unwrap_or_else(|e| {
+                Err(CredentialsError::new(
+                    Self::SOURCE,
+                    CredentialsErrorKind::ProviderError,
+                    if e.is_cancelled() {
+                        "the read of the files was cancelled (runtime shutting down)"
+                    } else {
+                        "the read of the files panicked"
+                    },
+                ))
+            })
+        })
     }
 }
 
@@ -334,6 +357,75 @@ sso_start_url = https://example.com
         );
         let c = f.provider("only-config").load().unwrap();
         assert_eq!(c.access_key_id(), "AKIDCONFIG");
+    }
+
+    /// The files are read off the runtime's thread. The credentials file is a FIFO:
+    /// opening it blocks until a writer opens it, and the writer is a task of the same
+    /// current-thread runtime. Read on the runtime's thread, the open blocks that thread
+    /// and the writer never runs; read on the blocking pool, the writer runs and the read
+    /// completes. A watchdog thread breaks the deadlock (after 10 s) by writing other
+    /// keys, so the test fails instead of hanging.
+    #[cfg(unix)]
+    #[test]
+    fn files_are_read_off_the_runtime_thread() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        use std::time::{Duration, Instant};
+
+        let dir =
+            std::env::temp_dir().join(format!("invoke-layers-profile-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("credentials");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let provider = ProfileProvider::new()
+            .profile("default")
+            .credentials_file(&fifo)
+            .config_file(dir.join("config"));
+
+        let done = Arc::new(AtomicBool::new(false));
+        let watchdog = std::thread::spawn({
+            let (done, fifo) = (Arc::clone(&done), fifo.clone());
+            move || {
+                let start = Instant::now();
+                while !done.load(Ordering::SeqCst) {
+                    if start.elapsed() > Duration::from_secs(10) {
+                        let _ = std::fs::write(
+                            &fifo,
+                            "[default]\naws_access_key_id = AKIDWATCHDOG\naws_secret_access_key = s\n",
+                        );
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let result = runtime.block_on(async {
+            let fifo = fifo.clone();
+            tokio::spawn(async move {
+                tokio::task::spawn_blocking(move || {
+                    std::fs::write(
+                        &fifo,
+                        "[default]\naws_access_key_id = AKIDFROMTASK\naws_secret_access_key = s\n",
+                    )
+                })
+                .await
+            });
+            provider.provide_credentials().await
+        });
+        done.store(true, Ordering::SeqCst);
+        // Without waiting for a writer stuck on the FIFO (before the fix).
+        runtime.shutdown_background();
+        watchdog.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(result.unwrap().access_key_id(), "AKIDFROMTASK");
     }
 
     #[test]

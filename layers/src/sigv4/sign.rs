@@ -452,6 +452,46 @@ mod tests {
         }
     }
 
+    /// aws-sigv4 traces the canonical request at TRACE: the session token and the
+    /// secret must not be in it (nor anywhere else in what is traced).
+    #[test]
+    fn signing_traces_no_secret() {
+        use tracing_subscriber::layer::SubscriberExt;
+        #[derive(Clone, Default)]
+        struct Text(Arc<std::sync::Mutex<String>>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Text {
+            fn on_event(
+                &self,
+                e: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                struct Fields<'a>(&'a mut String);
+                impl tracing::field::Visit for Fields<'_> {
+                    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn fmt::Debug) {
+                        self.0.push_str(&format!("{}={v:?}\n", f.name()));
+                    }
+                }
+                e.record(&mut Fields(&mut self.0.lock().unwrap()));
+            }
+        }
+        let text = Text::default();
+        let _guard =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(text.clone()));
+        let creds = Credentials::from_keys("AKID", "SECRETKEY", Some("SESSIONTOKEN".into()));
+        let mut req = http::Request::post("https://h/p")
+            .header("host", "h")
+            .body(bytes::Bytes::new())
+            .unwrap();
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        sign_request(&mut req, &creds, &SigningConfig::new("us-east-1"), at).unwrap();
+        let text = text.0.lock().unwrap();
+        assert!(text.contains("x-amz-security-token"), "{text}");
+        assert!(
+            !text.contains("SECRETKEY") && !text.contains("SESSIONTOKEN"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn non_ascii_header_is_an_error_that_hides_the_value() {
         let creds = Credentials::from_keys("AKID", "SECRET", None);
