@@ -664,3 +664,74 @@ async fn validation_happens_before_the_network() {
     assert_eq!(lambda.requests("bad name!"), 0);
     assert!(lambda.records().is_empty());
 }
+
+/// Issue 16 item 23: `http://127.0.0.1:99999` used to be answered by a listener on port 80
+/// (the port that does not parse was dropped). Every URL that cannot be used as given is
+/// refused when the client is built, with the reason.
+#[test]
+fn invalid_endpoint_urls_are_refused_at_build_time() {
+    use invoke_stack::client::BuildError;
+    use invoke_stack::transport::EndpointError;
+    let cases = [
+        ("http://127.0.0.1:99999", "port"),
+        ("http://127.0.0.1:65536", "port"),
+        ("http://127.0.0.1:0", "port"),
+        ("http://127.0.0.1:80x", "port"),
+        ("http://127.0.0.1:", "port"),
+        ("http://[::1]:70000/", "port"),
+        ("http://user:secret@127.0.0.1:9001", "user info"),
+        ("http://user@127.0.0.1:9001", "user info"),
+        ("http://127.0.0.1:9001/base?x=1", "query"),
+        ("http://127.0.0.1:9001/#top", "fragment"),
+        ("http://127.0.0.1:9001#top", "fragment"),
+        ("ftp://127.0.0.1:9001", "scheme"),
+        ("127.0.0.1:9001", "scheme"),
+        ("http://:9001", "host"),
+    ];
+    for (url, reason) in cases {
+        let err = InvokeClient::builder()
+            .endpoint_url(url)
+            .region("us-east-1")
+            .credentials(Credentials::from_keys("A", "S", None))
+            .build()
+            .map(|_| ())
+            .expect_err(url);
+        let BuildError::Endpoint(EndpointError::InvalidUrl {
+            url: given,
+            reason: why,
+        }) = &err
+        else {
+            panic!("{url}: {err:?}")
+        };
+        assert!(why.contains(reason), "{url}: {why}");
+        // The error names the URL and the reason, but never a password in the URL.
+        if reason == "user info" {
+            assert!(
+                !given.contains("user") && !given.contains("secret"),
+                "{given}"
+            );
+            assert!(given.ends_with("@127.0.0.1:9001"), "{given}");
+        } else {
+            assert_eq!(given, url);
+        }
+        assert!(!format!("{err} {err:?}").contains("secret"), "{err}");
+    }
+    // What is allowed: a port in range, a base path (for proxies), IPv6 literals.
+    for url in [
+        "http://127.0.0.1:65535",
+        "http://127.0.0.1:1/proxy/",
+        "https://lambda.us-east-1.amazonaws.com",
+        "http://[::1]:4566",
+    ] {
+        let client = InvokeClient::builder()
+            .endpoint_url(url)
+            .region("us-east-1")
+            .credentials(Credentials::from_keys("A", "S", None))
+            .build()
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(client
+            .endpoint()
+            .url()
+            .starts_with(url.trim_end_matches('/')));
+    }
+}

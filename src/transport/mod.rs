@@ -228,10 +228,16 @@ impl HyperTransport {
                 None,
             ))
         };
+        // A port that does not parse would be replaced by the default port.
+        let bad_port = |uri: &http::Uri| {
+            uri.authority()
+                .filter(|a| !endpoint::has_valid_port(a))
+                .and_then(|a| invalid(format!("invalid port in {a}: expected 1 to 65535")))
+        };
         match uri.scheme_str() {
             Some("http") => {
                 if self.allow_insecure_http {
-                    return None;
+                    return bad_port(uri);
                 }
                 let known = self.shared.loopback.get();
                 // Byte equality, not `Authority`'s case-insensitive comparison: the same
@@ -241,6 +247,9 @@ impl HyperTransport {
                     if k.as_str() == a.as_str() {
                         return None;
                     }
+                }
+                if let Some(err) = bad_port(uri) {
+                    return Some(err);
                 }
                 let host = uri.host().unwrap_or_default();
                 if !is_loopback_host(host) {
@@ -254,7 +263,7 @@ impl HyperTransport {
                 None
             }
             #[cfg(feature = "rustls")]
-            Some("https") => None,
+            Some("https") => bad_port(uri),
             #[cfg(not(feature = "rustls"))]
             Some("https") => invalid("https needs the `rustls` feature of invoke-stack".into()),
             _ => invalid(format!("unsupported URI {uri}")),
@@ -547,9 +556,14 @@ mod tests {
         assert!(!refused(&t, "http://[::1]:9000/f"));
         assert!(!refused(&t, "http://LocalHost:9000/f"));
         assert!(refused(&t, "ftp://127.0.0.1/f"));
+        // A port out of range would go to the default port: refused.
+        assert!(refused(&t, "http://127.0.0.1:99999/f"));
+        assert!(refused(&t, "https://lambda.us-east-1.amazonaws.com:0/f"));
+        assert!(!refused(&t, "https://lambda.us-east-1.amazonaws.com:443/f"));
         let open = HyperTransport::new(TransportConfig::default().allow_insecure_http(true))
             .expect("a transport");
         assert!(!refused(&open, "http://203.0.113.10:9000/f"));
+        assert!(refused(&open, "http://203.0.113.10:65536/f"));
     }
 
     /// Serves one canned HTTP/1.1 response per connection, after reading the request head.
