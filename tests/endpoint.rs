@@ -735,3 +735,104 @@ fn invalid_endpoint_urls_are_refused_at_build_time() {
             .starts_with(url.trim_end_matches('/')));
     }
 }
+
+/// A TLS endpoint that accepts TCP connections and never answers the ClientHello (a
+/// middlebox that stalls the handshake). Returns its port and how many connections it
+/// accepted; it holds them open until the test ends.
+#[cfg(feature = "rustls")]
+async fn stalled_tls() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (port, accepted)
+}
+
+/// Issue 16 item 17: a request with an empty body (`DryRun`, an empty payload) counted as
+/// sent before any connection existed, so a timeout during the connect phase read "may
+/// have run". Now it is sent when a connection takes it.
+#[cfg(feature = "rustls")]
+#[tokio::test]
+async fn empty_body_timed_out_while_connecting_has_not_run() {
+    use invoke_stack::client::TimeoutConfig;
+    use invoke_stack::error::Timer;
+    let _secrets = common::watch_secrets();
+    let (port, accepted) = stalled_tls().await;
+    let builder = || {
+        InvokeClient::builder()
+            .endpoint_url(format!("https://127.0.0.1:{port}"))
+            .region("us-east-1")
+            .credentials(Credentials::from_keys("A", "S", None))
+            .max_attempts(1)
+            // The connect timer must not be the one that fires here.
+            .transport(TransportConfig::default().connect_timeout(Duration::from_secs(600)))
+    };
+    // DryRun: its attempt timer fires during the TLS handshake.
+    let client = builder()
+        .timeouts(TimeoutConfig {
+            async_attempt: Duration::from_millis(200),
+            ..TimeoutConfig::default()
+        })
+        .build()
+        .unwrap();
+    let err = client.dry_run("f").await.unwrap_err();
+    let InvokeErrorKind::Timeout(t) = err.kind() else {
+        panic!("{err:?}")
+    };
+    assert_eq!(t.timer(), Timer::Attempt);
+    assert!(!t.request_sent(), "{t}");
+    assert_eq!(err.may_have_run(), RunStatus::NotRun, "{err}");
+
+    // An empty synchronous payload: the operation deadline fires during the handshake.
+    let client = builder()
+        .operation_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let err = client
+        .invoke(InvokeRequest::builder("f").build().unwrap())
+        .await
+        .unwrap_err();
+    let InvokeErrorKind::Timeout(t) = err.kind() else {
+        panic!("{err:?}")
+    };
+    assert_eq!(t.timer(), Timer::Operation);
+    assert!(!t.request_sent(), "{t}");
+    assert_eq!(err.may_have_run(), RunStatus::NotRun, "{err}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+/// The other side of item 17: once a connection has taken an empty-body request, a
+/// timeout reads "may have run".
+#[tokio::test]
+async fn empty_body_taken_by_a_connection_counts_as_sent() {
+    use invoke_stack::client::TimeoutConfig;
+    use invoke_stack::error::Timer;
+    let _secrets = common::watch_secrets();
+    let (lambda, _) = common::echo_endpoint().await;
+    lambda.always("echo", Some(Fault::Hang));
+    let client = common::builder_for(&lambda)
+        .max_attempts(1)
+        .timeouts(TimeoutConfig {
+            async_attempt: Duration::from_millis(100),
+            ..TimeoutConfig::default()
+        })
+        .build()
+        .unwrap();
+    let err = client.dry_run("echo").await.unwrap_err();
+    let InvokeErrorKind::Timeout(t) = err.kind() else {
+        panic!("{err:?}")
+    };
+    assert_eq!(t.timer(), Timer::Attempt);
+    assert!(t.request_sent(), "{t}");
+    assert_eq!(err.may_have_run(), RunStatus::Unknown);
+    assert_eq!(lambda.requests("echo"), 1);
+}

@@ -287,20 +287,14 @@ impl tower_service::Service<http::Request<Bytes>> for HyperTransport {
                 state: State::Failed { error: Some(err) },
             };
         }
-        // hyper polls a non-empty body right after it queues the request head, before
-        // anything is flushed: an unpolled body means nothing was written. An empty body
-        // is never polled, so it counts as sent from the start (connect errors excepted).
+        // Nothing is written until a connection takes the request: see `RequestBody`.
         // Progress is reported to the timeout layer's `SendProgress` when there is one.
         let sent = req
             .extensions()
             .get::<SendProgress>()
             .cloned()
             .unwrap_or_default();
-        if req.body().is_empty() {
-            sent.mark_sent();
-        } else {
-            sent.mark_not_sent();
-        }
+        sent.mark_not_sent();
         let req = req.map(|data| RequestBody {
             data: (!data.is_empty()).then_some(data),
             sent: sent.clone(),
@@ -315,7 +309,18 @@ impl tower_service::Service<http::Request<Bytes>> for HyperTransport {
     }
 }
 
-/// The request body: one chunk, and a flag raised when hyper first polls it.
+/// The request body: one chunk, and the request's [`SendProgress`], marked sent when a
+/// connection takes the request.
+///
+/// A connection's writer (hyper's dispatcher, in the connection's own task) is the only
+/// one that polls or drops the body outside [`TransportFuture`]: it polls a non-empty
+/// body right after it queues the request head, and drops an empty one right after
+/// queueing the head, in both cases before anything is flushed. Either marks the request
+/// sent. The caller's side drops the body only when the request never reached a
+/// connection (a connect error, a timeout or a cancellation while connecting); it does so
+/// inside [`TransportFuture`]'s poll or drop, which tells the body so through
+/// [`CallerScope`]. So "sent" never comes before a connection exists, and never after a
+/// byte may have been written.
 #[derive(Debug)]
 pub struct RequestBody {
     data: Option<Bytes>,
@@ -343,11 +348,54 @@ impl http_body::Body for RequestBody {
     }
 }
 
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        if !CallerScope::active() {
+            self.sent.mark_sent();
+        }
+    }
+}
+
+thread_local! {
+    static IN_CALLER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// While alive, a request body dropped on this thread is dropped by the caller's
+/// [`TransportFuture`] (the request never reached a connection), not by a connection.
+struct CallerScope(bool);
+
+impl CallerScope {
+    fn enter() -> Self {
+        Self(IN_CALLER.with(|c| c.replace(true)))
+    }
+
+    fn active() -> bool {
+        IN_CALLER.with(std::cell::Cell::get)
+    }
+}
+
+impl Drop for CallerScope {
+    fn drop(&mut self) {
+        IN_CALLER.with(|c| c.set(self.0));
+    }
+}
+
 pin_project! {
     /// Response future of [`HyperTransport`].
     pub struct TransportFuture {
         #[pin]
         state: State,
+    }
+
+    impl PinnedDrop for TransportFuture {
+        fn drop(this: Pin<&mut Self>) {
+            // A request still on its way to a connection is dropped here: it was not sent.
+            let mut state = this.project().state;
+            if matches!(state.as_mut().project(), StateProj::Sending { .. }) {
+                let _caller = CallerScope::enter();
+                state.set(State::Failed { error: None });
+            }
+        }
     }
 }
 
@@ -453,7 +501,11 @@ impl Future for TransportFuture {
                         .unwrap_or_else(|| polled_after_completion(false))));
                 }
                 StateProj::Sending { fut, sent, limit } => {
-                    let resp = match fut.poll(cx) {
+                    let polled = {
+                        let _caller = CallerScope::enter();
+                        fut.poll(cx)
+                    };
+                    let resp = match polled {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Ok(resp)) => resp,
                         Poll::Ready(Err(e)) => {
