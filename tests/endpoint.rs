@@ -836,3 +836,49 @@ async fn empty_body_taken_by_a_connection_counts_as_sent() {
     assert_eq!(err.may_have_run(), RunStatus::Unknown);
     assert_eq!(lambda.requests("echo"), 1);
 }
+
+/// Issue 16 item 16: the connect timeout covered the TCP connect only, so a middlebox
+/// that accepts TCP and stalls the TLS handshake held a synchronous call for its whole
+/// attempt timeout (960 s). It now covers DNS, TCP and TLS, and says so with
+/// `Timer::Connect`.
+#[cfg(feature = "rustls")]
+#[tokio::test]
+async fn connect_timeout_covers_the_tls_handshake() {
+    use invoke_stack::error::{Fault as ErrorFault, TimeoutError, Timer};
+    let _secrets = common::watch_secrets();
+    let (port, accepted) = stalled_tls().await;
+    let client = InvokeClient::builder()
+        .endpoint_url(format!("https://127.0.0.1:{port}"))
+        .region("us-east-1")
+        .credentials(Credentials::from_keys("A", "S", None))
+        .max_attempts(1)
+        .transport(TransportConfig::default().connect_timeout(Duration::from_millis(200)))
+        // Only so that the test ends when the connect timer does not fire.
+        .operation_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let err = client.invoke_json("f", &1).await.unwrap_err();
+    let InvokeErrorKind::Transport(t) = err.kind() else {
+        panic!("{err:?}")
+    };
+    assert_eq!(t.kind(), TransportErrorKind::ConnectTimeout, "{t}");
+    assert!(!t.request_sent());
+    assert_eq!(err.may_have_run(), RunStatus::NotRun);
+    assert_eq!(err.fault(), ErrorFault::Server);
+    assert!(err.is_retryable());
+    // The timer that fired is named in the error's sources.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(t);
+    let mut timer = None;
+    while let Some(e) = source {
+        if let Some(elapsed) = e.downcast_ref::<TimeoutError>() {
+            timer = Some((elapsed.timer(), elapsed.waited(), elapsed.request_sent()));
+        }
+        source = e.source();
+    }
+    assert_eq!(
+        timer,
+        Some((Timer::Connect, Duration::from_millis(200), false)),
+        "{t}"
+    );
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

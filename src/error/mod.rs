@@ -73,7 +73,8 @@ impl fmt::Display for RunStatus {
 pub enum TransportErrorKind {
     /// No connection could be made (DNS, refused, unreachable, TLS handshake).
     Connect,
-    /// Connecting took longer than the connect timeout.
+    /// Connecting (DNS lookup, TCP connect and TLS handshake together) took longer than
+    /// the connect timeout.
     ConnectTimeout,
     /// The connection failed while sending the request or reading the response head
     /// (reset, closed, malformed response).

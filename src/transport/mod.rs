@@ -3,8 +3,8 @@
 //!
 //! - HTTPS with rustls (ring provider, webpki roots; certificate verification is always
 //!   on), plain HTTP to loopback hosts, and to other hosts only when explicitly allowed.
-//! - `TCP_NODELAY`, a connect timeout, pooled keep-alive connections, and TCP keep-alive
-//!   probes (see [`KeepAlive`]).
+//! - `TCP_NODELAY`, a connect timeout over DNS, TCP and TLS, pooled keep-alive
+//!   connections, and TCP keep-alive probes (see [`KeepAlive`]).
 //! - A [`TransportError`] says whether any byte of the request may have been written
 //!   ([`TransportError::request_sent`]), so "may the function have run?" has an answer.
 //!
@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+mod connect;
 mod endpoint;
 
 use std::future::Future;
@@ -53,7 +54,12 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 6_553_600;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct TransportConfig {
-    /// Time allowed to establish a TCP connection (default 3.1 s, as the AWS SDKs).
+    /// Time allowed to establish a connection: the DNS lookup, the TCP connect and the
+    /// TLS handshake together (default 3.1 s, as the AWS SDKs). When it passes, the call
+    /// fails with [`TransportErrorKind::ConnectTimeout`] (its source is an
+    /// [`Elapsed`](invoke_layers::timeout::Elapsed) of
+    /// [`Timer::Connect`](invoke_layers::timeout::Timer::Connect)); the request was not
+    /// sent.
     pub connect_timeout: Duration,
     /// TCP keep-alive on every connection, `None` to switch it off. The defaults (first
     /// probe after 60 s, then every 15 s, 4 probes) keep flows alive through the 350 s
@@ -161,6 +167,8 @@ pub fn tcp_connector(config: &TransportConfig) -> TcpConnector {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(config.nodelay);
+    // The transport's own timer covers the whole connect; this one also lets the
+    // connector move on to the next address of a name that has several.
     http.set_connect_timeout(Some(config.connect_timeout));
     match config.keepalive {
         Some(k) => TcpConnector::KeepAlive(tower::Layer::layer(&KeepAliveLayer::new(k), http)),
@@ -169,9 +177,9 @@ pub fn tcp_connector(config: &TransportConfig) -> TcpConnector {
 }
 
 #[cfg(feature = "rustls")]
-type Connector = hyper_rustls::HttpsConnector<TcpConnector>;
+type Connector = connect::ConnectTimeout<hyper_rustls::HttpsConnector<TcpConnector>>;
 #[cfg(not(feature = "rustls"))]
-type Connector = TcpConnector;
+type Connector = connect::ConnectTimeout<TcpConnector>;
 
 /// The hyper client as a tower service. Clones share one connection pool.
 #[derive(Clone, Debug)]
@@ -204,6 +212,9 @@ impl HyperTransport {
             .wrap_connector(http);
         #[cfg(not(feature = "rustls"))]
         let connector = http;
+        // Over the whole connect: a middlebox that accepts TCP and stalls the handshake
+        // must not hold a call for its attempt timeout (15 minutes for a synchronous one).
+        let connector = connect::ConnectTimeout::new(connector, config.connect_timeout);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
@@ -441,9 +452,16 @@ fn too_large(limit: usize) -> TransportError {
     )
 }
 
-fn has_timed_out_io(err: &(dyn std::error::Error + 'static)) -> bool {
+/// True when a connect timer fired: ours (over DNS, TCP and TLS), or the TCP connector's
+/// own (per address).
+fn has_timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(err);
     while let Some(e) = cur {
+        if e.downcast_ref::<invoke_layers::timeout::Elapsed>()
+            .is_some()
+        {
+            return true;
+        }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::TimedOut {
                 return true;
@@ -456,7 +474,7 @@ fn has_timed_out_io(err: &(dyn std::error::Error + 'static)) -> bool {
 
 fn send_error(err: legacy::Error, sent: bool) -> TransportError {
     if err.is_connect() {
-        let kind = if has_timed_out_io(&err) {
+        let kind = if has_timed_out(&err) {
             TransportErrorKind::ConnectTimeout
         } else {
             TransportErrorKind::Connect
