@@ -882,3 +882,88 @@ async fn connect_timeout_covers_the_tls_handshake() {
     );
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+/// Issue 16 item 7: a response over the size cap is deterministic; it was retried (three
+/// downloads of it for an idempotent function).
+#[tokio::test]
+async fn a_response_over_the_cap_is_not_retried() {
+    use invoke_stack::client::FunctionSettings;
+    let _secrets = common::watch_secrets();
+    let (lambda, _) = common::echo_endpoint().await;
+    let client = common::builder_for(&lambda)
+        .function("echo", FunctionSettings::default().idempotent(true))
+        .transport(TransportConfig::default().max_response_bytes(1000))
+        .build()
+        .unwrap();
+    let big = format!("\"{}\"", "x".repeat(5000));
+    let err = client
+        .invoke(InvokeRequest::builder("echo").payload(big).build().unwrap())
+        .await
+        .unwrap_err();
+    let InvokeErrorKind::Transport(t) = err.kind() else {
+        panic!("{err:?}")
+    };
+    assert_eq!(t.kind(), TransportErrorKind::ResponseTooLarge);
+    assert!(!err.is_retryable(), "{err}");
+    assert_eq!(err.attempts(), 1);
+    // The function ran, but the answer was not read: the error cannot say more.
+    assert_eq!(err.may_have_run(), RunStatus::Unknown, "{err}");
+    assert_eq!(lambda.requests("echo"), 1);
+}
+
+/// Issue 16 item 7: a certificate that cannot be trusted is a configuration fault that no
+/// retry heals; it was retried as a connect failure.
+#[cfg(feature = "rustls")]
+#[tokio::test]
+async fn an_untrusted_certificate_is_not_retried() {
+    use invoke_stack::error::Fault as ErrorFault;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let _secrets = common::watch_secrets();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let count = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = acceptor.accept(tcp).await;
+            });
+        }
+    });
+    let client = InvokeClient::builder()
+        .endpoint_url(format!("https://localhost:{port}"))
+        .region("us-east-1")
+        .credentials(Credentials::from_keys("A", "S", None))
+        .retry_policy(invoke_stack::layers::retry::RetryPolicy {
+            transient_base: Duration::from_millis(5),
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let err = client.invoke_json("f", &1).await.unwrap_err();
+    let InvokeErrorKind::Transport(t) = err.kind() else {
+        panic!("{err:?}")
+    };
+    assert_eq!(t.kind(), TransportErrorKind::Certificate, "{t}");
+    assert!(t.to_string().contains("certificate"), "{t}");
+    assert!(!t.request_sent());
+    assert_eq!(err.fault(), ErrorFault::Client);
+    assert!(!err.is_retryable());
+    assert_eq!(err.may_have_run(), RunStatus::NotRun);
+    assert_eq!(err.attempts(), 1);
+    assert_eq!(handshakes.load(Ordering::SeqCst), 1);
+}

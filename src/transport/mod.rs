@@ -455,31 +455,65 @@ fn too_large(limit: usize) -> TransportError {
 /// True when a connect timer fired: ours (over DNS, TCP and TLS), or the TCP connector's
 /// own (per address).
 fn has_timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if e.downcast_ref::<invoke_layers::timeout::Elapsed>()
-            .is_some()
+    sources(err).any(|e| {
+        e.is::<invoke_layers::timeout::Elapsed>()
+            || e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    })
+}
+
+/// `err` and its sources, looking inside `io::Error`s too (whose `source()` skips the
+/// error they wrap).
+fn sources<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| {
+        match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
         {
-            return true;
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
-        }
-        cur = e.source();
-    }
+    })
+}
+
+/// True when the TLS handshake failed on the server's certificate: a configuration fault
+/// (wrong host name, a proxy's certificate, a private CA), not a transient one.
+#[cfg(feature = "rustls")]
+fn is_certificate_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    sources(err).any(|e| {
+        matches!(
+            e.downcast_ref::<rustls::Error>(),
+            Some(
+                rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+                    | rustls::Error::UnsupportedNameType
+                    | rustls::Error::InvalidCertRevocationList(_)
+            )
+        )
+    })
+}
+
+#[cfg(not(feature = "rustls"))]
+fn is_certificate_error(_: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
 fn send_error(err: legacy::Error, sent: bool) -> TransportError {
     if err.is_connect() {
+        let mut detail = error_chain(&err);
         let kind = if has_timed_out(&err) {
             TransportErrorKind::ConnectTimeout
+        } else if is_certificate_error(&err) {
+            detail.push_str(
+                "; check the endpoint URL: the certificate must be valid for its host name \
+                 and chain to a public root (certificates are always verified)",
+            );
+            TransportErrorKind::Certificate
         } else {
             TransportErrorKind::Connect
         };
-        let detail = error_chain(&err);
         return TransportError::new(kind, false, detail, Some(Box::new(err)));
     }
     let detail = error_chain(&err);
