@@ -967,3 +967,140 @@ async fn an_untrusted_certificate_is_not_retried() {
     assert_eq!(err.attempts(), 1);
     assert_eq!(handshakes.load(Ordering::SeqCst), 1);
 }
+
+/// Connections a raw HTTP/1.1 server has open now, the most it had at once, and the
+/// requests it answered.
+#[derive(Default)]
+struct ConnectionCount {
+    open: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    requests: std::sync::atomic::AtomicUsize,
+}
+
+/// A keep-alive HTTP/1.1 server that answers each request `{}` after `delay`, or never
+/// when `delay` is `None`.
+async fn slow_server(delay: Option<Duration>) -> (u16, std::sync::Arc<ConnectionCount>) {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(ConnectionCount::default());
+    let counts = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counts = counts.clone();
+            let now = counts.open.fetch_add(1, SeqCst) + 1;
+            counts.most.fetch_max(now, SeqCst);
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                'conn: loop {
+                    // One request: its head, then its body (content-length).
+                    let head_end = loop {
+                        if let Some(i) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break 'conn,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&seen[..head_end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while seen.len() < head_end + length {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break 'conn,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    seen.drain(..head_end + length);
+                    counts.requests.fetch_add(1, SeqCst);
+                    match delay {
+                        Some(d) => tokio::time::sleep(d).await,
+                        None => std::future::pending().await,
+                    }
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+                    if stream.write_all(answer).await.is_err() {
+                        break;
+                    }
+                }
+                counts.open.fetch_sub(1, SeqCst);
+            });
+        }
+    });
+    (port, count)
+}
+
+/// Issue 16 item 29: a burst opened one connection per call. With a cap per host, the
+/// calls over it wait for a connection, and all complete.
+#[tokio::test]
+async fn connections_per_host_are_capped() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let _secrets = common::watch_secrets();
+    let (port, count) = slow_server(Some(Duration::from_millis(50))).await;
+    let client = InvokeClient::builder()
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .region("us-east-1")
+        .credentials(Credentials::from_keys("A", "S", None))
+        .transport(TransportConfig::default().max_connections_per_host(2))
+        .build()
+        .unwrap();
+    let calls: Vec<_> = (0..10)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.invoke_json("f", &i).await })
+        })
+        .collect();
+    for call in calls {
+        let resp = call.await.unwrap().unwrap();
+        assert_eq!(resp.payload().as_ref(), b"{}");
+    }
+    assert_eq!(count.requests.load(SeqCst), 10);
+    assert!(count.most.load(SeqCst) <= 2, "{}", count.most.load(SeqCst));
+}
+
+/// The wait for a connection counts against the attempt's timeout (and the operation's
+/// deadline: both timers are outside the transport), and a call that timed out waiting
+/// was not sent.
+#[tokio::test]
+async fn waiting_for_a_connection_counts_against_the_timeout() {
+    use invoke_stack::error::Timer;
+    use std::sync::atomic::Ordering::SeqCst;
+    let _secrets = common::watch_secrets();
+    let (port, count) = slow_server(None).await;
+    // A synchronous call's attempt timeout is the function's duration plus a margin
+    // (16 minutes); a DryRun's is 100 ms here.
+    let client = InvokeClient::builder()
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .region("us-east-1")
+        .credentials(Credentials::from_keys("A", "S", None))
+        .transport(TransportConfig::default().max_connections_per_host(1))
+        .max_attempts(1)
+        .timeouts(invoke_stack::client::TimeoutConfig {
+            async_attempt: Duration::from_millis(100),
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    // The first call takes the only connection and hangs.
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { client.invoke_json("f", &1).await }
+    });
+    while count.requests.load(SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let err = client.dry_run("f").await.unwrap_err();
+    let InvokeErrorKind::Timeout(t) = err.kind() else {
+        panic!("{err:?}")
+    };
+    assert_eq!(t.timer(), Timer::Attempt);
+    assert!(!t.request_sent(), "{t}");
+    assert_eq!(err.may_have_run(), RunStatus::NotRun);
+    assert_eq!(count.most.load(SeqCst), 1);
+    assert_eq!(count.requests.load(SeqCst), 1);
+    first.abort();
+}

@@ -4,7 +4,8 @@
 //! - HTTPS with rustls (ring provider, webpki roots; certificate verification is always
 //!   on), plain HTTP to loopback hosts, and to other hosts only when explicitly allowed.
 //! - `TCP_NODELAY`, a connect timeout over DNS, TCP and TLS, pooled keep-alive
-//!   connections, and TCP keep-alive probes (see [`KeepAlive`]).
+//!   connections, TCP keep-alive probes (see [`KeepAlive`]), and an optional cap on the
+//!   connections per host ([`TransportConfig::max_connections_per_host`]).
 //! - A [`TransportError`] says whether any byte of the request may have been written
 //!   ([`TransportError::request_sent`]), so "may the function have run?" has an answer.
 //!
@@ -26,6 +27,7 @@ mod connect;
 mod endpoint;
 
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -38,6 +40,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{self, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pin_project_lite::pin_project;
+use tokio::sync::OwnedSemaphorePermit;
 
 pub use endpoint::{is_loopback_host, Endpoint, EndpointError, EndpointVariant};
 pub use invoke_layers::keepalive::KeepAlive;
@@ -79,6 +82,21 @@ pub struct TransportConfig {
     /// Allow plain HTTP to hosts that are not loopback (default off: payloads and
     /// signed requests would cross the network in clear text).
     pub allow_insecure_http: bool,
+    /// At most this many connections open to one host (scheme and authority) at once;
+    /// default `None`, no cap.
+    ///
+    /// Without a cap, a burst of 10,000 calls opens 10,000 sockets (and TLS handshakes)
+    /// at once. Each is a file descriptor: a process may hold `ulimit -n` of them (often
+    /// 1,024 by default), and past that every call fails. Set a cap below that limit,
+    /// leaving room for the rest of the process, or raise the limit (`ulimit -n`,
+    /// `LimitNOFILE=` in a systemd unit).
+    ///
+    /// A call over the cap waits for a connection of its host. The wait counts against
+    /// its attempt timeout and the operation deadline, like the rest of the attempt; a
+    /// call that times out while waiting was not sent ("not run"). A synchronous call
+    /// holds its connection while the function runs (up to 15 minutes), so a cap also
+    /// caps the number of functions running at once from this client.
+    pub max_connections_per_host: Option<NonZeroUsize>,
 }
 
 impl Default for TransportConfig {
@@ -91,6 +109,7 @@ impl Default for TransportConfig {
             pool_max_idle_per_host: 64,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             allow_insecure_http: false,
+            max_connections_per_host: None,
         }
     }
 }
@@ -119,6 +138,19 @@ impl TransportConfig {
     /// Allows plain HTTP to non-loopback hosts.
     pub fn allow_insecure_http(mut self, allow: bool) -> Self {
         self.allow_insecure_http = allow;
+        self
+    }
+    /// Caps the connections open to one host at once (0: no cap, the default). See
+    /// [`max_connections_per_host`](Self::max_connections_per_host) for the
+    /// file-descriptor limit it guards.
+    ///
+    /// ```
+    /// use invoke_stack::transport::TransportConfig;
+    /// let config = TransportConfig::default().max_connections_per_host(256);
+    /// assert_eq!(config.max_connections_per_host.map(|n| n.get()), Some(256));
+    /// ```
+    pub fn max_connections_per_host(mut self, limit: usize) -> Self {
+        self.max_connections_per_host = NonZeroUsize::new(limit);
         self
     }
 }
@@ -177,9 +209,10 @@ pub fn tcp_connector(config: &TransportConfig) -> TcpConnector {
 }
 
 #[cfg(feature = "rustls")]
-type Connector = connect::ConnectTimeout<hyper_rustls::HttpsConnector<TcpConnector>>;
+type Connector =
+    connect::ConnectTimeout<connect::HostCap<hyper_rustls::HttpsConnector<TcpConnector>>>;
 #[cfg(not(feature = "rustls"))]
-type Connector = connect::ConnectTimeout<TcpConnector>;
+type Connector = connect::ConnectTimeout<connect::HostCap<TcpConnector>>;
 
 /// The hyper client as a tower service. Clones share one connection pool.
 #[derive(Clone, Debug)]
@@ -197,6 +230,8 @@ struct Shared {
     // The first plain-http authority found to be loopback, so that the same endpoint
     // is not parsed again on every call.
     loopback: OnceLock<http::uri::Authority>,
+    // The cap on connections per host, when there is one.
+    limits: Option<Arc<connect::HostLimits>>,
 }
 
 impl HyperTransport {
@@ -212,6 +247,10 @@ impl HyperTransport {
             .wrap_connector(http);
         #[cfg(not(feature = "rustls"))]
         let connector = http;
+        let limits = config
+            .max_connections_per_host
+            .map(|n| Arc::new(connect::HostLimits::new(n)));
+        let connector = connect::HostCap::new(connector, limits.clone());
         // Over the whole connect: a middlebox that accepts TCP and stalls the handshake
         // must not hold a call for its attempt timeout (15 minutes for a synchronous one).
         let connector = connect::ConnectTimeout::new(connector, config.connect_timeout);
@@ -224,6 +263,7 @@ impl HyperTransport {
             shared: Arc::new(Shared {
                 client,
                 loopback: OnceLock::new(),
+                limits,
             }),
             max_response_bytes: config.max_response_bytes,
             allow_insecure_http: config.allow_insecure_http,
@@ -296,6 +336,7 @@ impl tower_service::Service<http::Request<Bytes>> for HyperTransport {
         if let Some(err) = self.refuse(req.uri()) {
             return TransportFuture {
                 state: State::Failed { error: Some(err) },
+                slot: None,
             };
         }
         // Nothing is written until a connection takes the request: see `RequestBody`.
@@ -310,12 +351,47 @@ impl tower_service::Service<http::Request<Bytes>> for HyperTransport {
             data: (!data.is_empty()).then_some(data),
             sent: sent.clone(),
         });
-        TransportFuture {
-            state: State::Sending {
-                fut: self.shared.client.request(req),
-                sent,
-                limit: self.max_response_bytes,
+        let limit = self.max_response_bytes;
+        let slots = self
+            .shared
+            .limits
+            .as_ref()
+            .and_then(|l| l.requests(req.uri()));
+        let Some(slots) = slots else {
+            return TransportFuture {
+                state: State::Sending {
+                    fut: self.shared.client.request(req),
+                    sent,
+                    limit,
+                },
+                slot: None,
+            };
+        };
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => TransportFuture {
+                state: State::Sending {
+                    fut: self.shared.client.request(req),
+                    sent,
+                    limit,
+                },
+                slot: Some(slot),
             },
+            // Over the cap: wait for a slot in this future, so the timers outside keep
+            // running (a closed semaphore cannot happen: nothing closes it).
+            Err(_) => {
+                let shared = self.shared.clone();
+                TransportFuture {
+                    state: State::Waiting {
+                        fut: Box::pin(async move {
+                            let slot = slots.acquire_owned().await.ok();
+                            (slot, shared.client.request(req))
+                        }),
+                        sent,
+                        limit,
+                    },
+                    slot: None,
+                }
+            }
         }
     }
 }
@@ -396,13 +472,18 @@ pin_project! {
     pub struct TransportFuture {
         #[pin]
         state: State,
+        // The host's slot of a capped transport, held until the response is read.
+        slot: Option<OwnedSemaphorePermit>,
     }
 
     impl PinnedDrop for TransportFuture {
         fn drop(this: Pin<&mut Self>) {
             // A request still on its way to a connection is dropped here: it was not sent.
             let mut state = this.project().state;
-            if matches!(state.as_mut().project(), StateProj::Sending { .. }) {
+            if matches!(
+                state.as_mut().project(),
+                StateProj::Sending { .. } | StateProj::Waiting { .. }
+            ) {
                 let _caller = CallerScope::enter();
                 state.set(State::Failed { error: None });
             }
@@ -414,6 +495,13 @@ pin_project! {
     #[project = StateProj]
     enum State {
         Failed { error: Option<TransportError> },
+        Waiting {
+            // The host's slot, then the request sent with it (boxed: only a capped
+            // transport over its cap waits).
+            fut: Pin<Box<dyn Future<Output = (Option<OwnedSemaphorePermit>, legacy::ResponseFuture)> + Send>>,
+            sent: SendProgress,
+            limit: usize,
+        },
         Sending {
             #[pin]
             fut: legacy::ResponseFuture,
@@ -544,9 +632,31 @@ impl Future for TransportFuture {
     type Output = Result<http::Response<Bytes>, TransportError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
+        let out = std::task::ready!(poll_state(this.state, this.slot, cx));
+        // The response is read (or the call failed): the host's slot is free.
+        *this.slot = None;
+        Poll::Ready(out)
+    }
+}
+
+fn poll_state(
+    mut state: Pin<&mut State>,
+    slot: &mut Option<OwnedSemaphorePermit>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<http::Response<Bytes>, TransportError>> {
+    {
         loop {
-            match this.state.as_mut().project() {
+            match state.as_mut().project() {
+                StateProj::Waiting { fut, sent, limit } => {
+                    let (acquired, fut) = {
+                        let _caller = CallerScope::enter();
+                        std::task::ready!(fut.as_mut().poll(cx))
+                    };
+                    *slot = acquired;
+                    let (sent, limit) = (sent.clone(), *limit);
+                    state.set(State::Sending { fut, sent, limit });
+                }
                 StateProj::Failed { error } => {
                     return Poll::Ready(Err(error
                         .take()
@@ -570,7 +680,7 @@ impl Future for TransportFuture {
                     if body.size_hint().lower() > limit as u64 {
                         return Poll::Ready(Err(too_large(limit)));
                     }
-                    this.state.set(State::Reading {
+                    state.set(State::Reading {
                         body,
                         parts: Some(parts),
                         limit,
