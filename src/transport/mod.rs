@@ -397,17 +397,17 @@ impl tower_service::Service<http::Request<Bytes>> for HyperTransport {
 }
 
 /// The request body: one chunk, and the request's [`SendProgress`], marked sent when a
-/// connection takes the request.
-///
-/// A connection's writer (hyper's dispatcher, in the connection's own task) is the only
-/// one that polls or drops the body outside [`TransportFuture`]: it polls a non-empty
-/// body right after it queues the request head, and drops an empty one right after
-/// queueing the head, in both cases before anything is flushed. Either marks the request
-/// sent. The caller's side drops the body only when the request never reached a
-/// connection (a connect error, a timeout or a cancellation while connecting); it does so
-/// inside [`TransportFuture`]'s poll or drop, which tells the body so through
-/// [`CallerScope`]. So "sent" never comes before a connection exists, and never after a
-/// byte may have been written.
+/// connection takes the request (never before a connection exists).
+//
+// A connection's writer (hyper's dispatcher, in the connection's own task) is the only
+// one that polls or drops the body outside `TransportFuture`: it polls a non-empty body
+// right after it queues the request head, and drops an empty one right after queueing
+// the head, in both cases before anything is flushed. Either marks the request sent. The
+// caller's side drops the body only when the request never reached a connection (a
+// connect error, a timeout or a cancellation while connecting); it does so inside
+// `TransportFuture`'s poll or drop, which tells the body so through `CallerScope`. So
+// "sent" never comes before a connection exists, and never after a byte may have been
+// written.
 #[derive(Debug)]
 pub struct RequestBody {
     data: Option<Bytes>,
