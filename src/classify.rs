@@ -12,7 +12,9 @@
 //! | 500 `ServiceException`, unmodeled 5xx (503/504 from a proxy, HTML pages) | transient | maybe |
 //! | signature expired / not yet current (clock skew) | transient: the signer has learned the offset | no |
 //! | other 4xx | not retried | no |
-//! | connect refused, DNS, TLS, connect timeout | transient | no |
+//! | connect refused, DNS, TLS handshake cut, connect timeout (DNS + TCP + TLS) | transient | no |
+//! | TLS certificate rejected (untrusted, expired, wrong name) | not retried: a configuration fault | no |
+//! | response body over the size cap | not retried: the same response would come again | maybe |
 //! | reset, truncated body, attempt timeout after the request was written | transient | maybe |
 //! | request rejected locally (invalid, unsigned) | not retried | no |
 
@@ -22,7 +24,7 @@ use invoke_layers::sigv4::{CredentialsError, SigV4Error, SigningError};
 use invoke_layers::timeout::TimeoutError as LayerTimeoutError;
 
 use crate::codec;
-use crate::error::{ApiError, RunStatus, TimeoutError, Timer, TransportError, TransportErrorKind};
+use crate::error::{ApiError, RunStatus, TimeoutError, Timer, TransportError};
 
 /// Classifies a failure of the stack below the retry layer.
 pub trait ClassifyError {
@@ -40,9 +42,10 @@ fn transient(reached: bool) -> Classification {
 
 impl ClassifyError for TransportError {
     fn classification(&self) -> Classification {
-        match self.kind() {
-            TransportErrorKind::InvalidRequest => Classification::NotRetryable,
-            _ => transient(self.request_sent()),
+        if self.is_retryable() {
+            transient(self.request_sent())
+        } else {
+            Classification::NotRetryable
         }
     }
 }

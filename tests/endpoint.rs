@@ -705,3 +705,443 @@ async fn duration_max_means_no_limit() {
         b"8"
     );
 }
+
+/// Issue 16 item 23: `http://127.0.0.1:99999` used to be answered by a listener on port 80
+/// (the port that does not parse was dropped). Every URL that cannot be used as given is
+/// refused when the client is built, with the reason.
+#[test]
+fn invalid_endpoint_urls_are_refused_at_build_time() {
+    use invoke_stack::client::BuildError;
+    use invoke_stack::transport::EndpointError;
+    let cases = [
+        ("http://127.0.0.1:99999", "port"),
+        ("http://127.0.0.1:65536", "port"),
+        ("http://127.0.0.1:0", "port"),
+        ("http://127.0.0.1:80x", "port"),
+        ("http://127.0.0.1:", "port"),
+        ("http://[::1]:70000/", "port"),
+        ("http://user:secret@127.0.0.1:9001", "user info"),
+        ("http://user@127.0.0.1:9001", "user info"),
+        ("http://127.0.0.1:9001/base?x=1", "query"),
+        ("http://127.0.0.1:9001/#top", "fragment"),
+        ("http://127.0.0.1:9001#top", "fragment"),
+        ("ftp://127.0.0.1:9001", "scheme"),
+        ("127.0.0.1:9001", "scheme"),
+        ("http://:9001", "host"),
+    ];
+    for (url, reason) in cases {
+        let err = InvokeClient::builder()
+            .endpoint_url(url)
+            .region("us-east-1")
+            .credentials(Credentials::from_keys("A", "S", None))
+            .build()
+            .map(|_| ())
+            .expect_err(url);
+        let BuildError::Endpoint(EndpointError::InvalidUrl {
+            url: given,
+            reason: why,
+        }) = &err
+        else {
+            panic!("{url}: {err:?}")
+        };
+        assert!(why.contains(reason), "{url}: {why}");
+        // The error names the URL and the reason, but never a password in the URL.
+        if reason == "user info" {
+            assert!(
+                !given.contains("user") && !given.contains("secret"),
+                "{given}"
+            );
+            assert!(given.ends_with("@127.0.0.1:9001"), "{given}");
+        } else {
+            assert_eq!(given, url);
+        }
+        assert!(!format!("{err} {err:?}").contains("secret"), "{err}");
+    }
+    // What is allowed: a port in range, a base path (for proxies), IPv6 literals.
+    for url in [
+        "http://127.0.0.1:65535",
+        "http://127.0.0.1:1/proxy/",
+        "https://lambda.us-east-1.amazonaws.com",
+        "http://[::1]:4566",
+    ] {
+        let client = InvokeClient::builder()
+            .endpoint_url(url)
+            .region("us-east-1")
+            .credentials(Credentials::from_keys("A", "S", None))
+            .build()
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(client
+            .endpoint()
+            .url()
+            .starts_with(url.trim_end_matches('/')));
+    }
+}
+
+/// A TLS endpoint that accepts TCP connections and never answers the ClientHello (a
+/// middlebox that stalls the handshake). Returns its port and how many connections it
+/// accepted; it holds them open until the test ends.
+#[cfg(feature = "rustls")]
+async fn stalled_tls() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (port, accepted)
+}
+
+/// Issue 16 item 17: a request with an empty body (`DryRun`, an empty payload) counted as
+/// sent before any connection existed, so a timeout during the connect phase read "may
+/// have run". Now it is sent when a connection takes it.
+#[cfg(feature = "rustls")]
+#[tokio::test]
+async fn empty_body_timed_out_while_connecting_has_not_run() {
+    use invoke_stack::client::TimeoutConfig;
+    use invoke_stack::error::Timer;
+    let _secrets = common::watch_secrets();
+    let (port, accepted) = stalled_tls().await;
+    let builder = || {
+        InvokeClient::builder()
+            .endpoint_url(format!("https://127.0.0.1:{port}"))
+            .region("us-east-1")
+            .credentials(Credentials::from_keys("A", "S", None))
+            .max_attempts(1)
+            // The connect timer must not be the one that fires here.
+            .transport(TransportConfig::default().connect_timeout(Duration::from_secs(600)))
+    };
+    // DryRun: its attempt timer fires during the TLS handshake.
+    let client = builder()
+        .timeouts(TimeoutConfig {
+            async_attempt: Duration::from_millis(200),
+            ..TimeoutConfig::default()
+        })
+        .build()
+        .unwrap();
+    let err = client.dry_run("f").await.unwrap_err();
+    let InvokeErrorKind::Timeout(t) = err.kind() else {
+        panic!("{err:?}")
+    };
+    assert_eq!(t.timer(), Timer::Attempt);
+    assert!(!t.request_sent(), "{t}");
+    assert_eq!(err.may_have_run(), RunStatus::NotRun, "{err}");
+
+    // An empty synchronous payload: the operation deadline fires during the handshake.
+    let client = builder()
+        .operation_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let err = client
+        .invoke(InvokeRequest::builder("f").build().unwrap())
+        .await
+        .unwrap_err();
+    let InvokeErrorKind::Timeout(t) = err.kind() else {
+        panic!("{err:?}")
+    };
+    assert_eq!(t.timer(), Timer::Operation);
+    assert!(!t.request_sent(), "{t}");
+    assert_eq!(err.may_have_run(), RunStatus::NotRun, "{err}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+/// The other side of item 17: once a connection has taken an empty-body request, a
+/// timeout reads "may have run".
+#[tokio::test]
+async fn empty_body_taken_by_a_connection_counts_as_sent() {
+    use invoke_stack::client::TimeoutConfig;
+    use invoke_stack::error::Timer;
+    let _secrets = common::watch_secrets();
+    let (lambda, _) = common::echo_endpoint().await;
+    lambda.always("echo", Some(Fault::Hang));
+    let client = common::builder_for(&lambda)
+        .max_attempts(1)
+        .timeouts(TimeoutConfig {
+            async_attempt: Duration::from_millis(100),
+            ..TimeoutConfig::default()
+        })
+        .build()
+        .unwrap();
+    let err = client.dry_run("echo").await.unwrap_err();
+    let InvokeErrorKind::Timeout(t) = err.kind() else {
+        panic!("{err:?}")
+    };
+    assert_eq!(t.timer(), Timer::Attempt);
+    assert!(t.request_sent(), "{t}");
+    assert_eq!(err.may_have_run(), RunStatus::Unknown);
+    assert_eq!(lambda.requests("echo"), 1);
+}
+
+/// Issue 16 item 16: the connect timeout covered the TCP connect only, so a middlebox
+/// that accepts TCP and stalls the TLS handshake held a synchronous call for its whole
+/// attempt timeout (960 s). It now covers DNS, TCP and TLS, and says so with
+/// `Timer::Connect`.
+#[cfg(feature = "rustls")]
+#[tokio::test]
+async fn connect_timeout_covers_the_tls_handshake() {
+    use invoke_stack::error::{Fault as ErrorFault, TimeoutError, Timer};
+    let _secrets = common::watch_secrets();
+    let (port, accepted) = stalled_tls().await;
+    let client = InvokeClient::builder()
+        .endpoint_url(format!("https://127.0.0.1:{port}"))
+        .region("us-east-1")
+        .credentials(Credentials::from_keys("A", "S", None))
+        .max_attempts(1)
+        .transport(TransportConfig::default().connect_timeout(Duration::from_millis(200)))
+        // Only so that the test ends when the connect timer does not fire.
+        .operation_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let err = client.invoke_json("f", &1).await.unwrap_err();
+    let InvokeErrorKind::Transport(t) = err.kind() else {
+        panic!("{err:?}")
+    };
+    assert_eq!(t.kind(), TransportErrorKind::ConnectTimeout, "{t}");
+    assert!(!t.request_sent());
+    assert_eq!(err.may_have_run(), RunStatus::NotRun);
+    assert_eq!(err.fault(), ErrorFault::Server);
+    assert!(err.is_retryable());
+    // The timer that fired is named in the error's sources.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(t);
+    let mut timer = None;
+    while let Some(e) = source {
+        if let Some(elapsed) = e.downcast_ref::<TimeoutError>() {
+            timer = Some((elapsed.timer(), elapsed.waited(), elapsed.request_sent()));
+        }
+        source = e.source();
+    }
+    assert_eq!(
+        timer,
+        Some((Timer::Connect, Duration::from_millis(200), false)),
+        "{t}"
+    );
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// Issue 16 item 7: a response over the size cap is deterministic; it was retried (three
+/// downloads of it for an idempotent function).
+#[tokio::test]
+async fn a_response_over_the_cap_is_not_retried() {
+    use invoke_stack::client::FunctionSettings;
+    let _secrets = common::watch_secrets();
+    let (lambda, _) = common::echo_endpoint().await;
+    let client = common::builder_for(&lambda)
+        .function("echo", FunctionSettings::default().idempotent(true))
+        .transport(TransportConfig::default().max_response_bytes(1000))
+        .build()
+        .unwrap();
+    let big = format!("\"{}\"", "x".repeat(5000));
+    let err = client
+        .invoke(InvokeRequest::builder("echo").payload(big).build().unwrap())
+        .await
+        .unwrap_err();
+    let InvokeErrorKind::Transport(t) = err.kind() else {
+        panic!("{err:?}")
+    };
+    assert_eq!(t.kind(), TransportErrorKind::ResponseTooLarge);
+    assert!(!err.is_retryable(), "{err}");
+    assert_eq!(err.attempts(), 1);
+    // The function ran, but the answer was not read: the error cannot say more.
+    assert_eq!(err.may_have_run(), RunStatus::Unknown, "{err}");
+    assert_eq!(lambda.requests("echo"), 1);
+}
+
+/// Issue 16 item 7: a certificate that cannot be trusted is a configuration fault that no
+/// retry heals; it was retried as a connect failure.
+#[cfg(feature = "rustls")]
+#[tokio::test]
+async fn an_untrusted_certificate_is_not_retried() {
+    use invoke_stack::error::Fault as ErrorFault;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let _secrets = common::watch_secrets();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let count = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = acceptor.accept(tcp).await;
+            });
+        }
+    });
+    let client = InvokeClient::builder()
+        .endpoint_url(format!("https://localhost:{port}"))
+        .region("us-east-1")
+        .credentials(Credentials::from_keys("A", "S", None))
+        .retry_policy(invoke_stack::layers::retry::RetryPolicy {
+            transient_base: Duration::from_millis(5),
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let err = client.invoke_json("f", &1).await.unwrap_err();
+    let InvokeErrorKind::Transport(t) = err.kind() else {
+        panic!("{err:?}")
+    };
+    assert_eq!(t.kind(), TransportErrorKind::Certificate, "{t}");
+    assert!(t.to_string().contains("certificate"), "{t}");
+    assert!(!t.request_sent());
+    assert_eq!(err.fault(), ErrorFault::Client);
+    assert!(!err.is_retryable());
+    assert_eq!(err.may_have_run(), RunStatus::NotRun);
+    assert_eq!(err.attempts(), 1);
+    assert_eq!(handshakes.load(Ordering::SeqCst), 1);
+}
+
+/// Connections a raw HTTP/1.1 server has open now, the most it had at once, and the
+/// requests it answered.
+#[derive(Default)]
+struct ConnectionCount {
+    open: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    requests: std::sync::atomic::AtomicUsize,
+}
+
+/// A keep-alive HTTP/1.1 server that answers each request `{}` after `delay`, or never
+/// when `delay` is `None`.
+async fn slow_server(delay: Option<Duration>) -> (u16, std::sync::Arc<ConnectionCount>) {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(ConnectionCount::default());
+    let counts = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counts = counts.clone();
+            let now = counts.open.fetch_add(1, SeqCst) + 1;
+            counts.most.fetch_max(now, SeqCst);
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                'conn: loop {
+                    // One request: its head, then its body (content-length).
+                    let head_end = loop {
+                        if let Some(i) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break 'conn,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&seen[..head_end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while seen.len() < head_end + length {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break 'conn,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    seen.drain(..head_end + length);
+                    counts.requests.fetch_add(1, SeqCst);
+                    match delay {
+                        Some(d) => tokio::time::sleep(d).await,
+                        None => std::future::pending().await,
+                    }
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+                    if stream.write_all(answer).await.is_err() {
+                        break;
+                    }
+                }
+                counts.open.fetch_sub(1, SeqCst);
+            });
+        }
+    });
+    (port, count)
+}
+
+/// Issue 16 item 29: a burst opened one connection per call. With a cap per host, the
+/// calls over it wait for a connection, and all complete.
+#[tokio::test]
+async fn connections_per_host_are_capped() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let _secrets = common::watch_secrets();
+    let (port, count) = slow_server(Some(Duration::from_millis(50))).await;
+    let client = InvokeClient::builder()
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .region("us-east-1")
+        .credentials(Credentials::from_keys("A", "S", None))
+        .transport(TransportConfig::default().max_connections_per_host(2))
+        .build()
+        .unwrap();
+    let calls: Vec<_> = (0..10)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.invoke_json("f", &i).await })
+        })
+        .collect();
+    for call in calls {
+        let resp = call.await.unwrap().unwrap();
+        assert_eq!(resp.payload().as_ref(), b"{}");
+    }
+    assert_eq!(count.requests.load(SeqCst), 10);
+    assert!(count.most.load(SeqCst) <= 2, "{}", count.most.load(SeqCst));
+}
+
+/// The wait for a connection counts against the attempt's timeout (and the operation's
+/// deadline: both timers are outside the transport), and a call that timed out waiting
+/// was not sent.
+#[tokio::test]
+async fn waiting_for_a_connection_counts_against_the_timeout() {
+    use invoke_stack::error::Timer;
+    use std::sync::atomic::Ordering::SeqCst;
+    let _secrets = common::watch_secrets();
+    let (port, count) = slow_server(None).await;
+    // A synchronous call's attempt timeout is the function's duration plus a margin
+    // (16 minutes); a DryRun's is 100 ms here.
+    let client = InvokeClient::builder()
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .region("us-east-1")
+        .credentials(Credentials::from_keys("A", "S", None))
+        .transport(TransportConfig::default().max_connections_per_host(1))
+        .max_attempts(1)
+        .timeouts(invoke_stack::client::TimeoutConfig {
+            async_attempt: Duration::from_millis(100),
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    // The first call takes the only connection and hangs.
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { client.invoke_json("f", &1).await }
+    });
+    while count.requests.load(SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let err = client.dry_run("f").await.unwrap_err();
+    let InvokeErrorKind::Timeout(t) = err.kind() else {
+        panic!("{err:?}")
+    };
+    assert_eq!(t.timer(), Timer::Attempt);
+    assert!(!t.request_sent(), "{t}");
+    assert_eq!(err.may_have_run(), RunStatus::NotRun);
+    assert_eq!(count.most.load(SeqCst), 1);
+    assert_eq!(count.requests.load(SeqCst), 1);
+    first.abort();
+}

@@ -47,7 +47,9 @@ async fn self_signed_certificate_is_refused() {
     let InvokeErrorKind::Transport(t) = err.kind() else {
         panic!("{err:?}")
     };
-    assert_eq!(t.kind(), TransportErrorKind::Connect, "{t}");
+    // A configuration fault, not retried (issue 16 item 7; it was `Connect`, retried).
+    assert_eq!(t.kind(), TransportErrorKind::Certificate, "{t}");
+    assert_eq!(err.fault(), invoke_stack::error::Fault::Client);
     assert!(!t.request_sent());
     assert_eq!(err.may_have_run(), RunStatus::NotRun);
     assert!(server.await.unwrap(), "the handshake succeeded");

@@ -75,14 +75,20 @@ impl fmt::Display for RunStatus {
 pub enum TransportErrorKind {
     /// No connection could be made (DNS, refused, unreachable, TLS handshake).
     Connect,
-    /// Connecting took longer than the connect timeout.
+    /// Connecting (DNS lookup, TCP connect and TLS handshake together) took longer than
+    /// the connect timeout.
     ConnectTimeout,
+    /// The server's TLS certificate was rejected (untrusted issuer, expired, not valid
+    /// for the host name, none presented). A configuration fault: trying again cannot
+    /// succeed. Certificates are always verified.
+    Certificate,
     /// The connection failed while sending the request or reading the response head
     /// (reset, closed, malformed response).
     Exchange,
     /// The response body could not be read completely (truncated, reset).
     ResponseBody,
-    /// The response body is larger than the configured cap.
+    /// The response body is larger than the configured cap. Not retried: the same call
+    /// would download the same response again.
     ResponseTooLarge,
     /// The request cannot be sent with this transport (e.g. plain HTTP to a remote host).
     InvalidRequest,
@@ -126,12 +132,24 @@ impl TransportError {
         self.request_sent
     }
 
-    /// Client fault for requests this transport cannot send, server fault otherwise.
+    /// Client fault for requests this transport cannot send and for a certificate it
+    /// cannot trust (the configuration must change), server fault otherwise.
     pub fn fault(&self) -> Fault {
         match self.kind {
-            TransportErrorKind::InvalidRequest => Fault::Client,
+            TransportErrorKind::InvalidRequest | TransportErrorKind::Certificate => Fault::Client,
             _ => Fault::Server,
         }
+    }
+
+    /// Whether trying again, unchanged, can succeed: not for a request this transport
+    /// cannot send, a certificate it cannot trust, or a response over the size cap.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self.kind,
+            TransportErrorKind::InvalidRequest
+                | TransportErrorKind::Certificate
+                | TransportErrorKind::ResponseTooLarge
+        )
     }
 }
 
@@ -140,6 +158,7 @@ impl fmt::Display for TransportError {
         let what = match self.kind {
             TransportErrorKind::Connect => "connect failed",
             TransportErrorKind::ConnectTimeout => "connect timed out",
+            TransportErrorKind::Certificate => "the server's TLS certificate was rejected",
             TransportErrorKind::Exchange => "connection failed during the exchange",
             TransportErrorKind::ResponseBody => "reading the response body failed",
             TransportErrorKind::ResponseTooLarge => "response body too large",
@@ -400,7 +419,7 @@ impl InvokeError {
         match &self.kind {
             InvokeErrorKind::Validation(_) | InvokeErrorKind::Signing(_) => false,
             InvokeErrorKind::Api(e) => e.is_retryable() || e.is_clock_skew(),
-            InvokeErrorKind::Transport(e) => e.kind() != TransportErrorKind::InvalidRequest,
+            InvokeErrorKind::Transport(e) => e.is_retryable(),
             InvokeErrorKind::Timeout(_) => true,
             InvokeErrorKind::Credentials(e) => e.is_retryable(),
             InvokeErrorKind::RateLimited(_) => true,

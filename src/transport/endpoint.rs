@@ -19,7 +19,7 @@ pub enum EndpointError {
     /// The endpoint URL cannot be used.
     #[error("invalid endpoint URL {url:?}: {reason}")]
     InvalidUrl {
-        /// The URL as given.
+        /// The URL as given (any user info replaced by `***`).
         url: String,
         /// What is wrong with it.
         reason: &'static str,
@@ -150,20 +150,46 @@ impl Endpoint {
         Self::from_url(&format!("https://{service}.{region}.{suffix}"))
     }
 
-    /// An explicit endpoint URL (`http` or `https`, optional port and base path).
+    /// An explicit endpoint URL: `http` or `https`, a host, an optional port (1 to
+    /// 65535) and an optional base path. A URL that could not be used as written is
+    /// refused with the reason: a port out of range (which would otherwise fall back to
+    /// the scheme's default port), user info, a query, a fragment, another scheme.
+    ///
+    /// ```
+    /// use invoke_stack::transport::{Endpoint, EndpointError};
+    /// let err = Endpoint::from_url("http://127.0.0.1:99999").unwrap_err();
+    /// assert!(matches!(err, EndpointError::InvalidUrl { .. }));
+    /// assert!(err.to_string().contains("port"));
+    /// ```
     pub fn from_url(url: &str) -> Result<Self, EndpointError> {
         let invalid = |reason| EndpointError::InvalidUrl {
-            url: url.to_owned(),
+            url: without_user_info(url),
             reason,
         };
+        // `http::Uri` drops a fragment without a word; a URL with one was meant for
+        // something else.
+        if url.contains('#') {
+            return Err(invalid("a fragment is not allowed"));
+        }
         let uri: http::Uri = url.parse().map_err(|_| invalid("not a valid URI"))?;
-        let scheme = uri.scheme().cloned().ok_or_else(|| invalid("no scheme"))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| invalid("no scheme: expected http:// or https://"))?;
         if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
-            return Err(invalid("scheme must be http or https"));
+            return Err(invalid("the scheme must be http or https"));
         }
         let authority = uri.authority().cloned().ok_or_else(|| invalid("no host"))?;
         if authority.as_str().contains('@') {
-            return Err(invalid("user info is not allowed"));
+            return Err(invalid(
+                "user info is not allowed (credentials come from the credential provider)",
+            ));
+        }
+        if authority.host().is_empty() {
+            return Err(invalid("no host"));
+        }
+        if !has_valid_port(&authority) {
+            return Err(invalid("the port must be a number from 1 to 65535"));
         }
         if uri.query().is_some() {
             return Err(invalid("a query is not allowed"));
@@ -202,6 +228,37 @@ impl Endpoint {
     /// True when the host is `localhost` or a loopback address.
     pub fn is_loopback(&self) -> bool {
         is_loopback_host(self.authority.host())
+    }
+}
+
+/// False when the authority has a port that is not a number from 1 to 65535 (or an
+/// empty one). `Authority::port_u16` is `None` for such a port, and a connector then
+/// uses the scheme's default port: `http://127.0.0.1:99999` would reach port 80.
+pub(crate) fn has_valid_port(authority: &Authority) -> bool {
+    // What follows the host is `:port` or nothing (`user@` is refused before this).
+    let rest = authority
+        .as_str()
+        .get(authority.host().len()..)
+        .unwrap_or("");
+    match rest.strip_prefix(':') {
+        None => rest.is_empty(),
+        Some(port) => {
+            !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && port.parse::<u16>().is_ok_and(|p| p != 0)
+        }
+    }
+}
+
+/// The URL with any user info replaced by `***`, so that an error never shows a password.
+fn without_user_info(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
+        None => url.to_owned(),
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! - HTTPS with rustls (ring provider, webpki roots; certificate verification is always
 //!   on), plain HTTP to loopback hosts, and to other hosts only when explicitly allowed.
-//! - `TCP_NODELAY`, a connect timeout, pooled keep-alive connections, and TCP keep-alive
-//!   probes (see [`KeepAlive`]).
+//! - `TCP_NODELAY`, a connect timeout over DNS, TCP and TLS, pooled keep-alive
+//!   connections, TCP keep-alive probes (see [`KeepAlive`]), and an optional cap on the
+//!   connections per host ([`TransportConfig::max_connections_per_host`]).
 //! - A [`TransportError`] says whether any byte of the request may have been written
 //!   ([`TransportError::request_sent`]), so "may the function have run?" has an answer.
 //!
@@ -22,9 +23,11 @@
 //! # Ok(()) }
 //! ```
 
+mod connect;
 mod endpoint;
 
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -37,6 +40,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{self, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pin_project_lite::pin_project;
+use tokio::sync::OwnedSemaphorePermit;
 
 pub use endpoint::{is_loopback_host, Endpoint, EndpointError, EndpointVariant};
 pub use invoke_layers::keepalive::KeepAlive;
@@ -53,7 +57,12 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 6_553_600;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct TransportConfig {
-    /// Time allowed to establish a TCP connection (default 3.1 s, as the AWS SDKs).
+    /// Time allowed to establish a connection: the DNS lookup, the TCP connect and the
+    /// TLS handshake together (default 3.1 s, as the AWS SDKs). When it passes, the call
+    /// fails with [`TransportErrorKind::ConnectTimeout`] (its source is an
+    /// [`Elapsed`](invoke_layers::timeout::Elapsed) of
+    /// [`Timer::Connect`](invoke_layers::timeout::Timer::Connect)); the request was not
+    /// sent.
     pub connect_timeout: Duration,
     /// TCP keep-alive on every connection, `None` to switch it off. The defaults (first
     /// probe after 60 s, then every 15 s, 4 probes) keep flows alive through the 350 s
@@ -73,6 +82,21 @@ pub struct TransportConfig {
     /// Allow plain HTTP to hosts that are not loopback (default off: payloads and
     /// signed requests would cross the network in clear text).
     pub allow_insecure_http: bool,
+    /// At most this many connections open to one host (scheme and authority) at once;
+    /// default `None`, no cap.
+    ///
+    /// Without a cap, a burst of 10,000 calls opens 10,000 sockets (and TLS handshakes)
+    /// at once. Each is a file descriptor: a process may hold `ulimit -n` of them (often
+    /// 1,024 by default), and past that every call fails. Set a cap below that limit,
+    /// leaving room for the rest of the process, or raise the limit (`ulimit -n`,
+    /// `LimitNOFILE=` in a systemd unit).
+    ///
+    /// A call over the cap waits for a connection of its host. The wait counts against
+    /// its attempt timeout and the operation deadline, like the rest of the attempt; a
+    /// call that times out while waiting was not sent ("not run"). A synchronous call
+    /// holds its connection while the function runs (up to 15 minutes), so a cap also
+    /// caps the number of functions running at once from this client.
+    pub max_connections_per_host: Option<NonZeroUsize>,
 }
 
 impl Default for TransportConfig {
@@ -85,6 +109,7 @@ impl Default for TransportConfig {
             pool_max_idle_per_host: 64,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             allow_insecure_http: false,
+            max_connections_per_host: None,
         }
     }
 }
@@ -113,6 +138,19 @@ impl TransportConfig {
     /// Allows plain HTTP to non-loopback hosts.
     pub fn allow_insecure_http(mut self, allow: bool) -> Self {
         self.allow_insecure_http = allow;
+        self
+    }
+    /// Caps the connections open to one host at once (0: no cap, the default). See
+    /// [`max_connections_per_host`](Self::max_connections_per_host) for the
+    /// file-descriptor limit it guards.
+    ///
+    /// ```
+    /// use invoke_stack::transport::TransportConfig;
+    /// let config = TransportConfig::default().max_connections_per_host(256);
+    /// assert_eq!(config.max_connections_per_host.map(|n| n.get()), Some(256));
+    /// ```
+    pub fn max_connections_per_host(mut self, limit: usize) -> Self {
+        self.max_connections_per_host = NonZeroUsize::new(limit);
         self
     }
 }
@@ -161,6 +199,8 @@ pub fn tcp_connector(config: &TransportConfig) -> TcpConnector {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(config.nodelay);
+    // The transport's own timer covers the whole connect; this one also lets the
+    // connector move on to the next address of a name that has several.
     http.set_connect_timeout(Some(config.connect_timeout));
     match config.keepalive {
         Some(k) => TcpConnector::KeepAlive(tower::Layer::layer(&KeepAliveLayer::new(k), http)),
@@ -169,9 +209,10 @@ pub fn tcp_connector(config: &TransportConfig) -> TcpConnector {
 }
 
 #[cfg(feature = "rustls")]
-type Connector = hyper_rustls::HttpsConnector<TcpConnector>;
+type Connector =
+    connect::ConnectTimeout<connect::HostCap<hyper_rustls::HttpsConnector<TcpConnector>>>;
 #[cfg(not(feature = "rustls"))]
-type Connector = TcpConnector;
+type Connector = connect::ConnectTimeout<connect::HostCap<TcpConnector>>;
 
 /// The hyper client as a tower service. Clones share one connection pool.
 #[derive(Clone, Debug)]
@@ -189,6 +230,8 @@ struct Shared {
     // The first plain-http authority found to be loopback, so that the same endpoint
     // is not parsed again on every call.
     loopback: OnceLock<http::uri::Authority>,
+    // The cap on connections per host, when there is one.
+    limits: Option<Arc<connect::HostLimits>>,
 }
 
 impl HyperTransport {
@@ -204,6 +247,13 @@ impl HyperTransport {
             .wrap_connector(http);
         #[cfg(not(feature = "rustls"))]
         let connector = http;
+        let limits = config
+            .max_connections_per_host
+            .map(|n| Arc::new(connect::HostLimits::new(n)));
+        let connector = connect::HostCap::new(connector, limits.clone());
+        // Over the whole connect: a middlebox that accepts TCP and stalls the handshake
+        // must not hold a call for its attempt timeout (15 minutes for a synchronous one).
+        let connector = connect::ConnectTimeout::new(connector, config.connect_timeout);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
@@ -213,6 +263,7 @@ impl HyperTransport {
             shared: Arc::new(Shared {
                 client,
                 loopback: OnceLock::new(),
+                limits,
             }),
             max_response_bytes: config.max_response_bytes,
             allow_insecure_http: config.allow_insecure_http,
@@ -228,10 +279,16 @@ impl HyperTransport {
                 None,
             ))
         };
+        // A port that does not parse would be replaced by the default port.
+        let bad_port = |uri: &http::Uri| {
+            uri.authority()
+                .filter(|a| !endpoint::has_valid_port(a))
+                .and_then(|a| invalid(format!("invalid port in {a}: expected 1 to 65535")))
+        };
         match uri.scheme_str() {
             Some("http") => {
                 if self.allow_insecure_http {
-                    return None;
+                    return bad_port(uri);
                 }
                 let known = self.shared.loopback.get();
                 // Byte equality, not `Authority`'s case-insensitive comparison: the same
@@ -241,6 +298,9 @@ impl HyperTransport {
                     if k.as_str() == a.as_str() {
                         return None;
                     }
+                }
+                if let Some(err) = bad_port(uri) {
+                    return Some(err);
                 }
                 let host = uri.host().unwrap_or_default();
                 if !is_loopback_host(host) {
@@ -254,7 +314,7 @@ impl HyperTransport {
                 None
             }
             #[cfg(feature = "rustls")]
-            Some("https") => None,
+            Some("https") => bad_port(uri),
             #[cfg(not(feature = "rustls"))]
             Some("https") => invalid("https needs the `rustls` feature of invoke-stack".into()),
             _ => invalid(format!("unsupported URI {uri}")),
@@ -276,37 +336,78 @@ impl tower_service::Service<http::Request<Bytes>> for HyperTransport {
         if let Some(err) = self.refuse(req.uri()) {
             return TransportFuture {
                 state: State::Failed { error: Some(err) },
+                slot: None,
             };
         }
-        // hyper polls a non-empty body right after it queues the request head, before
-        // anything is flushed: an unpolled body means nothing was written. An empty body
-        // is never polled, so it counts as sent from the start (connect errors excepted).
+        // Nothing is written until a connection takes the request: see `RequestBody`.
         // Progress is reported to the timeout layer's `SendProgress` when there is one.
         let sent = req
             .extensions()
             .get::<SendProgress>()
             .cloned()
             .unwrap_or_default();
-        if req.body().is_empty() {
-            sent.mark_sent();
-        } else {
-            sent.mark_not_sent();
-        }
+        sent.mark_not_sent();
         let req = req.map(|data| RequestBody {
             data: (!data.is_empty()).then_some(data),
             sent: sent.clone(),
         });
-        TransportFuture {
-            state: State::Sending {
-                fut: self.shared.client.request(req),
-                sent,
-                limit: self.max_response_bytes,
+        let limit = self.max_response_bytes;
+        let slots = self
+            .shared
+            .limits
+            .as_ref()
+            .and_then(|l| l.requests(req.uri()));
+        let Some(slots) = slots else {
+            return TransportFuture {
+                state: State::Sending {
+                    fut: self.shared.client.request(req),
+                    sent,
+                    limit,
+                },
+                slot: None,
+            };
+        };
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => TransportFuture {
+                state: State::Sending {
+                    fut: self.shared.client.request(req),
+                    sent,
+                    limit,
+                },
+                slot: Some(slot),
             },
+            // Over the cap: wait for a slot in this future, so the timers outside keep
+            // running (a closed semaphore cannot happen: nothing closes it).
+            Err(_) => {
+                let shared = self.shared.clone();
+                TransportFuture {
+                    state: State::Waiting {
+                        fut: Box::pin(async move {
+                            let slot = slots.acquire_owned().await.ok();
+                            (slot, shared.client.request(req))
+                        }),
+                        sent,
+                        limit,
+                    },
+                    slot: None,
+                }
+            }
         }
     }
 }
 
-/// The request body: one chunk, and a flag raised when hyper first polls it.
+/// The request body: one chunk, and the request's [`SendProgress`], marked sent when a
+/// connection takes the request (never before a connection exists).
+//
+// A connection's writer (hyper's dispatcher, in the connection's own task) is the only
+// one that polls or drops the body outside `TransportFuture`: it polls a non-empty body
+// right after it queues the request head, and drops an empty one right after queueing
+// the head, in both cases before anything is flushed. Either marks the request sent. The
+// caller's side drops the body only when the request never reached a connection (a
+// connect error, a timeout or a cancellation while connecting); it does so inside
+// `TransportFuture`'s poll or drop, which tells the body so through `CallerScope`. So
+// "sent" never comes before a connection exists, and never after a byte may have been
+// written.
 #[derive(Debug)]
 pub struct RequestBody {
     data: Option<Bytes>,
@@ -334,11 +435,59 @@ impl http_body::Body for RequestBody {
     }
 }
 
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        if !CallerScope::active() {
+            self.sent.mark_sent();
+        }
+    }
+}
+
+thread_local! {
+    static IN_CALLER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// While alive, a request body dropped on this thread is dropped by the caller's
+/// [`TransportFuture`] (the request never reached a connection), not by a connection.
+struct CallerScope(bool);
+
+impl CallerScope {
+    fn enter() -> Self {
+        Self(IN_CALLER.with(|c| c.replace(true)))
+    }
+
+    fn active() -> bool {
+        IN_CALLER.with(std::cell::Cell::get)
+    }
+}
+
+impl Drop for CallerScope {
+    fn drop(&mut self) {
+        IN_CALLER.with(|c| c.set(self.0));
+    }
+}
+
 pin_project! {
     /// Response future of [`HyperTransport`].
     pub struct TransportFuture {
         #[pin]
         state: State,
+        // The host's slot of a capped transport, held until the response is read.
+        slot: Option<OwnedSemaphorePermit>,
+    }
+
+    impl PinnedDrop for TransportFuture {
+        fn drop(this: Pin<&mut Self>) {
+            // A request still on its way to a connection is dropped here: it was not sent.
+            let mut state = this.project().state;
+            if matches!(
+                state.as_mut().project(),
+                StateProj::Sending { .. } | StateProj::Waiting { .. }
+            ) {
+                let _caller = CallerScope::enter();
+                state.set(State::Failed { error: None });
+            }
+        }
     }
 }
 
@@ -346,6 +495,13 @@ pin_project! {
     #[project = StateProj]
     enum State {
         Failed { error: Option<TransportError> },
+        Waiting {
+            // The host's slot, then the request sent with it (boxed: only a capped
+            // transport over its cap waits).
+            fut: Pin<Box<dyn Future<Output = (Option<OwnedSemaphorePermit>, legacy::ResponseFuture)> + Send>>,
+            sent: SendProgress,
+            limit: usize,
+        },
         Sending {
             #[pin]
             fut: legacy::ResponseFuture,
@@ -384,27 +540,68 @@ fn too_large(limit: usize) -> TransportError {
     )
 }
 
-fn has_timed_out_io(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
+/// True when a connect timer fired: ours (over DNS, TCP and TLS), or the TCP connector's
+/// own (per address).
+fn has_timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    sources(err).any(|e| {
+        e.is::<invoke_layers::timeout::Elapsed>()
+            || e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    })
+}
+
+/// `err` and its sources, looking inside `io::Error`s too (whose `source()` skips the
+/// error they wrap).
+fn sources<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| {
+        match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
         }
-        cur = e.source();
-    }
+    })
+}
+
+/// True when the TLS handshake failed on the server's certificate: a configuration fault
+/// (wrong host name, a proxy's certificate, a private CA), not a transient one.
+#[cfg(feature = "rustls")]
+fn is_certificate_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    sources(err).any(|e| {
+        matches!(
+            e.downcast_ref::<rustls::Error>(),
+            Some(
+                rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+                    | rustls::Error::UnsupportedNameType
+                    | rustls::Error::InvalidCertRevocationList(_)
+            )
+        )
+    })
+}
+
+#[cfg(not(feature = "rustls"))]
+fn is_certificate_error(_: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
 fn send_error(err: legacy::Error, sent: bool) -> TransportError {
     if err.is_connect() {
-        let kind = if has_timed_out_io(&err) {
+        let mut detail = error_chain(&err);
+        let kind = if has_timed_out(&err) {
             TransportErrorKind::ConnectTimeout
+        } else if is_certificate_error(&err) {
+            detail.push_str(
+                "; check the endpoint URL: the certificate must be valid for its host name \
+                 and chain to a public root (certificates are always verified)",
+            );
+            TransportErrorKind::Certificate
         } else {
             TransportErrorKind::Connect
         };
-        let detail = error_chain(&err);
         return TransportError::new(kind, false, detail, Some(Box::new(err)));
     }
     let detail = error_chain(&err);
@@ -435,16 +632,42 @@ impl Future for TransportFuture {
     type Output = Result<http::Response<Bytes>, TransportError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
+        let out = std::task::ready!(poll_state(this.state, this.slot, cx));
+        // The response is read (or the call failed): the host's slot is free.
+        *this.slot = None;
+        Poll::Ready(out)
+    }
+}
+
+fn poll_state(
+    mut state: Pin<&mut State>,
+    slot: &mut Option<OwnedSemaphorePermit>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<http::Response<Bytes>, TransportError>> {
+    {
         loop {
-            match this.state.as_mut().project() {
+            match state.as_mut().project() {
+                StateProj::Waiting { fut, sent, limit } => {
+                    let (acquired, fut) = {
+                        let _caller = CallerScope::enter();
+                        std::task::ready!(fut.as_mut().poll(cx))
+                    };
+                    *slot = acquired;
+                    let (sent, limit) = (sent.clone(), *limit);
+                    state.set(State::Sending { fut, sent, limit });
+                }
                 StateProj::Failed { error } => {
                     return Poll::Ready(Err(error
                         .take()
                         .unwrap_or_else(|| polled_after_completion(false))));
                 }
                 StateProj::Sending { fut, sent, limit } => {
-                    let resp = match fut.poll(cx) {
+                    let polled = {
+                        let _caller = CallerScope::enter();
+                        fut.poll(cx)
+                    };
+                    let resp = match polled {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Ok(resp)) => resp,
                         Poll::Ready(Err(e)) => {
@@ -457,7 +680,7 @@ impl Future for TransportFuture {
                     if body.size_hint().lower() > limit as u64 {
                         return Poll::Ready(Err(too_large(limit)));
                     }
-                    this.state.set(State::Reading {
+                    state.set(State::Reading {
                         body,
                         parts: Some(parts),
                         limit,
@@ -547,9 +770,14 @@ mod tests {
         assert!(!refused(&t, "http://[::1]:9000/f"));
         assert!(!refused(&t, "http://LocalHost:9000/f"));
         assert!(refused(&t, "ftp://127.0.0.1/f"));
+        // A port out of range would go to the default port: refused.
+        assert!(refused(&t, "http://127.0.0.1:99999/f"));
+        assert!(refused(&t, "https://lambda.us-east-1.amazonaws.com:0/f"));
+        assert!(!refused(&t, "https://lambda.us-east-1.amazonaws.com:443/f"));
         let open = HyperTransport::new(TransportConfig::default().allow_insecure_http(true))
             .expect("a transport");
         assert!(!refused(&open, "http://203.0.113.10:9000/f"));
+        assert!(refused(&open, "http://203.0.113.10:65536/f"));
     }
 
     /// Serves one canned HTTP/1.1 response per connection, after reading the request head.
