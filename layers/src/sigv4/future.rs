@@ -118,6 +118,9 @@ where
                     if let Ok(resp) = &result {
                         shared.observe(resp);
                     }
+                    // Done: the inner future is never polled again; a later poll gets
+                    // the "polled after completion" error.
+                    this.state.set(State::Failed { error: None });
                     return Poll::Ready(result.map_err(SigV4Error::Inner));
                 }
             }

@@ -130,6 +130,32 @@ mod tests {
         }
     }
 
+    /// Issue 16, item 2: a poll after completion is an error; the inner future is not
+    /// polled again.
+    #[tokio::test]
+    async fn polled_after_completion_is_an_error() {
+        use tower::Service;
+        let (mock, mut handle) = mock::pair::<http::Request<Bytes>, Resp>();
+        let mut svc = SigV4Layer::new(
+            Credentials::from_keys("AKID", "SECRET", None),
+            SigningConfig::new("eu-west-1"),
+        )
+        .layer(mock);
+        handle.allow(1);
+        std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+        let mut fut = tokio_test::task::spawn(svc.call(request()));
+        tokio_test::assert_pending!(fut.poll());
+        let (_, send) = handle.next_request().await.unwrap();
+        send.send_response(ok());
+        assert!(fut.is_woken());
+        tokio_test::assert_ready_ok!(fut.poll());
+        let again = tokio_test::assert_ready_err!(fut.poll());
+        assert!(
+            again.to_string().contains("polled after completion"),
+            "{again}"
+        );
+    }
+
     #[tokio::test]
     async fn signs_before_the_inner_service_sees_the_request() {
         let (mock, mut handle) = mock::pair::<http::Request<Bytes>, Resp>();

@@ -158,6 +158,7 @@ where
             span,
             describe: self.describe.clone(),
             start,
+            done: false,
             _body: std::marker::PhantomData,
         }
     }
@@ -171,6 +172,7 @@ pin_project! {
         span: Span,
         describe: D,
         start: Option<Instant>,
+        done: bool,
         _body: std::marker::PhantomData<fn(B)>,
     }
 }
@@ -188,10 +190,14 @@ where
             let _entered = this.span.enter();
             std::task::ready!(this.inner.poll(cx))
         };
-        let elapsed = this.start.map_or(Duration::ZERO, |s| s.elapsed());
-        match &result {
-            Ok(resp) => this.describe.on_response(this.span, resp, elapsed),
-            Err(e) => this.describe.on_error(this.span, e, elapsed),
+        // Recorded once: a poll after completion is the inner future's to answer (this
+        // crate's futures answer it with an error), and is not a second outcome.
+        if !std::mem::replace(this.done, true) {
+            let elapsed = this.start.map_or(Duration::ZERO, |s| s.elapsed());
+            match &result {
+                Ok(resp) => this.describe.on_response(this.span, resp, elapsed),
+                Err(e) => this.describe.on_error(this.span, e, elapsed),
+            }
         }
         Poll::Ready(result)
     }
@@ -283,6 +289,44 @@ mod tests {
                 "event in http.request"
             ]
         );
+    }
+
+    /// Issue 16, item 2: a poll after completion goes to the inner future (which
+    /// answers it) and records no second outcome.
+    #[cfg(feature = "timeout")]
+    #[tokio::test]
+    async fn polled_after_completion_records_one_outcome() {
+        use tower::{Layer, Service};
+        let names = Names::default();
+        let subscriber = tracing_subscriber::registry().with(names.clone());
+        let _g = tracing::subscriber::set_default(subscriber);
+        let (mock, mut handle) = tower_test::mock::pair::<http::Request<()>, http::Response<()>>();
+        handle.allow(1);
+        // The timeout future answers a poll after completion with an error.
+        let mut traced = TraceLayer::new(HttpDescribe)
+            .layer(crate::timeout::TimeoutLayer::per_request().layer(mock));
+        std::future::poll_fn(|cx| traced.poll_ready(cx))
+            .await
+            .unwrap();
+        let mut fut = tokio_test::task::spawn(traced.call(http::Request::new(())));
+        tokio_test::assert_pending!(fut.poll());
+        let (_, send) = handle.next_request().await.unwrap();
+        send.send_response(http::Response::new(()));
+        tokio_test::assert_ready_ok!(fut.poll());
+        let events = |n: &Names| {
+            n.0.lock()
+                .unwrap()
+                .iter()
+                .filter(|e| e.starts_with("event"))
+                .count()
+        };
+        let once = events(&names);
+        let again = tokio_test::assert_ready_err!(fut.poll());
+        assert!(
+            again.to_string().contains("polled after completion"),
+            "{again}"
+        );
+        assert_eq!(events(&names), once, "no second outcome recorded");
     }
 
     #[test]
