@@ -47,3 +47,20 @@ async fn keepalive_can_be_switched_off() {
         None
     );
 }
+
+/// Issue 16, item 2: the connect future answers a poll after completion with an error.
+#[tokio::test]
+async fn connect_future_polled_after_completion_is_an_error() {
+    use invoke_stack::layers::keepalive::KeepAliveLayer;
+    use tower::Layer;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connect =
+        tower::service_fn(|addr: std::net::SocketAddr| tokio::net::TcpStream::connect(addr));
+    let mut svc = KeepAliveLayer::new(KeepAlive::default()).layer(connect);
+    let mut fut = Box::pin(tower::Service::call(&mut svc, addr));
+    let _conn = (&mut fut).await.unwrap();
+    let again = std::future::poll_fn(|cx| std::future::Future::poll(fut.as_mut(), cx)).await;
+    let err = again.map(|_| ()).unwrap_err();
+    assert!(err.to_string().contains("polled after completion"), "{err}");
+}

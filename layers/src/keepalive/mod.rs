@@ -172,6 +172,7 @@ where
         ConnectFuture {
             inner: self.inner.call(req),
             settings: self.settings,
+            done: false,
         }
     }
 }
@@ -182,6 +183,7 @@ pin_project! {
         #[pin]
         inner: F,
         settings: KeepAlive,
+        done: bool,
     }
 }
 
@@ -194,7 +196,12 @@ where
     type Output = Result<T, BoxError>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let conn = std::task::ready!(this.inner.poll(cx)).map_err(Into::into)?;
+        if *this.done {
+            return Poll::Ready(Err(crate::PolledAfterCompletion.into()));
+        }
+        let conn = std::task::ready!(this.inner.poll(cx));
+        *this.done = true;
+        let conn = conn.map_err(Into::into)?;
         // Asked-for keep-alive that cannot be set is an error, not a silent downgrade.
         this.settings.apply(&conn.socket())?;
         Poll::Ready(Ok(conn))
