@@ -197,9 +197,14 @@ impl Limits {
             k.retain_recent();
             k.shrink_to_fit();
         }
-        lock(&self.conc).retain(|_, s| s.in_flight > 0);
+        // A waiter holds a clone of its key's `notify`: state that a waiter still refers
+        // to is kept, or the waiter would sleep on a wake-up list nobody signals again
+        // (the next caller would make fresh state with a list of its own).
+        let referenced = |n: &Arc<Notify>| Arc::strong_count(n) > 1;
+        lock(&self.conc).retain(|_, s| s.in_flight > 0 || referenced(&s.notify));
         let ttl = self.idle_ttl;
-        lock(&self.adapt).retain(|_, s| s.in_flight > 0 || s.last_used.elapsed() < ttl);
+        lock(&self.adapt)
+            .retain(|_, s| s.in_flight > 0 || referenced(&s.notify) || s.last_used.elapsed() < ttl);
     }
 
     pub(crate) fn tick(&self) {

@@ -323,3 +323,76 @@ async fn adaptive_limit_falls_once_per_round_and_climbs_back() {
     }
     assert_eq!(layer.adaptive_limit("f"), Some(grown));
 }
+
+/// Issue 16, item 21: maintenance that runs between a slot's release and the woken
+/// waiter's return must strand no other waiter on that key. (It used to drop the key's
+/// state, with its wake-up list, as soon as nothing was in flight: the third caller was
+/// never woken.)
+#[tokio::test(start_paused = true)]
+async fn maintenance_between_release_and_wakeup_strands_no_waiter() {
+    let (mock, mut handle) = mock::pair::<Req, Resp>();
+    let layer = RateLimitLayer::builder().concurrency_per_key(1).build();
+    let svc = layer.layer(mock);
+    // The first call is polled here, so its slot is released inside this task and
+    // nothing else runs between the release and the maintenance below.
+    let mut first = tokio_test::task::spawn(svc.clone().oneshot(req("f")));
+    assert!(first.poll().is_pending());
+    let (_r1, send1) = handle.next_request().await.unwrap();
+    let second = tokio::spawn(svc.clone().oneshot(req("f")));
+    let third = tokio::spawn(svc.clone().oneshot(req("f")));
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(layer.in_flight("f"), 1);
+    send1.send_response(http::Response::new(()));
+    assert!(first.poll().is_ready());
+    layer.maintain();
+    let (_r2, send2) = handle.next_request().await.unwrap();
+    send2.send_response(http::Response::new(()));
+    second.await.unwrap().unwrap();
+    let Ok(Some((_r3, send3))) =
+        tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await
+    else {
+        panic!("the third waiter was still blocked 5 s after the slot was freed");
+    };
+    send3.send_response(http::Response::new(()));
+    third.await.unwrap().unwrap();
+    assert_eq!(layer.in_flight("f"), 0);
+}
+
+/// Item 21 under the adaptive limit: a call that outlives the idle period, then a
+/// maintenance pass between its release and the woken waiter's return.
+#[tokio::test(start_paused = true)]
+async fn maintenance_after_a_long_call_strands_no_adaptive_waiter() {
+    let (mock, mut handle) = mock::pair::<Req, Resp>();
+    let layer = RateLimitLayer::builder()
+        .adaptive(Adaptive {
+            initial: 1.0,
+            ..Adaptive::default()
+        })
+        .build();
+    let svc = layer.layer(layer.feedback(HttpClassifier).layer(mock));
+    let mut first = tokio_test::task::spawn(svc.clone().oneshot(req("f")));
+    assert!(first.poll().is_pending());
+    let (_r1, send1) = handle.next_request().await.unwrap();
+    let second = tokio::spawn(svc.clone().oneshot(req("f")));
+    let third = tokio::spawn(svc.clone().oneshot(req("f")));
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+    // A 15-minute call; a throttle keeps the limit at one.
+    tokio::time::advance(Duration::from_secs(15 * 60)).await;
+    send1.send_response(http::Response::builder().status(429).body(()).unwrap());
+    assert!(first.poll().is_ready());
+    layer.maintain();
+    let (_r2, send2) = handle.next_request().await.unwrap();
+    send2.send_response(http::Response::new(()));
+    second.await.unwrap().unwrap();
+    let Ok(Some((_r3, send3))) =
+        tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await
+    else {
+        panic!("the third waiter was still blocked 5 s after the slot was freed");
+    };
+    send3.send_response(http::Response::new(()));
+    third.await.unwrap().unwrap();
+}
