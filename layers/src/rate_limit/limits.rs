@@ -3,8 +3,11 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use dashmap::DashMap;
 
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
@@ -34,6 +37,10 @@ impl Clock for TokioClock {
         self.origin.elapsed()
     }
 }
+
+/// How often the state of keys not used lately is dropped (at most; a pass is started
+/// by the first call after this much time).
+pub(crate) const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
 
 type Direct = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
 type Keyed = RateLimiter<String, DashMapStateStore<String>, TokioClock, NoOpMiddleware<Duration>>;
@@ -116,16 +123,23 @@ pub(crate) struct Limits {
     pub key_rates: HashMap<String, Direct>,
     pub concurrency: Option<usize>,
     pub adaptive: Option<Adaptive>,
-    pub conc: Mutex<HashMap<String, ConcurrencyState>>,
-    pub adapt: Mutex<HashMap<String, AdaptiveState>>,
-    pub calls_since_maintenance: std::sync::atomic::AtomicU64,
-    pub maintenance_every: u64,
+    pub conc: DashMap<String, ConcurrencyState>,
+    pub adapt: DashMap<String, AdaptiveState>,
+    /// When the last maintenance pass started (nanoseconds on `clock`).
+    last_pass: AtomicU64,
     pub idle_ttl: Duration,
     pub mode: super::Mode,
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A key map with more shards than dashmap's default (4 × CPUs): the maintenance pass
+/// holds one shard at a time, so a shard's share of the keys is what a caller of a key
+/// in it may wait for.
+fn key_map<V>() -> DashMap<String, V> {
+    DashMap::with_shard_amount(64)
 }
 
 impl Limits {
@@ -157,10 +171,9 @@ impl Limits {
             clock,
             concurrency,
             adaptive,
-            conc: Mutex::default(),
-            adapt: Mutex::default(),
-            calls_since_maintenance: std::sync::atomic::AtomicU64::new(0),
-            maintenance_every: 4096,
+            conc: key_map(),
+            adapt: key_map(),
+            last_pass: AtomicU64::new(0),
             idle_ttl: Duration::from_secs(60),
             mode,
         }
@@ -191,7 +204,9 @@ impl Limits {
     }
 
     /// Drops state of keys not used lately, so memory does not grow with the number of
-    /// keys ever seen.
+    /// keys ever seen. Runs on a task of its own (see [`Self::maintenance_due`]), never
+    /// in a call; it locks one shard of a key map at a time, so callers of keys in other
+    /// shards do not wait for it.
     pub(crate) fn maintain(&self) {
         if let Some(k) = &self.keyed {
             k.retain_recent();
@@ -201,18 +216,44 @@ impl Limits {
         // to is kept, or the waiter would sleep on a wake-up list nobody signals again
         // (the next caller would make fresh state with a list of its own).
         let referenced = |n: &Arc<Notify>| Arc::strong_count(n) > 1;
-        lock(&self.conc).retain(|_, s| s.in_flight > 0 || referenced(&s.notify));
+        self.conc
+            .retain(|_, s| s.in_flight > 0 || referenced(&s.notify));
         let ttl = self.idle_ttl;
-        lock(&self.adapt)
+        self.adapt
             .retain(|_, s| s.in_flight > 0 || referenced(&s.notify) || s.last_used.elapsed() < ttl);
     }
 
-    pub(crate) fn tick(&self) {
-        use std::sync::atomic::Ordering;
-        let n = self.calls_since_maintenance.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % self.maintenance_every == 0 {
-            self.maintain();
+    /// Starts a maintenance pass if the last one is [`MAINTENANCE_EVERY`] old: on its own
+    /// task, so the caller does O(1) work (a clock read and an atomic load). The task
+    /// holds a [`Weak`] reference and lives for one pass; a limiter dropped before it
+    /// runs is not kept alive by it. With no tokio runtime nothing is spawned (call
+    /// [`maintain`](Self::maintain) yourself on other executors).
+    pub(crate) fn maintenance_due(self: &Arc<Self>) {
+        if !self.keeps_key_state() {
+            return;
         }
+        let now = nanos(self.clock.now());
+        let last = self.last_pass.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < nanos(MAINTENANCE_EVERY)
+            || self
+                .last_pass
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let limits = Arc::downgrade(self);
+            runtime.spawn(async move {
+                if let Some(limits) = limits.upgrade() {
+                    limits.maintain();
+                }
+            });
+        }
+    }
+
+    fn keeps_key_state(&self) -> bool {
+        self.keyed.is_some() || self.concurrency.is_some() || self.adaptive.is_some()
     }
 
     /// Whether any limit is configured.

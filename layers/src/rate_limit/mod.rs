@@ -23,9 +23,12 @@
 //!   time-based probing that overshoots a fixed limit again and again. The limiter learns
 //!   from every attempt through the [`feedback`](RateLimitLayer::feedback) layer, placed
 //!   inside the retry layer and using the retry layer's classification trait.
-//! - **Bounded memory.** Key state not used lately is dropped every 4096 calls
-//!   (governor's `retain_recent` and `shrink_to_fit`; idle concurrency and adaptive
-//!   entries), so 100,000 distinct keys do not stay in memory.
+//! - **Bounded memory.** Key state not used lately is dropped (governor's
+//!   `retain_recent` and `shrink_to_fit`; idle concurrency and adaptive entries), so
+//!   100,000 distinct keys do not stay in memory. The pass runs on a task of its own,
+//!   started by the first call 10 s after the last pass, never inside a call; it holds
+//!   a weak reference, so it keeps no dropped limiter alive. With no tokio runtime it is
+//!   not started: call [`RateLimitLayer::maintain`] yourself.
 //!
 //! # `poll_ready`
 //!

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::limits::{lock, Adaptive, AdaptiveState, ConcurrencyState, Limits, Rate};
+use super::limits::{Adaptive, AdaptiveState, ConcurrencyState, Limits, Rate};
 use crate::retry::{Classification, ClassifyRetry, RetryKind};
 use crate::timeout::Deadline;
 
@@ -131,15 +131,15 @@ struct Admitted {
 #[derive(Debug, Clone)]
 struct AdaptiveKey(String);
 
-struct Shared<K> {
-    limits: Arc<Limits>,
+pub(super) struct Shared<K> {
+    pub(super) limits: Arc<Limits>,
     mode: Mode,
     key: K,
 }
 
 /// The rate-limiting layer; see the [module docs](super).
 pub struct RateLimitLayer<K = ExtensionKey> {
-    shared: Arc<Shared<K>>,
+    pub(super) shared: Arc<Shared<K>>,
 }
 
 impl<K> Clone for RateLimitLayer<K> {
@@ -278,7 +278,8 @@ impl<K> RateLimitLayer<K> {
         }
     }
 
-    /// Drops the state of keys not used lately (also done every 4096 calls).
+    /// Drops the state of keys not used lately now. A task does it at most every 10 s,
+    /// started by a call on a tokio runtime; on another executor, call this yourself.
     pub fn maintain(&self) {
         self.shared.limits.maintain();
     }
@@ -299,15 +300,15 @@ impl<K> RateLimitLayer<K> {
 
     /// The adaptive limit of a key now, if it has one.
     pub fn adaptive_limit(&self, key: &str) -> Option<f64> {
-        lock(&self.shared.limits.adapt).get(key).map(|s| s.limit)
+        self.shared.limits.adapt.get(key).map(|s| s.limit)
     }
 
     /// Calls in flight for a key now (static or adaptive cap).
     pub fn in_flight(&self, key: &str) -> usize {
-        let conc = lock(&self.shared.limits.conc)
+        let conc = (self.shared.limits.conc)
             .get(key)
             .map_or(0, |s| s.in_flight);
-        let adapt = lock(&self.shared.limits.adapt)
+        let adapt = (self.shared.limits.adapt)
             .get(key)
             .map_or(0, |s| s.in_flight);
         conc.max(adapt)
@@ -360,11 +361,11 @@ struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         if self.adaptive {
-            if let Some(s) = lock(&self.limits.adapt).get_mut(&self.key) {
+            if let Some(mut s) = self.limits.adapt.get_mut(&self.key) {
                 s.in_flight = s.in_flight.saturating_sub(1);
                 s.notify.notify_one();
             }
-        } else if let Some(s) = lock(&self.limits.conc).get_mut(&self.key) {
+        } else if let Some(mut s) = self.limits.conc.get_mut(&self.key) {
             s.in_flight = s.in_flight.saturating_sub(1);
             s.notify.notify_one();
         }
@@ -405,14 +406,16 @@ async fn acquire_slot(
     let started = tokio::time::Instant::now();
     loop {
         let notify = if let Some(a) = adaptive {
-            let mut map = lock(&limits.adapt);
-            let s = map.entry(key.to_owned()).or_insert_with(|| AdaptiveState {
-                limit: a.initial,
-                in_flight: 0,
-                epoch: 0,
-                last_used: tokio::time::Instant::now(),
-                notify: Arc::default(),
-            });
+            let mut s = limits
+                .adapt
+                .entry(key.to_owned())
+                .or_insert_with(|| AdaptiveState {
+                    limit: a.initial,
+                    in_flight: 0,
+                    epoch: 0,
+                    last_used: tokio::time::Instant::now(),
+                    notify: Arc::default(),
+                });
             s.last_used = tokio::time::Instant::now();
             if (s.in_flight as f64) < s.limit.floor().max(1.0) {
                 s.in_flight += 1;
@@ -426,8 +429,8 @@ async fn acquire_slot(
             Arc::clone(&s.notify)
         } else {
             let cap = limits.concurrency.unwrap_or(usize::MAX);
-            let mut map = lock(&limits.conc);
-            let s = map
+            let mut s = limits
+                .conc
                 .entry(key.to_owned())
                 .or_insert_with(|| ConcurrencyState {
                     in_flight: 0,
@@ -541,13 +544,13 @@ where
         let Some(shared) = &self.shared else {
             return LimitedFuture::direct(self.inner.call(req));
         };
+        shared.limits.maintenance_due();
         let shared = Arc::clone(shared);
         let clone = self.inner.clone();
         let mut svc = std::mem::replace(&mut self.inner, clone);
         let key = shared.key.key(&req);
         let fut = Box::pin(async move {
             let limits = &shared.limits;
-            limits.tick();
             let deadline = req.extensions().get::<Deadline>().copied();
             let mut waited = Duration::ZERO;
             loop {
@@ -684,8 +687,7 @@ impl<S: fmt::Debug, C> fmt::Debug for Feedback<S, C> {
 impl Limits {
     fn feedback(&self, admitted: &Admitted, class: Classification) {
         let Some(a) = self.adaptive else { return };
-        let mut map = lock(&self.adapt);
-        let Some(s) = map.get_mut(&admitted.key) else {
+        let Some(mut s) = self.adapt.get_mut(&admitted.key) else {
             return;
         };
         match class {
@@ -739,6 +741,7 @@ where
         let Some(key) = req.extensions().get::<AdaptiveKey>().map(|k| k.0.clone()) else {
             return LimitedFuture::direct(self.inner.call(req));
         };
+        shared.limits.maintenance_due();
         let shared = Arc::clone(shared);
         let clone = self.inner.clone();
         let mut svc = std::mem::replace(&mut self.inner, clone);

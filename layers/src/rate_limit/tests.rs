@@ -1,6 +1,7 @@
 //! The rate limiter with paused time: quotas over random arrivals, waits bounded by the
 //! deadline, concurrency slots released on drop, bounded memory, adaptive feedback.
 
+use std::future::Future;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -8,6 +9,7 @@ use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 use tower_test::mock;
 
+use super::limits::MAINTENANCE_EVERY;
 use super::*;
 use crate::retry::HttpClassifier;
 use crate::timeout::Deadline;
@@ -265,7 +267,6 @@ async fn memory_stays_bounded_with_100_000_keys() {
             .await
             .unwrap();
     }
-    // Maintenance runs every 4096 calls; keys used within the last second are kept.
     assert!(layer.tracked_keys() <= 100_000);
     tokio::time::sleep(Duration::from_secs(2)).await;
     layer.maintain();
@@ -395,4 +396,95 @@ async fn maintenance_after_a_long_call_strands_no_adaptive_waiter() {
     };
     send3.send_response(http::Response::new(()));
     third.await.unwrap().unwrap();
+}
+
+/// Item 11: no call runs the pass over all keys (every 4096th call used to); the first
+/// call after the period starts it on a task of its own.
+#[tokio::test(start_paused = true)]
+async fn maintenance_runs_beside_the_calls_not_in_them() {
+    let layer = RateLimitLayer::builder()
+        .per_key(Rate::per_second(5))
+        .concurrency_per_key(2)
+        .mode(Mode::FailFast)
+        .build();
+    let mut svc = layer.layer(ok_service());
+    for i in 0..4095 {
+        svc.ready()
+            .await
+            .unwrap()
+            .call(req(&format!("fn-{i}")))
+            .await
+            .unwrap();
+    }
+    // Every key is idle now; the 4096th call must not pay for dropping them.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    svc.ready().await.unwrap().call(req("last")).await.unwrap();
+    assert_eq!(
+        layer.tracked_keys(),
+        4096,
+        "a call ran the maintenance pass"
+    );
+    // After the period, a call starts the pass and returns before it ran...
+    tokio::time::advance(MAINTENANCE_EVERY).await;
+    svc.ready()
+        .await
+        .unwrap()
+        .call(req("trigger"))
+        .await
+        .unwrap();
+    assert_eq!(
+        layer.tracked_keys(),
+        4097,
+        "a call ran the maintenance pass"
+    );
+    // ...which runs on its own task, keeping only the key just used.
+    tokio::task::yield_now().await;
+    assert_eq!(layer.tracked_keys(), 1, "the pass dropped idle keys");
+}
+
+/// Item 11: the maintenance task holds no strong reference to the limiter: a limiter
+/// dropped before the task ran is freed, and the task ends.
+#[tokio::test(start_paused = true)]
+async fn the_maintenance_task_keeps_no_limiter_alive() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let layer = RateLimitLayer::builder().concurrency_per_key(2).build();
+    let mut svc = layer.layer(ok_service());
+    tokio::time::advance(MAINTENANCE_EVERY).await;
+    for _ in 0..3 {
+        svc.ready().await.unwrap().call(req("f")).await.unwrap();
+    }
+    assert_eq!(
+        metrics.num_alive_tasks(),
+        before + 1,
+        "one pass, started once"
+    );
+    let weak = std::sync::Arc::downgrade(&layer.shared.limits);
+    drop((svc, layer));
+    assert!(weak.upgrade().is_none(), "the task keeps the limiter alive");
+    tokio::task::yield_now().await;
+    assert_eq!(
+        metrics.num_alive_tasks(),
+        before,
+        "the task outlived the limiter"
+    );
+}
+
+/// Item 11: with no tokio runtime (a concurrency cap needs no timer), calls work and
+/// nothing is spawned.
+#[test]
+fn calls_work_with_no_tokio_runtime() {
+    let layer = RateLimitLayer::builder().concurrency_per_key(1).build();
+    let mut svc = layer.layer(ok_service());
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    for _ in 0..3 {
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        let mut fut = std::pin::pin!(svc.call(req("f")));
+        assert!(matches!(
+            fut.as_mut().poll(&mut cx),
+            std::task::Poll::Ready(Ok(_))
+        ));
+    }
+    assert_eq!(layer.in_flight("f"), 0);
 }
