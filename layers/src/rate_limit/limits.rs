@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -14,7 +14,7 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
-use tokio::sync::Notify;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 /// governor on tokio's clock, so paused time drives it in tests.
@@ -99,20 +99,124 @@ impl Default for Adaptive {
     }
 }
 
+/// A key's in-flight slots under the static cap: a fair (first come, first served)
+/// semaphore, so a slot freed while callers wait goes to the one that waited longest.
+#[derive(Debug)]
+pub(crate) struct StaticSlots {
+    pub sem: Semaphore,
+    cap: usize,
+}
+
+impl StaticSlots {
+    fn new(cap: usize) -> Self {
+        let cap = cap.min(Semaphore::MAX_PERMITS);
+        Self {
+            sem: Semaphore::new(cap),
+            cap,
+        }
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.cap.saturating_sub(self.sem.available_permits())
+    }
+}
+
+/// A key's in-flight slots under the adaptive limit: a fair semaphore whose permits
+/// follow the integer part of the limit (added as it grows; forgotten, or kept back as
+/// calls return, as it falls).
+#[derive(Debug)]
+pub(crate) struct AdaptiveSlots {
+    pub sem: Semaphore,
+    pub state: Mutex<AdaptiveState>,
+}
+
 #[derive(Debug)]
 pub(crate) struct AdaptiveState {
     pub limit: f64,
+    /// Permits in circulation once `debt` is paid: the limit rounded down, at least 1.
+    cap: usize,
+    /// Permits held by calls beyond `cap` after a decrease: returned ones are dropped
+    /// until this is zero. While it is not, no permit is available.
+    debt: usize,
     pub in_flight: usize,
     /// Bumped at each decrease: one decrease per round of calls, not per throttle.
     pub epoch: u64,
     pub last_used: Instant,
-    pub notify: Arc<Notify>,
 }
 
-#[derive(Debug)]
-pub(crate) struct ConcurrencyState {
-    pub in_flight: usize,
-    pub notify: Arc<Notify>,
+fn permits(limit: f64) -> usize {
+    // A saturating conversion; the limit is finite and at most `Adaptive::max`.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let n = limit.floor().max(1.0) as usize;
+    n.min(Semaphore::MAX_PERMITS)
+}
+
+impl AdaptiveSlots {
+    fn new(limit: f64) -> Self {
+        let cap = permits(limit);
+        Self {
+            sem: Semaphore::new(cap),
+            state: Mutex::new(AdaptiveState {
+                limit,
+                cap,
+                debt: 0,
+                in_flight: 0,
+                epoch: 0,
+                last_used: Instant::now(),
+            }),
+        }
+    }
+
+    /// Counts a call that took a permit; returns the epoch it was admitted under.
+    pub(crate) fn admitted(&self) -> u64 {
+        let mut st = lock(&self.state);
+        st.in_flight += 1;
+        st.last_used = Instant::now();
+        st.epoch
+    }
+
+    /// Returns a call's permit (or drops it, to pay a debt).
+    pub(crate) fn release(&self) {
+        let mut st = lock(&self.state);
+        st.in_flight = st.in_flight.saturating_sub(1);
+        st.last_used = Instant::now();
+        if st.debt > 0 {
+            st.debt -= 1;
+        } else {
+            self.sem.add_permits(1);
+        }
+    }
+
+    /// Moves the limit; the permits follow its integer part.
+    pub(crate) fn set_limit(&self, st: &mut AdaptiveState, limit: f64) {
+        st.limit = limit;
+        let cap = permits(limit);
+        if cap > st.cap {
+            let more = cap - st.cap;
+            let paid = more.min(st.debt);
+            st.debt -= paid;
+            self.sem.add_permits(more - paid);
+        } else if cap < st.cap {
+            let fewer = st.cap - cap;
+            st.debt += fewer - self.sem.forget_permits(fewer);
+        }
+        st.cap = cap;
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The entry of `key`, made if missing (the key is allocated only then).
+fn entry<V>(map: &DashMap<String, Arc<V>>, key: &str, make: impl FnOnce() -> V) -> Arc<V> {
+    if let Some(v) = map.get(key) {
+        return Arc::clone(&v);
+    }
+    Arc::clone(
+        &map.entry(key.to_owned())
+            .or_insert_with(|| Arc::new(make())),
+    )
 }
 
 pub(crate) struct Limits {
@@ -123,12 +227,14 @@ pub(crate) struct Limits {
     pub key_rates: HashMap<String, Direct>,
     pub concurrency: Option<usize>,
     pub adaptive: Option<Adaptive>,
-    pub conc: DashMap<String, ConcurrencyState>,
-    pub adapt: DashMap<String, AdaptiveState>,
+    pub conc: DashMap<String, Arc<StaticSlots>>,
+    pub adapt: DashMap<String, Arc<AdaptiveSlots>>,
     /// When the last maintenance pass started (nanoseconds on `clock`).
     last_pass: AtomicU64,
     pub idle_ttl: Duration,
     pub mode: super::Mode,
+    /// The longest one wait in the limiter lasts.
+    pub max_wait: Duration,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -150,6 +256,7 @@ impl Limits {
         concurrency: Option<usize>,
         adaptive: Option<Adaptive>,
         mode: super::Mode,
+        max_wait: Duration,
     ) -> Self {
         let clock = TokioClock::new();
         Self {
@@ -176,7 +283,18 @@ impl Limits {
             last_pass: AtomicU64::new(0),
             idle_ttl: Duration::from_secs(60),
             mode,
+            max_wait,
         }
+    }
+
+    /// The static slots of `key`.
+    pub(crate) fn static_slots(&self, key: &str, cap: usize) -> Arc<StaticSlots> {
+        entry(&self.conc, key, || StaticSlots::new(cap))
+    }
+
+    /// The adaptive slots of `key`.
+    pub(crate) fn adaptive_slots(&self, key: &str, a: &Adaptive) -> Arc<AdaptiveSlots> {
+        entry(&self.adapt, key, || AdaptiveSlots::new(a.initial))
     }
 
     /// The wait before a cell of the global and the key's quota is free (zero: taken now).
@@ -212,15 +330,14 @@ impl Limits {
             k.retain_recent();
             k.shrink_to_fit();
         }
-        // A waiter holds a clone of its key's `notify`: state that a waiter still refers
-        // to is kept, or the waiter would sleep on a wake-up list nobody signals again
-        // (the next caller would make fresh state with a list of its own).
-        let referenced = |n: &Arc<Notify>| Arc::strong_count(n) > 1;
-        self.conc
-            .retain(|_, s| s.in_flight > 0 || referenced(&s.notify));
+        // Every caller that holds or waits for a slot holds a reference to its key's
+        // slots, and references are only taken under the shard lock `retain` holds:
+        // state is dropped only when no call refers to it (a waiter on dropped state
+        // would wait on a queue nobody serves again).
+        self.conc.retain(|_, s| Arc::strong_count(s) > 1);
         let ttl = self.idle_ttl;
         self.adapt
-            .retain(|_, s| s.in_flight > 0 || referenced(&s.notify) || s.last_used.elapsed() < ttl);
+            .retain(|_, s| Arc::strong_count(s) > 1 || lock(&s.state).last_used.elapsed() < ttl);
     }
 
     /// Starts a maintenance pass if the last one is [`MAINTENANCE_EVERY`] old: on its own

@@ -7,12 +7,17 @@
 //!   (`invoke-stack` puts the function name there: reserved concurrency covers all of a
 //!   function's versions and aliases), or any [`KeyExtractor`]. One key can have a rate
 //!   of its own ([`RateLimitBuilder::key_rate`]), in place of the per-key rate.
-//! - **Wait or fail fast** ([`Mode`]). Waiting adds jitter and never passes the operation
-//!   [`Deadline`](crate::timeout::Deadline): a wait that would is refused at once with
-//!   [`RateLimited`] carrying the earliest time a call could go. Fail-fast returns the
-//!   same error immediately. Either way the request never left the machine.
-//! - **Concurrency cap per key**: in-flight calls, like reserved concurrency. The slot is
-//!   released when the response arrives, or when the call fails, is dropped or cancelled.
+//! - **Wait or fail fast** ([`Mode`]). Waiting adds jitter to rate waits and never
+//!   passes the operation [`Deadline`](crate::timeout::Deadline) nor the limiter's
+//!   [maximum wait](RateLimitBuilder::max_wait) (default [`DEFAULT_MAX_WAIT`], so a call
+//!   with no deadline never waits forever): a rate wait that would is refused at once with
+//!   [`RateLimited`] carrying the earliest time a call could go; a slot wait that reaches
+//!   either is refused then. Fail-fast returns the same error immediately. The error says
+//!   why ([`Refusal`]) and how long the call waited. The request never left the machine.
+//! - **Concurrency cap per key**: in-flight calls, like reserved concurrency. Waiters
+//!   queue first come, first served (a slot freed while callers wait goes to the one that
+//!   waited longest, never to a caller arriving just then). The slot is released when the
+//!   response arrives, or when the call fails, is dropped or cancelled.
 //! - **Adaptive** ([`Adaptive`]): each key's in-flight limit grows by one per window of
 //!   successful calls and is cut by 30 % on a throttle (at most once per round of calls),
 //!   AIMD. Why not CUBIC, as the AWS SDKs' adaptive mode (spec §4.4)? The SDKs limit a
@@ -63,13 +68,16 @@
 //!
 //! The limiter runs on tokio's clock: with paused time, waits are exact and instant.
 
+mod error;
 mod limits;
 mod service;
+mod wait;
 
+pub use error::{LimitKind, RateLimitError, RateLimited, Refusal};
 pub use limits::{Adaptive, Rate};
 pub use service::{
-    ExtensionKey, Feedback, FeedbackLayer, KeyExtractor, LimitKind, LimitedFuture, Mode, RateLimit,
-    RateLimitBuilder, RateLimitError, RateLimitKey, RateLimitLayer, RateLimited,
+    ExtensionKey, Feedback, FeedbackLayer, KeyExtractor, LimitedFuture, Mode, RateLimit,
+    RateLimitBuilder, RateLimitKey, RateLimitLayer, DEFAULT_MAX_WAIT,
 };
 
 #[cfg(test)]

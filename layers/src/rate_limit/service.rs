@@ -8,7 +8,9 @@ use std::time::Duration;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::limits::{Adaptive, AdaptiveState, ConcurrencyState, Limits, Rate};
+use super::error::{LimitKind, RateLimitError};
+use super::limits::{lock, Adaptive, AdaptiveSlots, Limits, Rate};
+use super::wait::{adaptive_slot, static_slot, Budget};
 use crate::retry::{Classification, ClassifyRetry, RetryKind};
 use crate::timeout::Deadline;
 
@@ -24,71 +26,11 @@ pub enum Mode {
     FailFast,
 }
 
-/// Which limit refused a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LimitKind {
-    /// The global or per-key rate.
-    Rate,
-    /// The per-key concurrency cap (static or adaptive).
-    Concurrency,
-}
-
-/// A call was refused by the rate limiter. The request never left the machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RateLimited {
-    /// The key it was limited under, if any.
-    pub key: Option<String>,
-    /// Which limit.
-    pub limit: LimitKind,
-    /// The earliest time from now a call could go (for rate limits).
-    pub earliest: Option<Duration>,
-}
-
-impl fmt::Display for RateLimited {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.limit {
-            LimitKind::Rate => "rate",
-            LimitKind::Concurrency => "concurrency",
-        };
-        write!(f, "refused by the client-side {what} limit")?;
-        if let Some(k) = &self.key {
-            write!(f, " for {k}")?;
-        }
-        if let Some(e) = self.earliest {
-            write!(f, "; a call could go in {:.3}s", e.as_secs_f64())?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for RateLimited {}
-
-/// Error of the rate limiter: refused, or the inner service failed.
-#[derive(Debug)]
-pub enum RateLimitError<E> {
-    /// Refused by a limit.
-    Limited(RateLimited),
-    /// The inner service failed.
-    Inner(E),
-}
-
-impl<E: fmt::Display> fmt::Display for RateLimitError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RateLimitError::Limited(e) => e.fmt(f),
-            RateLimitError::Inner(e) => e.fmt(f),
-        }
-    }
-}
-
-impl<E: std::error::Error + 'static> std::error::Error for RateLimitError<E> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            RateLimitError::Limited(e) => Some(e),
-            RateLimitError::Inner(e) => Some(e),
-        }
-    }
-}
+/// The default [maximum wait](RateLimitBuilder::max_wait): 60 s. A call with no
+/// deadline (the client's default) never waits for the limiter forever; a minute of
+/// queueing means the offered load is far above the limits, which the caller should
+/// hear about. Raise it for functions that hold their slots for minutes.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// The key a request is limited under: put it in the extensions (the default
 /// [`ExtensionKey`] extractor reads it), or supply your own [`KeyExtractor`].
@@ -118,13 +60,6 @@ where
     fn key(&self, req: &http::Request<B>) -> Option<String> {
         self(req)
     }
-}
-
-/// The epoch of the adaptive limit an attempt was admitted under.
-#[derive(Debug, Clone)]
-struct Admitted {
-    key: String,
-    epoch: u64,
 }
 
 /// The key of an operation under an adaptive limit, for the feedback layer.
@@ -169,12 +104,13 @@ pub struct RateLimitBuilder<K> {
     concurrency: Option<usize>,
     adaptive: Option<Adaptive>,
     mode: Mode,
+    max_wait: Duration,
     key: K,
 }
 
 impl RateLimitLayer<ExtensionKey> {
-    /// Starts a builder (no limits, wait mode with 10 ms jitter, keys from
-    /// [`RateLimitKey`]).
+    /// Starts a builder (no limits, wait mode with 10 ms jitter and at most
+    /// [`DEFAULT_MAX_WAIT`] per wait, keys from [`RateLimitKey`]).
     pub fn builder() -> RateLimitBuilder<ExtensionKey> {
         RateLimitBuilder {
             global: None,
@@ -185,6 +121,7 @@ impl RateLimitLayer<ExtensionKey> {
             mode: Mode::Wait {
                 jitter: Duration::from_millis(10),
             },
+            max_wait: DEFAULT_MAX_WAIT,
             key: ExtensionKey,
         }
     }
@@ -235,6 +172,17 @@ impl<K> RateLimitBuilder<K> {
         self.mode = mode;
         self
     }
+    /// The longest a call waits in [`Mode::Wait`] for a rate cell or a slot (default
+    /// [`DEFAULT_MAX_WAIT`]), each time it waits: before the operation, and before each
+    /// attempt under the adaptive limit. A rate wait that would end later is refused at
+    /// once; a slot wait that reaches it is refused then ([`Refusal::MaxWait`]). The
+    /// operation [`Deadline`] bounds waits too, whichever is sooner.
+    ///
+    /// [`Refusal::MaxWait`]: super::Refusal::MaxWait
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
+        self
+    }
     /// Where keys come from.
     pub fn key<K2>(self, key: K2) -> RateLimitBuilder<K2> {
         RateLimitBuilder {
@@ -244,6 +192,7 @@ impl<K> RateLimitBuilder<K> {
             concurrency: self.concurrency,
             adaptive: self.adaptive,
             mode: self.mode,
+            max_wait: self.max_wait,
             key,
         }
     }
@@ -258,6 +207,7 @@ impl<K> RateLimitBuilder<K> {
                     self.concurrency,
                     self.adaptive,
                     self.mode,
+                    self.max_wait,
                 )),
                 mode: self.mode,
                 key: self.key,
@@ -300,17 +250,17 @@ impl<K> RateLimitLayer<K> {
 
     /// The adaptive limit of a key now, if it has one.
     pub fn adaptive_limit(&self, key: &str) -> Option<f64> {
-        self.shared.limits.adapt.get(key).map(|s| s.limit)
+        let slots = self.shared.limits.adapt.get(key).map(|s| Arc::clone(&s))?;
+        let limit = lock(&slots.state).limit;
+        Some(limit)
     }
 
     /// Calls in flight for a key now (static or adaptive cap).
     pub fn in_flight(&self, key: &str) -> usize {
-        let conc = (self.shared.limits.conc)
-            .get(key)
-            .map_or(0, |s| s.in_flight);
-        let adapt = (self.shared.limits.adapt)
-            .get(key)
-            .map_or(0, |s| s.in_flight);
+        let conc = (self.shared.limits.conc).get(key).map(|s| Arc::clone(&s));
+        let adapt = (self.shared.limits.adapt).get(key).map(|s| Arc::clone(&s));
+        let conc = conc.map_or(0, |s| s.in_flight());
+        let adapt = adapt.map_or(0, |a| lock(&a.state).in_flight);
         conc.max(adapt)
     }
 }
@@ -347,125 +297,6 @@ impl<S: fmt::Debug, K> fmt::Debug for RateLimit<S, K> {
         f.debug_struct("RateLimit")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
-    }
-}
-
-/// Holds a concurrency slot; releases it (and wakes a waiter) when dropped, whether the
-/// call finished, failed or was cancelled.
-struct Slot {
-    limits: Arc<Limits>,
-    key: String,
-    adaptive: bool,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if self.adaptive {
-            if let Some(mut s) = self.limits.adapt.get_mut(&self.key) {
-                s.in_flight = s.in_flight.saturating_sub(1);
-                s.notify.notify_one();
-            }
-        } else if let Some(mut s) = self.limits.conc.get_mut(&self.key) {
-            s.in_flight = s.in_flight.saturating_sub(1);
-            s.notify.notify_one();
-        }
-    }
-}
-
-fn limited(key: Option<&str>, limit: LimitKind, earliest: Option<Duration>) -> RateLimited {
-    RateLimited {
-        key: key.map(str::to_owned),
-        limit,
-        earliest,
-    }
-}
-
-/// Which in-flight cap a slot is taken under: the static one per operation (in
-/// [`RateLimit`]), the adaptive one per attempt (in [`Feedback`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Gate {
-    Static,
-    Adaptive,
-}
-
-/// Takes a slot under the static or adaptive cap of `key`, or says why not.
-async fn acquire_slot(
-    limits: &Arc<Limits>,
-    key: &str,
-    mode: Mode,
-    deadline: Option<Deadline>,
-    gate: Gate,
-) -> Result<Option<(Slot, Option<u64>)>, RateLimited> {
-    let adaptive = match gate {
-        Gate::Adaptive => limits.adaptive,
-        Gate::Static => None,
-    };
-    if adaptive.is_none() && (gate == Gate::Adaptive || limits.concurrency.is_none()) {
-        return Ok(None);
-    }
-    let started = tokio::time::Instant::now();
-    loop {
-        let notify = if let Some(a) = adaptive {
-            let mut s = limits
-                .adapt
-                .entry(key.to_owned())
-                .or_insert_with(|| AdaptiveState {
-                    limit: a.initial,
-                    in_flight: 0,
-                    epoch: 0,
-                    last_used: tokio::time::Instant::now(),
-                    notify: Arc::default(),
-                });
-            s.last_used = tokio::time::Instant::now();
-            if (s.in_flight as f64) < s.limit.floor().max(1.0) {
-                s.in_flight += 1;
-                let slot = Slot {
-                    limits: Arc::clone(limits),
-                    key: key.to_owned(),
-                    adaptive: true,
-                };
-                return Ok(Some((slot, Some(s.epoch))));
-            }
-            Arc::clone(&s.notify)
-        } else {
-            let cap = limits.concurrency.unwrap_or(usize::MAX);
-            let mut s = limits
-                .conc
-                .entry(key.to_owned())
-                .or_insert_with(|| ConcurrencyState {
-                    in_flight: 0,
-                    notify: Arc::default(),
-                });
-            if s.in_flight < cap {
-                s.in_flight += 1;
-                let slot = Slot {
-                    limits: Arc::clone(limits),
-                    key: key.to_owned(),
-                    adaptive: false,
-                };
-                return Ok(Some((slot, None)));
-            }
-            Arc::clone(&s.notify)
-        };
-        if mode == Mode::FailFast {
-            return Err(limited(Some(key), LimitKind::Concurrency, None));
-        }
-        let wait = notify.notified();
-        let woke = match deadline {
-            Some(d) => tokio::time::timeout_at(d.at(), wait).await.is_ok(),
-            None => {
-                wait.await;
-                true
-            }
-        };
-        if !woke {
-            tracing::debug!(
-                key,
-                waited_ms = started.elapsed().as_millis() as u64,
-                "concurrency wait reached the deadline"
-            );
-            return Err(limited(Some(key), LimitKind::Concurrency, None));
-        }
     }
 }
 
@@ -514,12 +345,6 @@ where
     }
 }
 
-impl<E> From<E> for RateLimitError<E> {
-    fn from(e: E) -> Self {
-        RateLimitError::Inner(e)
-    }
-}
-
 impl<S, K, B, RB> Service<http::Request<B>> for RateLimit<S, K>
 where
     S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
@@ -552,48 +377,34 @@ where
         let fut = Box::pin(async move {
             let limits = &shared.limits;
             let deadline = req.extensions().get::<Deadline>().copied();
-            let mut waited = Duration::ZERO;
+            let budget = Budget::new(shared.mode, limits.max_wait, deadline);
             loop {
                 let wait = limits.check_rate(key.as_deref());
                 if wait.is_zero() {
                     break;
                 }
                 let wait = match shared.mode {
-                    Mode::FailFast => {
-                        tracing::debug!(
-                            key = key.as_deref(),
-                            earliest_ms = wait.as_millis() as u64,
-                            "rate limited: failed fast"
-                        );
-                        return Err(RateLimitError::Limited(limited(
-                            key.as_deref(),
-                            LimitKind::Rate,
-                            Some(wait),
-                        )));
-                    }
                     Mode::Wait { jitter } => wait + jitter.mul_f64(fastrand::f64()),
+                    Mode::FailFast => wait,
                 };
-                if deadline.is_some_and(|d| d.check_wait(wait).is_err()) {
-                    tracing::debug!(
-                        key = key.as_deref(),
-                        earliest_ms = wait.as_millis() as u64,
-                        "rate limited: the wait would pass the deadline"
-                    );
-                    return Err(RateLimitError::Limited(limited(
+                if !budget.allows(wait) {
+                    return Err(RateLimitError::Limited(budget.refuse(
                         key.as_deref(),
                         LimitKind::Rate,
                         Some(wait),
                     )));
                 }
                 tokio::time::sleep(wait).await;
-                waited += wait;
             }
-            let slot = match &key {
-                Some(k) => acquire_slot(limits, k, shared.mode, deadline, Gate::Static)
-                    .await
-                    .map_err(RateLimitError::Limited)?,
-                None => None,
+            let slot = match (&key, limits.concurrency) {
+                (Some(k), Some(cap)) => Some(
+                    static_slot(limits.static_slots(k, cap), k, &budget)
+                        .await
+                        .map_err(RateLimitError::Limited)?,
+                ),
+                _ => None,
             };
+            let waited = budget.waited();
             if !waited.is_zero() {
                 tracing::debug!(
                     key = key.as_deref(),
@@ -685,29 +496,26 @@ impl<S: fmt::Debug, C> fmt::Debug for Feedback<S, C> {
 }
 
 impl Limits {
-    fn feedback(&self, admitted: &Admitted, class: Classification) {
+    fn feedback(&self, key: &str, slots: &AdaptiveSlots, epoch: u64, class: Classification) {
         let Some(a) = self.adaptive else { return };
-        let Some(mut s) = self.adapt.get_mut(&admitted.key) else {
-            return;
-        };
+        let mut s = lock(&slots.state);
         match class {
             // One decrease per round: throttles of calls admitted before the last
             // decrease do not cut the limit again.
             Classification::Retryable {
                 kind: RetryKind::Throttling,
                 ..
-            } if admitted.epoch == s.epoch => {
-                s.limit = (s.limit * a.decrease).max(a.min);
+            } if epoch == s.epoch => {
+                let limit = (s.limit * a.decrease).max(a.min);
+                slots.set_limit(&mut s, limit);
                 s.epoch += 1;
-                tracing::debug!(key = %admitted.key, limit = s.limit, "adaptive limit lowered");
+                tracing::debug!(key, limit, "adaptive limit lowered");
             }
-            Classification::Final => {
-                // Grow only while the window is in use: a limit that is not being
-                // tested must not creep up (the caller slows down, the limit stays).
-                if (s.in_flight as f64) * 2.0 >= s.limit {
-                    s.limit = (s.limit + 1.0 / s.limit).min(a.max);
-                }
-                s.notify.notify_one();
+            // Grow only while the window is in use: a limit that is not being tested
+            // must not creep up (the caller slows down, the limit stays).
+            Classification::Final if (s.in_flight as f64) * 2.0 >= s.limit => {
+                let limit = (s.limit + 1.0 / s.limit).min(a.max);
+                slots.set_limit(&mut s, limit);
             }
             _ => {}
         }
@@ -738,7 +546,10 @@ where
         let Some(shared) = &self.shared else {
             return LimitedFuture::direct(self.inner.call(req));
         };
-        let Some(key) = req.extensions().get::<AdaptiveKey>().map(|k| k.0.clone()) else {
+        let (Some(key), Some(adaptive)) = (
+            req.extensions().get::<AdaptiveKey>().map(|k| k.0.clone()),
+            shared.limits.adaptive,
+        ) else {
             return LimitedFuture::direct(self.inner.call(req));
         };
         shared.limits.maintenance_due();
@@ -748,22 +559,16 @@ where
         LimitedFuture::limited(Box::pin(async move {
             let limits = &shared.limits;
             let deadline = req.extensions().get::<Deadline>().copied();
-            let (slot, epoch) =
-                match acquire_slot(limits, &key, limits.mode, deadline, Gate::Adaptive)
-                    .await
-                    .map_err(RateLimitError::Limited)?
-                {
-                    Some((slot, epoch)) => (Some(slot), epoch.unwrap_or(0)),
-                    None => (None, 0),
-                };
+            let budget = Budget::new(limits.mode, limits.max_wait, deadline);
+            let slots = limits.adaptive_slots(&key, &adaptive);
+            let (slot, epoch) = adaptive_slot(Arc::clone(&slots), &key, &budget)
+                .await
+                .map_err(RateLimitError::Limited)?;
             std::future::poll_fn(|cx| svc.poll_ready(cx))
                 .await
                 .map_err(RateLimitError::Inner)?;
             let result = svc.call(req).await;
-            limits.feedback(
-                &Admitted { key, epoch },
-                shared.classifier.classify(&result),
-            );
+            limits.feedback(&key, &slots, epoch, shared.classifier.classify(&result));
             drop(slot);
             result.map_err(RateLimitError::Inner)
         }))

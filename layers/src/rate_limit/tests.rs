@@ -371,6 +371,7 @@ async fn maintenance_after_a_long_call_strands_no_adaptive_waiter() {
             initial: 1.0,
             ..Adaptive::default()
         })
+        .max_wait(Duration::from_secs(3600))
         .build();
     let svc = layer.layer(layer.feedback(HttpClassifier).layer(mock));
     let mut first = tokio_test::task::spawn(svc.clone().oneshot(req("f")));
@@ -487,4 +488,169 @@ fn calls_work_with_no_tokio_runtime() {
         ));
     }
     assert_eq!(layer.in_flight("f"), 0);
+}
+
+fn req_from(key: &str, caller: &'static str) -> Req {
+    let mut r = req(key);
+    r.headers_mut()
+        .insert("x-caller", http::HeaderValue::from_static(caller));
+    r
+}
+
+fn caller(r: &Req) -> &str {
+    r.headers()["x-caller"].to_str().unwrap()
+}
+
+/// Item 9: a freed slot goes to the caller that waited longest, not to one that arrives
+/// as it frees.
+#[tokio::test(start_paused = true)]
+async fn a_freed_slot_goes_to_the_longest_waiter() {
+    for adaptive in [false, true] {
+        let (mock, mut handle) = mock::pair::<Req, Resp>();
+        let layer = if adaptive {
+            RateLimitLayer::builder().adaptive(Adaptive {
+                initial: 1.0,
+                ..Adaptive::default()
+            })
+        } else {
+            RateLimitLayer::builder().concurrency_per_key(1)
+        }
+        .build();
+        let svc = layer.layer(layer.feedback(HttpClassifier).layer(mock));
+        let mut a = tokio_test::task::spawn(svc.clone().oneshot(req_from("f", "a")));
+        assert!(a.poll().is_pending());
+        let (_ra, send_a) = handle.next_request().await.unwrap();
+        let b = tokio::spawn(svc.clone().oneshot(req_from("f", "b")));
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        // A throttle keeps the adaptive limit at one.
+        send_a.send_response(http::Response::builder().status(429).body(()).unwrap());
+        assert!(a.poll().is_ready());
+        // C arrives before B has run again.
+        let mut c = tokio_test::task::spawn(svc.clone().oneshot(req_from("f", "c")));
+        let _ = c.poll();
+        let (rb, send_b) = handle.next_request().await.unwrap();
+        assert_eq!(caller(&rb), "b", "adaptive: {adaptive}");
+        send_b.send_response(http::Response::new(()));
+        b.await.unwrap().unwrap();
+        // C is polled here, not by the runtime.
+        assert!(c.poll().is_pending());
+        let (rc, send_c) = handle.next_request().await.unwrap();
+        assert_eq!(caller(&rc), "c");
+        send_c.send_response(http::Response::new(()));
+        assert!(c.poll().is_ready());
+    }
+}
+
+/// Item 9: with no deadline (the client's default), a wait for a slot ends after the
+/// limiter's maximum wait (60 s by default).
+#[tokio::test(start_paused = true)]
+async fn a_wait_with_no_deadline_is_bounded() {
+    let (mock, mut handle) = mock::pair::<Req, Resp>();
+    let layer = RateLimitLayer::builder().concurrency_per_key(1).build();
+    let svc = layer.layer(mock);
+    let _held = tokio::spawn(svc.clone().oneshot(req("f")));
+    let _never_answered = handle.next_request().await.unwrap();
+    let start = Instant::now();
+    let waited = tokio::time::timeout(Duration::from_secs(61), svc.clone().oneshot(req("f"))).await;
+    let Ok(Err(RateLimitError::Limited(l))) = waited else {
+        panic!("still waiting for the slot after 61 s");
+    };
+    assert_eq!(start.elapsed(), Duration::from_secs(60));
+    assert_eq!(start.elapsed(), DEFAULT_MAX_WAIT);
+    assert_eq!(
+        (l.limit, l.reason, l.waited),
+        (LimitKind::Concurrency, Refusal::MaxWait, DEFAULT_MAX_WAIT)
+    );
+
+    // A rate wait longer than the maximum is refused at once.
+    let layer = RateLimitLayer::builder()
+        .per_key(Rate {
+            calls: 1,
+            per: Duration::from_secs(120),
+            burst: None,
+        })
+        .mode(Mode::Wait {
+            jitter: Duration::ZERO,
+        })
+        .build();
+    let mut svc = layer.layer(ok_service());
+    svc.ready().await.unwrap().call(req("f")).await.unwrap();
+    let start = Instant::now();
+    let Err(RateLimitError::Limited(l)) = svc.ready().await.unwrap().call(req("f")).await else {
+        panic!("a 120 s wait must be refused");
+    };
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(
+        (l.limit, l.reason, l.earliest),
+        (
+            LimitKind::Rate,
+            Refusal::MaxWait,
+            Some(Duration::from_secs(120))
+        )
+    );
+}
+
+/// Item 9: when the adaptive limit falls below the calls in flight, returned slots are
+/// held back until the calls in flight are under the new limit; waiters then get them
+/// in order.
+#[tokio::test(start_paused = true)]
+async fn a_lowered_limit_holds_back_returned_slots() {
+    let (mock, mut handle) = mock::pair::<Req, Resp>();
+    let layer = RateLimitLayer::builder()
+        .adaptive(Adaptive {
+            initial: 4.0,
+            ..Adaptive::default()
+        })
+        .build();
+    let svc = layer.layer(layer.feedback(HttpClassifier).layer(mock));
+    let names = ["a", "b", "c", "d", "e", "f"];
+    let calls: Vec<_> = names
+        .iter()
+        .map(|n| tokio::spawn(svc.clone().oneshot(req_from("k", n))))
+        .collect();
+    let mut pending = Vec::new();
+    for _ in 0..4 {
+        pending.push(handle.next_request().await.unwrap());
+    }
+    assert_eq!(layer.in_flight("k"), 4);
+    let throttle = || http::Response::builder().status(429).body(()).unwrap();
+    let ok = || http::Response::new(());
+    // A throttle: 4 × 0.7 = 2.8, two slots. Three calls in flight stay; the next two
+    // that return free no slot.
+    let (_, send) = pending.remove(0);
+    send.send_response(throttle());
+    tokio::task::yield_now().await;
+    assert_eq!(layer.adaptive_limit("k"), Some(2.8));
+    let (_, send) = pending.remove(0);
+    send.send_response(throttle());
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        layer.in_flight("k"),
+        2,
+        "no waiter admitted above the limit"
+    );
+    let (_, send) = pending.remove(0);
+    send.send_response(throttle());
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+    // One in flight under a limit of two: the longest waiter goes.
+    assert_eq!(layer.in_flight("k"), 2);
+    let (r, send_e) = handle.next_request().await.unwrap();
+    assert_eq!(caller(&r), "e");
+    for (_, send) in pending.drain(..) {
+        send.send_response(ok());
+    }
+    send_e.send_response(ok());
+    let (r, send_f) = handle.next_request().await.unwrap();
+    assert_eq!(caller(&r), "f");
+    send_f.send_response(ok());
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    assert_eq!(layer.in_flight("k"), 0);
 }
