@@ -5,6 +5,7 @@ use std::time::Duration;
 
 /// Which limit refused a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LimitKind {
     /// The global or per-key rate.
     Rate,
@@ -70,6 +71,7 @@ impl std::error::Error for RateLimited {}
 
 /// Error of the rate limiter: refused, or the inner service failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum RateLimitError<E> {
     /// Refused by a limit.
     Limited(RateLimited),

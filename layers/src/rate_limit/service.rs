@@ -16,6 +16,7 @@ use crate::timeout::Deadline;
 
 /// What to do when a limit is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Mode {
     /// Wait (with jitter) until the call can go, but never past the operation deadline.
     Wait {
