@@ -1,49 +1,21 @@
-//! The limiter state shared by clones: governor quotas, per-key concurrency, adaptive
-//! per-key limits, and the maintenance that keeps memory bounded.
+//! The limiter state shared by clones: the rate cells, the state of each key (its rate
+//! cell, its queue for rate waits, its concurrency slots, its adaptive limit), and the
+//! maintenance that keeps memory bounded.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use dashmap::DashMap;
-
-use governor::clock::Clock;
-use governor::middleware::NoOpMiddleware;
-use governor::state::keyed::DashMapStateStore;
-use governor::state::{InMemoryState, NotKeyed};
-use governor::{Quota, RateLimiter};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-/// governor on tokio's clock, so paused time drives it in tests.
-#[derive(Debug, Clone)]
-pub(crate) struct TokioClock {
-    origin: Instant,
-}
-
-impl TokioClock {
-    fn new() -> Self {
-        Self {
-            origin: Instant::now(),
-        }
-    }
-}
-
-impl Clock for TokioClock {
-    type Instant = Duration;
-    fn now(&self) -> Duration {
-        self.origin.elapsed()
-    }
-}
+use super::gcra::Gcra;
 
 /// How often the state of keys not used lately is dropped (at most; a pass is started
 /// by the first call after this much time).
 pub(crate) const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
-
-type Direct = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
-type Keyed = RateLimiter<String, DashMapStateStore<String>, TokioClock, NoOpMiddleware<Duration>>;
 
 /// A rate: `burst` calls at once, refilled at one per `period / burst`... expressed as
 /// calls per period with a burst.
@@ -67,10 +39,15 @@ impl Rate {
         }
     }
 
-    pub(crate) fn quota(&self) -> Option<Quota> {
-        let calls = NonZeroU32::new(self.calls)?;
-        let burst = NonZeroU32::new(self.burst.unwrap_or(self.calls))?;
-        Quota::with_period(self.per / calls.get()).map(|q| q.allow_burst(burst))
+    /// The interval between calls in nanoseconds and the burst, or `None` for a rate
+    /// that admits no call.
+    pub(crate) fn cell(&self) -> Option<(u64, u32)> {
+        let burst = self.burst.unwrap_or(self.calls);
+        if self.calls == 0 || burst == 0 {
+            return None;
+        }
+        let interval = nanos(self.per) / u64::from(self.calls);
+        (interval > 0).then_some((interval, burst))
     }
 }
 
@@ -208,28 +185,48 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The entry of `key`, made if missing (the key is allocated only then).
-fn entry<V>(map: &DashMap<String, Arc<V>>, key: &str, make: impl FnOnce() -> V) -> Arc<V> {
-    if let Some(v) = map.get(key) {
-        return Arc::clone(&v);
+/// The state of one key. Every call under the key holds a reference to it while it waits
+/// or holds a slot: maintenance drops only state that no call refers to.
+#[derive(Debug)]
+pub(crate) struct KeyState {
+    pub name: Arc<str>,
+    /// The key's rate: its own, or the per-key rate.
+    pub rate: Option<Gcra>,
+    /// The queue of the key's calls waiting for a rate cell: only its head waits for
+    /// the cells, so the key's callers take turns, and a key with many callers counts as
+    /// one in the queue for the global rate.
+    pub rate_turn: Semaphore,
+    pub slots: Option<StaticSlots>,
+    pub adaptive: Option<AdaptiveSlots>,
+}
+
+impl KeyState {
+    /// Whether dropping this state loses nothing but a learned limit older than `ttl`.
+    fn idle(&self, now: u64, ttl: Duration) -> bool {
+        self.rate.as_ref().is_none_or(|c| c.is_full(now))
+            && self
+                .adaptive
+                .as_ref()
+                .is_none_or(|a| lock(&a.state).last_used.elapsed() >= ttl)
     }
-    Arc::clone(
-        &map.entry(key.to_owned())
-            .or_insert_with(|| Arc::new(make())),
-    )
 }
 
 pub(crate) struct Limits {
-    pub clock: TokioClock,
-    pub global: Option<Direct>,
-    pub keyed: Option<Keyed>,
-    /// Keys with a rate of their own (fixed at build time: read without a lock).
-    pub key_rates: HashMap<String, Direct>,
+    origin: Instant,
+    pub global: Option<Gcra>,
+    /// The per-key rate, as (interval, burst).
+    per_key: Option<(u64, u32)>,
+    /// Keys with a rate of their own, as (interval, burst).
+    key_rates: HashMap<String, (u64, u32)>,
     pub concurrency: Option<usize>,
     pub adaptive: Option<Adaptive>,
-    pub conc: DashMap<String, Arc<StaticSlots>>,
-    pub adapt: DashMap<String, Arc<AdaptiveSlots>>,
-    /// When the last maintenance pass started (nanoseconds on `clock`).
+    keys: DashMap<Arc<str>, Arc<KeyState>>,
+    /// The queue for rate waits of calls with no key (as a key's `rate_turn`).
+    pub unkeyed_turn: Semaphore,
+    /// The queue of the heads of the rate queues waiting for the global rate: keys take
+    /// turns at it, first come, first served.
+    pub global_turn: Semaphore,
+    /// When the last maintenance pass started (nanoseconds on the limiter's clock).
     last_pass: AtomicU64,
     pub idle_ttl: Duration,
     pub mode: super::Mode,
@@ -237,15 +234,8 @@ pub(crate) struct Limits {
     pub max_wait: Duration,
 }
 
-fn nanos(d: Duration) -> u64 {
+pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// A key map with more shards than dashmap's default (4 × CPUs): the maintenance pass
-/// holds one shard at a time, so a shard's share of the keys is what a caller of a key
-/// in it may wait for.
-fn key_map<V>() -> DashMap<String, V> {
-    DashMap::with_shard_amount(64)
 }
 
 impl Limits {
@@ -258,28 +248,26 @@ impl Limits {
         mode: super::Mode,
         max_wait: Duration,
     ) -> Self {
-        let clock = TokioClock::new();
         Self {
+            origin: Instant::now(),
             global: global
-                .and_then(|r| r.quota())
-                .map(|q| RateLimiter::direct_with_clock(q, clock.clone())),
-            keyed: per_key
-                .and_then(|r| r.quota())
-                .map(|q| RateLimiter::new(q, DashMapStateStore::default(), clock.clone())),
-            // A zero rate makes no quota, as for the other rates: the key then keeps the
+                .and_then(|r| r.cell())
+                .map(|(interval, burst)| Gcra::new(interval, burst)),
+            per_key: per_key.and_then(|r| r.cell()),
+            // A zero rate makes no cell, as for the other rates: the key then keeps the
             // per-key rate.
             key_rates: key_rates
                 .into_iter()
-                .filter_map(|(key, rate)| {
-                    let q = rate.quota()?;
-                    Some((key, RateLimiter::direct_with_clock(q, clock.clone())))
-                })
+                .filter_map(|(key, rate)| Some((key, rate.cell()?)))
                 .collect(),
-            clock,
             concurrency,
             adaptive,
-            conc: key_map(),
-            adapt: key_map(),
+            // More shards than dashmap's default (4 × CPUs): the maintenance pass holds
+            // one shard at a time, so a shard's share of the keys is what a caller of a
+            // key in it may wait for.
+            keys: DashMap::with_shard_amount(64),
+            unkeyed_turn: Semaphore::new(1),
+            global_turn: Semaphore::new(1),
             last_pass: AtomicU64::new(0),
             idle_ttl: Duration::from_secs(60),
             mode,
@@ -287,38 +275,64 @@ impl Limits {
         }
     }
 
-    /// The static slots of `key`.
-    pub(crate) fn static_slots(&self, key: &str, cap: usize) -> Arc<StaticSlots> {
-        entry(&self.conc, key, || StaticSlots::new(cap))
+    /// Now, in nanoseconds on the limiter's clock (tokio's: paused time drives it).
+    pub(crate) fn now(&self) -> u64 {
+        nanos(self.origin.elapsed())
     }
 
-    /// The adaptive slots of `key`.
-    pub(crate) fn adaptive_slots(&self, key: &str, a: &Adaptive) -> Arc<AdaptiveSlots> {
-        entry(&self.adapt, key, || AdaptiveSlots::new(a.initial))
+    /// The state of `key`, made if missing; `None` if no limit applies to the key.
+    pub(crate) fn key(&self, key: &str) -> Option<Arc<KeyState>> {
+        if let Some(s) = self.keys.get(key) {
+            return Some(Arc::clone(&s));
+        }
+        let rate = self.key_rates.get(key).copied().or(self.per_key);
+        if rate.is_none() && self.concurrency.is_none() && self.adaptive.is_none() {
+            return None;
+        }
+        let name: Arc<str> = Arc::from(key);
+        let entry = self.keys.entry(Arc::clone(&name)).or_insert_with(|| {
+            Arc::new(KeyState {
+                name,
+                rate: rate.map(|(interval, burst)| Gcra::new(interval, burst)),
+                rate_turn: Semaphore::new(1),
+                slots: self.concurrency.map(StaticSlots::new),
+                adaptive: self.adaptive.map(|a| AdaptiveSlots::new(a.initial)),
+            })
+        });
+        Some(Arc::clone(&entry))
     }
 
-    /// The wait before a cell of the global and the key's quota is free (zero: taken now).
-    pub(crate) fn check_rate(&self, key: Option<&str>) -> Duration {
-        let now = self.clock.now();
+    /// The state of `key` if it has any now.
+    pub(crate) fn existing(&self, key: &str) -> Option<Arc<KeyState>> {
+        self.keys.get(key).map(|s| Arc::clone(&s))
+    }
+
+    /// Takes a cell of the key's rate, then of the global rate; a cell of the key's
+    /// rate taken for a call the global rate refuses is given back. So a call refused by
+    /// either leaves both as it found them. Refused: which rate (the global one: true),
+    /// and how long until it has a cell.
+    pub(crate) fn take_cells(&self, cell: Option<&Gcra>) -> Result<(), (bool, Duration)> {
+        let now = self.now();
+        if let Some(c) = cell {
+            c.take(now).map_err(|wait| (false, wait))?;
+        }
         if let Some(g) = &self.global {
-            if let Err(not_until) = g.check() {
-                return not_until.wait_time_from(now).max(Duration::from_nanos(1));
+            if let Err(wait) = g.take(now) {
+                if let Some(c) = cell {
+                    c.give_back();
+                }
+                return Err((true, wait));
             }
         }
-        let Some(key) = key else {
-            return Duration::ZERO;
-        };
-        let checked = match self.key_rates.get(key) {
-            Some(own) => own.check(),
-            None => match &self.keyed {
-                Some(k) => k.check_key(&key.to_owned()),
-                None => Ok(()),
-            },
-        };
-        if let Err(not_until) = checked {
-            return not_until.wait_time_from(now).max(Duration::from_nanos(1));
-        }
-        Duration::ZERO
+        Ok(())
+    }
+
+    /// How long until both the key's rate and the global rate have a cell. Takes none.
+    pub(crate) fn cells_wait(&self, cell: Option<&Gcra>) -> Duration {
+        let now = self.now();
+        let key = cell.map_or(Duration::ZERO, |c| c.wait(now));
+        let global = self.global.as_ref().map_or(Duration::ZERO, |g| g.wait(now));
+        key.max(global)
     }
 
     /// Drops state of keys not used lately, so memory does not grow with the number of
@@ -326,18 +340,13 @@ impl Limits {
     /// in a call; it locks one shard of a key map at a time, so callers of keys in other
     /// shards do not wait for it.
     pub(crate) fn maintain(&self) {
-        if let Some(k) = &self.keyed {
-            k.retain_recent();
-            k.shrink_to_fit();
-        }
-        // Every caller that holds or waits for a slot holds a reference to its key's
-        // slots, and references are only taken under the shard lock `retain` holds:
-        // state is dropped only when no call refers to it (a waiter on dropped state
-        // would wait on a queue nobody serves again).
-        self.conc.retain(|_, s| Arc::strong_count(s) > 1);
-        let ttl = self.idle_ttl;
-        self.adapt
-            .retain(|_, s| Arc::strong_count(s) > 1 || lock(&s.state).last_used.elapsed() < ttl);
+        let (now, ttl) = (self.now(), self.idle_ttl);
+        // References to a key's state are only taken under the shard lock `retain`
+        // holds: state is dropped only when no call refers to it (a waiter on dropped
+        // state would wait on a queue nobody serves again).
+        self.keys
+            .retain(|_, s| Arc::strong_count(s) > 1 || !s.idle(now, ttl));
+        self.keys.shrink_to_fit();
     }
 
     /// Starts a maintenance pass if the last one is [`MAINTENANCE_EVERY`] old: on its own
@@ -349,7 +358,7 @@ impl Limits {
         if !self.keeps_key_state() {
             return;
         }
-        let now = nanos(self.clock.now());
+        let now = self.now();
         let last = self.last_pass.load(Ordering::Relaxed);
         if now.saturating_sub(last) < nanos(MAINTENANCE_EVERY)
             || self
@@ -369,21 +378,21 @@ impl Limits {
         }
     }
 
-    fn keeps_key_state(&self) -> bool {
-        self.keyed.is_some() || self.concurrency.is_some() || self.adaptive.is_some()
-    }
-
-    /// Whether any limit is configured.
-    pub(crate) fn any(&self) -> bool {
-        self.global.is_some()
-            || self.keyed.is_some()
+    /// Whether some limit keeps state per key.
+    pub(crate) fn keeps_key_state(&self) -> bool {
+        self.per_key.is_some()
             || !self.key_rates.is_empty()
             || self.concurrency.is_some()
             || self.adaptive.is_some()
     }
 
-    /// Keys with rate state (for tests and metrics).
-    pub(crate) fn keyed_len(&self) -> usize {
-        self.keyed.as_ref().map_or(0, RateLimiter::len)
+    /// Whether any limit is configured.
+    pub(crate) fn any(&self) -> bool {
+        self.global.is_some() || self.keeps_key_state()
+    }
+
+    /// Keys with state now.
+    pub(crate) fn keys_len(&self) -> usize {
+        self.keys.len()
     }
 }

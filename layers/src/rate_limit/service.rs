@@ -8,9 +8,9 @@ use std::time::Duration;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::error::{LimitKind, RateLimitError};
-use super::limits::{lock, Adaptive, AdaptiveSlots, Limits, Rate};
-use super::wait::{adaptive_slot, static_slot, Budget};
+use super::error::RateLimitError;
+use super::limits::{lock, Adaptive, KeyState, Limits, Rate};
+use super::wait::{adaptive_slot, rate_cells, static_slot, Budget};
 use crate::retry::{Classification, ClassifyRetry, RetryKind};
 use crate::timeout::Deadline;
 
@@ -18,9 +18,12 @@ use crate::timeout::Deadline;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Mode {
-    /// Wait (with jitter) until the call can go, but never past the operation deadline.
+    /// Wait until the call can go, but never past the operation deadline nor the
+    /// [maximum wait](RateLimitBuilder::max_wait).
     Wait {
-        /// Up to this much random extra wait, so waiters do not wake in lockstep.
+        /// Up to this much random extra wait for a call that must wait for a rate,
+        /// before it queues: callers arriving together queue in random order. (It
+        /// delays no one queued: only the head of a queue sleeps until a cell is free.)
         jitter: Duration,
     },
     /// Refuse at once.
@@ -63,9 +66,10 @@ where
     }
 }
 
-/// The key of an operation under an adaptive limit, for the feedback layer.
-#[derive(Debug, Clone)]
-struct AdaptiveKey(String);
+/// The state of an operation's key, for the limits the feedback layer applies to each
+/// attempt.
+#[derive(Clone)]
+struct AttemptKey(Arc<KeyState>);
 
 pub(super) struct Shared<K> {
     pub(super) limits: Arc<Limits>,
@@ -237,31 +241,28 @@ impl<K> RateLimitLayer<K> {
 
     /// Whether any limit needs a key (per-key rate, concurrency or adaptive limit).
     pub fn is_keyed(&self) -> bool {
-        let l = &self.shared.limits;
-        l.keyed.is_some()
-            || !l.key_rates.is_empty()
-            || l.concurrency.is_some()
-            || l.adaptive.is_some()
+        self.shared.limits.keeps_key_state()
     }
 
-    /// How many keys have rate state now.
+    /// How many keys have state now (rate cell, slots or adaptive limit).
     pub fn tracked_keys(&self) -> usize {
-        self.shared.limits.keyed_len()
+        self.shared.limits.keys_len()
     }
 
     /// The adaptive limit of a key now, if it has one.
     pub fn adaptive_limit(&self, key: &str) -> Option<f64> {
-        let slots = self.shared.limits.adapt.get(key).map(|s| Arc::clone(&s))?;
-        let limit = lock(&slots.state).limit;
+        let state = self.shared.limits.existing(key)?;
+        let limit = lock(&state.adaptive.as_ref()?.state).limit;
         Some(limit)
     }
 
     /// Calls in flight for a key now (static or adaptive cap).
     pub fn in_flight(&self, key: &str) -> usize {
-        let conc = (self.shared.limits.conc).get(key).map(|s| Arc::clone(&s));
-        let adapt = (self.shared.limits.adapt).get(key).map(|s| Arc::clone(&s));
-        let conc = conc.map_or(0, |s| s.in_flight());
-        let adapt = adapt.map_or(0, |a| lock(&a.state).in_flight);
+        let Some(state) = self.shared.limits.existing(key) else {
+            return 0;
+        };
+        let conc = state.slots.as_ref().map_or(0, |s| s.in_flight());
+        let adapt = (state.adaptive.as_ref()).map_or(0, |a| lock(&a.state).in_flight);
         conc.max(adapt)
     }
 }
@@ -379,30 +380,14 @@ where
             let limits = &shared.limits;
             let deadline = req.extensions().get::<Deadline>().copied();
             let budget = Budget::new(shared.mode, limits.max_wait, deadline);
-            loop {
-                let wait = limits.check_rate(key.as_deref());
-                if wait.is_zero() {
-                    break;
-                }
-                let wait = match shared.mode {
-                    Mode::Wait { jitter } => wait + jitter.mul_f64(fastrand::f64()),
-                    Mode::FailFast => wait,
-                };
-                if !budget.allows(wait) {
-                    return Err(RateLimitError::Limited(budget.refuse(
-                        key.as_deref(),
-                        LimitKind::Rate,
-                        Some(wait),
-                    )));
-                }
-                tokio::time::sleep(wait).await;
-            }
-            let slot = match (&key, limits.concurrency) {
-                (Some(k), Some(cap)) => Some(
-                    static_slot(limits.static_slots(k, cap), k, &budget)
-                        .await
-                        .map_err(RateLimitError::Limited)?,
-                ),
+            let state = key.as_deref().and_then(|k| limits.key(k));
+            rate_cells(limits, state.as_deref(), key.as_deref(), &budget)
+                .await
+                .map_err(RateLimitError::Limited)?;
+            let slot = match (&state, &key) {
+                (Some(s), Some(k)) => static_slot(s, k, &budget)
+                    .await
+                    .map_err(RateLimitError::Limited)?,
                 _ => None,
             };
             let waited = budget.waited();
@@ -413,9 +398,9 @@ where
                     "waited for the rate limiter"
                 );
             }
-            if let (Some(k), Some(_)) = (&key, limits.adaptive) {
+            if let Some(s) = state.filter(|s| s.adaptive.is_some()) {
                 // Each attempt takes its adaptive slot in the feedback layer.
-                req.extensions_mut().insert(AdaptiveKey(k.clone()));
+                req.extensions_mut().insert(AttemptKey(s));
             }
             std::future::poll_fn(|cx| svc.poll_ready(cx))
                 .await
@@ -497,8 +482,11 @@ impl<S: fmt::Debug, C> fmt::Debug for Feedback<S, C> {
 }
 
 impl Limits {
-    fn feedback(&self, key: &str, slots: &AdaptiveSlots, epoch: u64, class: Classification) {
-        let Some(a) = self.adaptive else { return };
+    fn feedback(&self, state: &KeyState, epoch: u64, class: Classification) {
+        let (Some(a), Some(slots)) = (self.adaptive, &state.adaptive) else {
+            return;
+        };
+        let key = &*state.name;
         let mut s = lock(&slots.state);
         match class {
             // One decrease per round: throttles of calls admitted before the last
@@ -547,10 +535,7 @@ where
         let Some(shared) = &self.shared else {
             return LimitedFuture::direct(self.inner.call(req));
         };
-        let (Some(key), Some(adaptive)) = (
-            req.extensions().get::<AdaptiveKey>().map(|k| k.0.clone()),
-            shared.limits.adaptive,
-        ) else {
+        let Some(AttemptKey(state)) = req.extensions().get::<AttemptKey>().cloned() else {
             return LimitedFuture::direct(self.inner.call(req));
         };
         shared.limits.maintenance_due();
@@ -561,16 +546,17 @@ where
             let limits = &shared.limits;
             let deadline = req.extensions().get::<Deadline>().copied();
             let budget = Budget::new(limits.mode, limits.max_wait, deadline);
-            let slots = limits.adaptive_slots(&key, &adaptive);
-            let (slot, epoch) = adaptive_slot(Arc::clone(&slots), &key, &budget)
+            let admitted = adaptive_slot(&state, &state.name, &budget)
                 .await
                 .map_err(RateLimitError::Limited)?;
             std::future::poll_fn(|cx| svc.poll_ready(cx))
                 .await
                 .map_err(RateLimitError::Inner)?;
             let result = svc.call(req).await;
-            limits.feedback(&key, &slots, epoch, shared.classifier.classify(&result));
-            drop(slot);
+            if let Some((slot, epoch)) = admitted {
+                limits.feedback(&state, epoch, shared.classifier.classify(&result));
+                drop(slot);
+            }
             result.map_err(RateLimitError::Inner)
         }))
     }

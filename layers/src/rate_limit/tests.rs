@@ -654,3 +654,119 @@ async fn a_lowered_limit_holds_back_returned_slots() {
     }
     assert_eq!(layer.in_flight("k"), 0);
 }
+
+/// Runs `hot` callers of key "hot" and one caller of key "cold", each calling in a loop
+/// in wait mode for `secs` seconds of paused time; returns the calls admitted per key.
+async fn hot_and_cold(layer: RateLimitLayer, hot: usize, secs: u64) -> (usize, usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let svc = layer.layer(ok_service());
+    let counts = std::sync::Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..=hot {
+        let (mut svc, counts) = (svc.clone(), std::sync::Arc::clone(&counts));
+        let (key, slot) = if i == hot { ("cold", 1) } else { ("hot", 0) };
+        tasks.spawn(async move {
+            loop {
+                if svc.ready().await.unwrap().call(req(key)).await.is_ok() {
+                    counts[slot].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    tasks.abort_all();
+    (
+        counts[0].load(Ordering::Relaxed),
+        counts[1].load(Ordering::Relaxed),
+    )
+}
+
+fn every(calls: u32) -> Rate {
+    Rate {
+        calls,
+        per: Duration::from_secs(1),
+        burst: Some(1),
+    }
+}
+
+/// Item 8, the reported case: 50 callers of a function limited to 1/s must not burn the
+/// global rate that another function (with a high rate of its own) needs.
+#[tokio::test(start_paused = true)]
+async fn callers_refused_by_their_key_burn_no_global_capacity() {
+    let layer = RateLimitLayer::builder()
+        .global(every(50))
+        .key_rate("hot", every(1))
+        .key_rate("cold", every(1000))
+        .mode(Mode::Wait {
+            jitter: Duration::ZERO,
+        })
+        .max_wait(Duration::from_secs(3600))
+        .build();
+    let (hot, cold) = hot_and_cold(layer, 50, 10).await;
+    assert!(hot <= 11, "hot {hot}");
+    // 49 calls/s are left for "cold".
+    assert!(cold >= 450, "cold {cold} calls in 10 s, hot {hot}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Item 8: with a global and a per-key rate, however many callers a hot key has, a
+    /// cold key still gets its fair part of the global rate: min(per-key rate, half the
+    /// global rate) with two keys; and the global rate holds.
+    #[test]
+    fn a_hot_key_leaves_others_their_fair_part_of_the_global_rate(
+        global in 4u32..60,
+        per_key in 1u32..60,
+        hot in 2usize..40,
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let secs = 10;
+        let (h, c) = rt.block_on(async {
+            let layer = RateLimitLayer::builder()
+                .global(every(global))
+                .per_key(every(per_key))
+                .mode(Mode::Wait { jitter: Duration::ZERO })
+                .max_wait(Duration::from_secs(3600))
+                .build();
+            hot_and_cold(layer, hot, secs).await
+        });
+        let fair = f64::from(per_key).min(f64::from(global) / 2.0) * secs as f64;
+        prop_assert!(c as f64 >= 0.9 * fair - 1.0, "cold {c} < 90 % of {fair}; hot {h}");
+        prop_assert!((h + c) as u64 <= u64::from(global) * secs + 1, "global exceeded: {}", h + c);
+    }
+}
+
+/// Item 8: the key's rate is checked first, and a call the global rate then refuses gives
+/// its key's cell back: each refusal leaves both rates as it found them.
+#[tokio::test(start_paused = true)]
+async fn a_refused_call_leaves_both_rates_as_it_found_them() {
+    let per = |secs: u64| Rate {
+        calls: 1,
+        per: Duration::from_secs(secs),
+        burst: None,
+    };
+    let layer = RateLimitLayer::builder()
+        .global(per(1))
+        .key_rate("x", per(10))
+        .key_rate("y", per(10))
+        .key_rate("z", per(10))
+        .mode(Mode::FailFast)
+        .build();
+    let mut svc = layer.layer(ok_service());
+    let mut refused = async |key| match svc.ready().await.unwrap().call(req(key)).await {
+        Ok(_) => None,
+        Err(RateLimitError::Limited(l)) => Some((l.key.unwrap(), l.earliest.unwrap())),
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(refused("x").await, None);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    // Refused by its own rate, x takes nothing from the global rate...
+    let secs = Duration::from_secs;
+    assert_eq!(refused("x").await, Some(("x".into(), secs(9))));
+    assert_eq!(refused("y").await, None);
+    // ...and refused by the global rate, z keeps its own cell.
+    assert_eq!(refused("z").await, Some(("z".into(), secs(1))));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(refused("z").await, None);
+}
