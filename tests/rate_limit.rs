@@ -208,3 +208,21 @@ async fn adaptive_limit_converges_on_reserved_concurrency() {
         "the limiter used the capacity"
     );
 }
+
+/// A function rate of 0 is a build error of the client, not a function without a limit.
+#[test]
+fn a_function_rate_of_zero_is_a_build_error() {
+    let err = invoke_stack::InvokeClient::builder()
+        .endpoint_url("http://127.0.0.1:9")
+        .function(
+            "payments",
+            invoke_stack::client::FunctionSettings::default().rate(Rate::per_second(0)),
+        )
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(err, invoke_stack::client::BuildError::RateLimit(_)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("payments"), "{err}");
+}

@@ -3,6 +3,60 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::{Adaptive, Rate};
+
+/// A limit that cannot be enforced as written, found by
+/// [`RateLimitBuilder::build`](super::RateLimitBuilder::build). None of these is ever
+/// taken to mean "no limit".
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum InvalidLimit {
+    /// A rate that admits no call (zero `calls` or zero `burst`), or whose calls would
+    /// be under a nanosecond apart (`per / calls`; a zero `per`).
+    Rate {
+        /// Which rate: `"global"`, `"per-key"` or `"key"` (a
+        /// [key rate](super::RateLimitBuilder::key_rate)).
+        limit: &'static str,
+        /// The key, for a key rate.
+        key: Option<String>,
+        /// The rate as given.
+        rate: Rate,
+    },
+    /// A concurrency cap of zero.
+    Concurrency,
+    /// Adaptive settings out of range.
+    Adaptive {
+        /// The settings as given.
+        adaptive: Adaptive,
+        /// What is wrong with them.
+        problem: &'static str,
+    },
+}
+
+impl fmt::Display for InvalidLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidLimit::Rate { limit, key, rate } => {
+                write!(f, "the {limit} rate")?;
+                if let Some(k) = key {
+                    write!(f, " of {k}")?;
+                }
+                write!(
+                    f,
+                    " admits no call: {} calls per {:?}, burst {:?}",
+                    rate.calls, rate.per, rate.burst
+                )
+            }
+            InvalidLimit::Concurrency => write!(f, "a concurrency cap of 0 admits no call"),
+            InvalidLimit::Adaptive { problem, .. } => {
+                write!(f, "invalid adaptive limit: {problem}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for InvalidLimit {}
+
 /// Which limit refused a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

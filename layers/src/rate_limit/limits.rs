@@ -11,6 +11,7 @@ use dashmap::DashMap;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use super::error::InvalidLimit;
 use super::gcra::Gcra;
 
 /// How often the state of keys not used lately is dropped (at most; a pass is started
@@ -40,14 +41,24 @@ impl Rate {
     }
 
     /// The interval between calls in nanoseconds and the burst, or `None` for a rate
-    /// that admits no call.
-    pub(crate) fn cell(&self) -> Option<(u64, u32)> {
+    /// that admits no call (zero calls or burst) or whose calls are under a nanosecond
+    /// apart.
+    fn cell(&self) -> Option<(u64, u32)> {
         let burst = self.burst.unwrap_or(self.calls);
         if self.calls == 0 || burst == 0 {
             return None;
         }
         let interval = nanos(self.per) / u64::from(self.calls);
         (interval > 0).then_some((interval, burst))
+    }
+
+    /// [`cell`](Self::cell), or the error naming the limit.
+    fn checked(&self, limit: &'static str, key: Option<&str>) -> Result<(u64, u32), InvalidLimit> {
+        self.cell().ok_or_else(|| InvalidLimit::Rate {
+            limit,
+            key: key.map(str::to_owned),
+            rate: *self,
+        })
     }
 }
 
@@ -63,6 +74,29 @@ pub struct Adaptive {
     pub max: f64,
     /// Factor applied on a throttle (default 0.7, CUBIC's β).
     pub decrease: f64,
+}
+
+impl Adaptive {
+    fn check(&self) -> Result<(), InvalidLimit> {
+        let finite = [self.initial, self.min, self.max, self.decrease]
+            .iter()
+            .all(|v| v.is_finite());
+        let problem = if !finite {
+            "a value is not finite"
+        } else if self.min <= 0.0 {
+            "min must be above 0"
+        } else if !(self.min <= self.initial && self.initial <= self.max) {
+            "initial must be within min..=max"
+        } else if !(self.decrease > 0.0 && self.decrease < 1.0) {
+            "decrease must be between 0 and 1, exclusive"
+        } else {
+            return Ok(());
+        };
+        Err(InvalidLimit::Adaptive {
+            adaptive: *self,
+            problem,
+        })
+    }
 }
 
 impl Default for Adaptive {
@@ -239,6 +273,9 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 }
 
 impl Limits {
+    /// The limits, or the first one that cannot be enforced as written: a rate that
+    /// admits no call, a cap of no call, adaptive settings out of range. None of them
+    /// is ever taken to mean "no limit".
     pub(crate) fn new(
         global: Option<Rate>,
         per_key: Option<Rate>,
@@ -247,19 +284,25 @@ impl Limits {
         adaptive: Option<Adaptive>,
         mode: super::Mode,
         max_wait: Duration,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, InvalidLimit> {
+        if concurrency == Some(0) {
+            return Err(InvalidLimit::Concurrency);
+        }
+        if let Some(a) = &adaptive {
+            a.check()?;
+        }
+        let global = global.map(|r| r.checked("global", None)).transpose()?;
+        Ok(Self {
             origin: Instant::now(),
-            global: global
-                .and_then(|r| r.cell())
-                .map(|(interval, burst)| Gcra::new(interval, burst)),
-            per_key: per_key.and_then(|r| r.cell()),
-            // A zero rate makes no cell, as for the other rates: the key then keeps the
-            // per-key rate.
+            global: global.map(|(interval, burst)| Gcra::new(interval, burst)),
+            per_key: per_key.map(|r| r.checked("per-key", None)).transpose()?,
             key_rates: key_rates
                 .into_iter()
-                .filter_map(|(key, rate)| Some((key, rate.cell()?)))
-                .collect(),
+                .map(|(key, rate)| {
+                    let cell = rate.checked("key", Some(&key))?;
+                    Ok((key, cell))
+                })
+                .collect::<Result<_, _>>()?,
             concurrency,
             adaptive,
             // More shards than dashmap's default (4 × CPUs): the maintenance pass holds
@@ -272,7 +315,7 @@ impl Limits {
             idle_ttl: Duration::from_secs(60),
             mode,
             max_wait,
-        }
+        })
     }
 
     /// Now, in nanoseconds on the limiter's clock (tokio's: paused time drives it).

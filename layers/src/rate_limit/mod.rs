@@ -64,7 +64,8 @@
 //!     .per_key(Rate::per_second(10))
 //!     .concurrency_per_key(4)
 //!     .mode(Mode::FailFast)
-//!     .build();
+//!     .build()
+//!     .expect("valid limits");
 //! let svc = ServiceBuilder::new().layer(limiter).service(service_fn(|_req: http::Request<()>| async {
 //!     Ok::<_, std::convert::Infallible>(http::Response::new(()))
 //! }));
@@ -84,7 +85,7 @@ mod limits;
 mod service;
 mod wait;
 
-pub use error::{LimitKind, RateLimitError, RateLimited, Refusal};
+pub use error::{InvalidLimit, LimitKind, RateLimitError, RateLimited, Refusal};
 pub use limits::{Adaptive, Rate};
 pub use service::{
     ExtensionKey, Feedback, FeedbackLayer, KeyExtractor, LimitedFuture, Mode, RateLimit,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::error::RateLimitError;
+use super::error::{InvalidLimit, RateLimitError};
 use super::limits::{lock, Adaptive, KeyState, Limits, Rate};
 use super::wait::{adaptive_slot, rate_cells, static_slot, Budget};
 use crate::retry::{Classification, ClassifyRetry, RetryKind};
@@ -145,15 +145,17 @@ impl<K> RateLimitBuilder<K> {
     }
     /// A rate of its own for one key, in place of the [`per_key`](Self::per_key) rate
     /// (which need not be set: then only such keys are rate-limited). Setting a key
-    /// again replaces its rate; a zero rate is ignored, as everywhere in this builder.
+    /// again replaces its rate. A rate that admits no call is an error of
+    /// [`build`](Self::build), as everywhere in this builder.
     ///
     /// ```
     /// use invoke_layers::rate_limit::{Rate, RateLimitLayer};
     /// let layer = RateLimitLayer::builder()
     ///     .per_key(Rate::per_second(100))
     ///     .key_rate("payments", Rate::per_second(5))
-    ///     .build();
+    ///     .build()?;
     /// assert!(layer.is_keyed());
+    /// # Ok::<(), invoke_layers::rate_limit::InvalidLimit>(())
     /// ```
     pub fn key_rate(mut self, key: impl Into<String>, rate: Rate) -> Self {
         let key = key.into();
@@ -161,9 +163,9 @@ impl<K> RateLimitBuilder<K> {
         self.key_rates.push((key, rate));
         self
     }
-    /// At most `n` calls in flight per key.
+    /// At most `n` calls in flight per key (0 is an error of [`build`](Self::build)).
     pub fn concurrency_per_key(mut self, n: usize) -> Self {
-        self.concurrency = Some(n.max(1));
+        self.concurrency = Some(n);
         self
     }
     /// An adaptive concurrency limit per key, lowered on throttles (needs the
@@ -201,9 +203,20 @@ impl<K> RateLimitBuilder<K> {
             key,
         }
     }
-    /// Builds the layer.
-    pub fn build(self) -> RateLimitLayer<K> {
-        RateLimitLayer {
+    /// Builds the layer, or says which limit cannot be enforced as written: a rate of
+    /// zero calls (or a zero burst, or a zero period), a concurrency cap of zero,
+    /// adaptive settings out of range. None of them is taken to mean "no limit".
+    ///
+    /// ```
+    /// use invoke_layers::rate_limit::{InvalidLimit, Rate, RateLimitLayer};
+    /// let err = RateLimitLayer::builder()
+    ///     .key_rate("payments", Rate::per_second(0))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(err, InvalidLimit::Rate { limit: "key", .. }));
+    /// ```
+    pub fn build(self) -> Result<RateLimitLayer<K>, InvalidLimit> {
+        Ok(RateLimitLayer {
             shared: Arc::new(Shared {
                 limits: Arc::new(Limits::new(
                     self.global,
@@ -213,11 +226,11 @@ impl<K> RateLimitBuilder<K> {
                     self.adaptive,
                     self.mode,
                     self.max_wait,
-                )),
+                )?),
                 mode: self.mode,
                 key: self.key,
             }),
-        }
+        })
     }
 }
 

@@ -48,7 +48,7 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
         let admitted: Vec<Duration> = rt.block_on(async {
             let rate = Rate { calls, per: Duration::from_secs(1), burst: Some(burst) };
-            let layer = RateLimitLayer::builder().per_key(rate).mode(Mode::FailFast).build();
+            let layer = RateLimitLayer::builder().per_key(rate).mode(Mode::FailFast).build().unwrap();
             let mut svc = layer.layer(ok_service());
             let start = Instant::now();
             let mut admitted = Vec::new();
@@ -86,7 +86,8 @@ async fn waits_exactly_for_the_next_cell() {
         .mode(Mode::Wait {
             jitter: Duration::ZERO,
         })
-        .build();
+        .build()
+        .unwrap();
     let mut svc = layer.layer(ok_service());
     let start = Instant::now();
     let mut at = Vec::new();
@@ -123,7 +124,8 @@ async fn a_key_rate_replaces_the_per_key_rate_for_that_key() {
         .mode(Mode::Wait {
             jitter: Duration::ZERO,
         })
-        .build();
+        .build()
+        .unwrap();
     assert!(layer.is_keyed());
     let mut svc = layer.layer(ok_service());
     let start = Instant::now();
@@ -145,7 +147,8 @@ async fn a_key_rate_replaces_the_per_key_rate_for_that_key() {
     let layer = RateLimitLayer::builder()
         .key_rate("slow", every(500))
         .mode(Mode::FailFast)
-        .build();
+        .build()
+        .unwrap();
     svc = layer.layer(ok_service());
     for _ in 0..10 {
         svc.ready().await.unwrap().call(req("free")).await.unwrap();
@@ -168,7 +171,8 @@ async fn never_waits_past_the_deadline() {
         .mode(Mode::Wait {
             jitter: Duration::ZERO,
         })
-        .build();
+        .build()
+        .unwrap();
     let mut svc = layer.layer(ok_service());
     svc.ready()
         .await
@@ -196,7 +200,10 @@ async fn never_waits_past_the_deadline() {
 #[tokio::test(start_paused = true)]
 async fn concurrency_slots_are_released_on_response_and_on_cancel() {
     let (mock, mut handle) = mock::pair::<Req, Resp>();
-    let layer = RateLimitLayer::builder().concurrency_per_key(1).build();
+    let layer = RateLimitLayer::builder()
+        .concurrency_per_key(1)
+        .build()
+        .unwrap();
     let svc = layer.layer(mock);
 
     let first = tokio::spawn(svc.clone().oneshot(req("f")));
@@ -210,7 +217,8 @@ async fn concurrency_slots_are_released_on_response_and_on_cancel() {
     let ff = RateLimitLayer::builder()
         .concurrency_per_key(1)
         .mode(Mode::FailFast)
-        .build();
+        .build()
+        .unwrap();
     let (mock2, mut handle2) = mock::pair::<Req, Resp>();
     let ff_svc = ff.layer(mock2);
     let held = tokio::spawn(ff_svc.clone().oneshot(req("f")));
@@ -241,7 +249,10 @@ async fn concurrency_slots_are_released_on_response_and_on_cancel() {
 async fn a_ready_service_that_is_dropped_holds_nothing() {
     let (mock, mut handle) = mock::pair::<Req, Resp>();
     handle.allow(0);
-    let layer = RateLimitLayer::builder().concurrency_per_key(1).build();
+    let layer = RateLimitLayer::builder()
+        .concurrency_per_key(1)
+        .build()
+        .unwrap();
     let mut svc = tower_test::mock::Spawn::new(layer.layer(mock));
     // Back-pressure of the inner service is forwarded.
     assert!(svc.poll_ready().is_pending());
@@ -257,7 +268,8 @@ async fn memory_stays_bounded_with_100_000_keys() {
         .per_key(Rate::per_second(5))
         .concurrency_per_key(2)
         .mode(Mode::FailFast)
-        .build();
+        .build()
+        .unwrap();
     let mut svc = layer.layer(ok_service());
     for i in 0..100_000 {
         svc.ready()
@@ -281,7 +293,8 @@ async fn adaptive_limit_falls_once_per_round_and_climbs_back() {
             initial: 10.0,
             ..Adaptive::default()
         })
-        .build();
+        .build()
+        .unwrap();
     let (mock, mut handle) = mock::pair::<Req, Resp>();
     let svc = layer.layer(layer.feedback(HttpClassifier).layer(mock));
     // Four calls admitted in the same round are throttled: one cut, not four.
@@ -332,7 +345,10 @@ async fn adaptive_limit_falls_once_per_round_and_climbs_back() {
 #[tokio::test(start_paused = true)]
 async fn maintenance_between_release_and_wakeup_strands_no_waiter() {
     let (mock, mut handle) = mock::pair::<Req, Resp>();
-    let layer = RateLimitLayer::builder().concurrency_per_key(1).build();
+    let layer = RateLimitLayer::builder()
+        .concurrency_per_key(1)
+        .build()
+        .unwrap();
     let svc = layer.layer(mock);
     // The first call is polled here, so its slot is released inside this task and
     // nothing else runs between the release and the maintenance below.
@@ -372,7 +388,8 @@ async fn maintenance_after_a_long_call_strands_no_adaptive_waiter() {
             ..Adaptive::default()
         })
         .max_wait(Duration::from_secs(3600))
-        .build();
+        .build()
+        .unwrap();
     let svc = layer.layer(layer.feedback(HttpClassifier).layer(mock));
     let mut first = tokio_test::task::spawn(svc.clone().oneshot(req("f")));
     assert!(first.poll().is_pending());
@@ -407,7 +424,8 @@ async fn maintenance_runs_beside_the_calls_not_in_them() {
         .per_key(Rate::per_second(5))
         .concurrency_per_key(2)
         .mode(Mode::FailFast)
-        .build();
+        .build()
+        .unwrap();
     let mut svc = layer.layer(ok_service());
     for i in 0..4095 {
         svc.ready()
@@ -449,7 +467,10 @@ async fn maintenance_runs_beside_the_calls_not_in_them() {
 async fn the_maintenance_task_keeps_no_limiter_alive() {
     let metrics = tokio::runtime::Handle::current().metrics();
     let before = metrics.num_alive_tasks();
-    let layer = RateLimitLayer::builder().concurrency_per_key(2).build();
+    let layer = RateLimitLayer::builder()
+        .concurrency_per_key(2)
+        .build()
+        .unwrap();
     let mut svc = layer.layer(ok_service());
     tokio::time::advance(MAINTENANCE_EVERY).await;
     for _ in 0..3 {
@@ -475,7 +496,10 @@ async fn the_maintenance_task_keeps_no_limiter_alive() {
 /// nothing is spawned.
 #[test]
 fn calls_work_with_no_tokio_runtime() {
-    let layer = RateLimitLayer::builder().concurrency_per_key(1).build();
+    let layer = RateLimitLayer::builder()
+        .concurrency_per_key(1)
+        .build()
+        .unwrap();
     let mut svc = layer.layer(ok_service());
     let waker = std::task::Waker::noop();
     let mut cx = std::task::Context::from_waker(waker);
@@ -515,7 +539,8 @@ async fn a_freed_slot_goes_to_the_longest_waiter() {
         } else {
             RateLimitLayer::builder().concurrency_per_key(1)
         }
-        .build();
+        .build()
+        .unwrap();
         let svc = layer.layer(layer.feedback(HttpClassifier).layer(mock));
         let mut a = tokio_test::task::spawn(svc.clone().oneshot(req_from("f", "a")));
         assert!(a.poll().is_pending());
@@ -548,7 +573,10 @@ async fn a_freed_slot_goes_to_the_longest_waiter() {
 #[tokio::test(start_paused = true)]
 async fn a_wait_with_no_deadline_is_bounded() {
     let (mock, mut handle) = mock::pair::<Req, Resp>();
-    let layer = RateLimitLayer::builder().concurrency_per_key(1).build();
+    let layer = RateLimitLayer::builder()
+        .concurrency_per_key(1)
+        .build()
+        .unwrap();
     let svc = layer.layer(mock);
     let _held = tokio::spawn(svc.clone().oneshot(req("f")));
     let _never_answered = handle.next_request().await.unwrap();
@@ -574,7 +602,8 @@ async fn a_wait_with_no_deadline_is_bounded() {
         .mode(Mode::Wait {
             jitter: Duration::ZERO,
         })
-        .build();
+        .build()
+        .unwrap();
     let mut svc = layer.layer(ok_service());
     svc.ready().await.unwrap().call(req("f")).await.unwrap();
     let start = Instant::now();
@@ -603,7 +632,8 @@ async fn a_lowered_limit_holds_back_returned_slots() {
             initial: 4.0,
             ..Adaptive::default()
         })
-        .build();
+        .build()
+        .unwrap();
     let svc = layer.layer(layer.feedback(HttpClassifier).layer(mock));
     let names = ["a", "b", "c", "d", "e", "f"];
     let calls: Vec<_> = names
@@ -701,7 +731,8 @@ async fn callers_refused_by_their_key_burn_no_global_capacity() {
             jitter: Duration::ZERO,
         })
         .max_wait(Duration::from_secs(3600))
-        .build();
+        .build()
+        .unwrap();
     let (hot, cold) = hot_and_cold(layer, 50, 10).await;
     assert!(hot <= 11, "hot {hot}");
     // 49 calls/s are left for "cold".
@@ -728,7 +759,7 @@ proptest! {
                 .per_key(every(per_key))
                 .mode(Mode::Wait { jitter: Duration::ZERO })
                 .max_wait(Duration::from_secs(3600))
-                .build();
+                .build().unwrap();
             hot_and_cold(layer, hot, secs).await
         });
         let fair = f64::from(per_key).min(f64::from(global) / 2.0) * secs as f64;
@@ -752,7 +783,8 @@ async fn a_refused_call_leaves_both_rates_as_it_found_them() {
         .key_rate("y", per(10))
         .key_rate("z", per(10))
         .mode(Mode::FailFast)
-        .build();
+        .build()
+        .unwrap();
     let mut svc = layer.layer(ok_service());
     let mut refused = async |key| match svc.ready().await.unwrap().call(req(key)).await {
         Ok(_) => None,
@@ -769,4 +801,91 @@ async fn a_refused_call_leaves_both_rates_as_it_found_them() {
     assert_eq!(refused("z").await, Some(("z".into(), secs(1))));
     tokio::time::advance(Duration::from_secs(1)).await;
     assert_eq!(refused("z").await, None);
+}
+
+/// Item 27: a rate that admits no call is an error at build time, wherever it is set,
+/// never a silent "no limit" (a per-key rate of 0 used to admit every call); so are a
+/// cap of 0 and adaptive settings out of range.
+#[test]
+fn a_limit_that_admits_no_call_is_refused_at_build_time() {
+    let nanos = |n| Duration::from_nanos(n);
+    let no_call = [
+        Rate::per_second(0),
+        Rate {
+            burst: Some(0),
+            ..Rate::per_second(5)
+        },
+        Rate {
+            per: Duration::ZERO,
+            ..Rate::per_second(5)
+        },
+        Rate {
+            calls: 10,
+            per: nanos(5),
+            burst: None,
+        },
+    ];
+    for rate in no_call {
+        let b = RateLimitLayer::builder;
+        for (built, limit) in [
+            (b().global(rate).build(), "global"),
+            (b().per_key(rate).build(), "per-key"),
+            (b().key_rate("payments", rate).build(), "key"),
+        ] {
+            let Err(InvalidLimit::Rate {
+                limit: l, rate: r, ..
+            }) = built
+            else {
+                panic!("{rate:?} as the {limit} rate was accepted");
+            };
+            assert_eq!((l, r), (limit, rate));
+        }
+    }
+    let err = RateLimitLayer::builder()
+        .key_rate("payments", Rate::per_second(0))
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the key rate of payments admits no call: 0 calls per 1s, burst None"
+    );
+    assert_eq!(
+        RateLimitLayer::builder()
+            .concurrency_per_key(0)
+            .build()
+            .unwrap_err(),
+        InvalidLimit::Concurrency
+    );
+    for bad in [
+        Adaptive {
+            decrease: 1.0,
+            ..Adaptive::default()
+        },
+        Adaptive {
+            min: 0.0,
+            ..Adaptive::default()
+        },
+        Adaptive {
+            initial: 2000.0,
+            ..Adaptive::default()
+        },
+        Adaptive {
+            max: f64::NAN,
+            ..Adaptive::default()
+        },
+    ] {
+        assert!(matches!(
+            RateLimitLayer::builder().adaptive(bad).build(),
+            Err(InvalidLimit::Adaptive { .. })
+        ));
+    }
+    // The smallest valid rate: calls one nanosecond apart.
+    assert!(RateLimitLayer::builder()
+        .global(Rate {
+            calls: 10,
+            per: nanos(10),
+            burst: None
+        })
+        .build()
+        .is_ok());
 }
