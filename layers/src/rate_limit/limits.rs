@@ -245,6 +245,19 @@ impl KeyState {
     }
 }
 
+/// What [`RateLimitBuilder`](super::RateLimitBuilder) collects.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub global: Option<Rate>,
+    pub per_key: Option<Rate>,
+    pub key_rates: Vec<(String, Rate)>,
+    pub concurrency: Option<usize>,
+    pub adaptive: Option<Adaptive>,
+    pub mode: super::Mode,
+    pub max_wait: Duration,
+    pub count: super::RateCount,
+}
+
 pub(crate) struct Limits {
     origin: Instant,
     pub global: Option<Gcra>,
@@ -266,6 +279,7 @@ pub(crate) struct Limits {
     pub mode: super::Mode,
     /// The longest one wait in the limiter lasts.
     pub max_wait: Duration,
+    pub count: super::RateCount,
 }
 
 pub(crate) fn nanos(d: Duration) -> u64 {
@@ -276,15 +290,17 @@ impl Limits {
     /// The limits, or the first one that cannot be enforced as written: a rate that
     /// admits no call, a cap of no call, adaptive settings out of range. None of them
     /// is ever taken to mean "no limit".
-    pub(crate) fn new(
-        global: Option<Rate>,
-        per_key: Option<Rate>,
-        key_rates: Vec<(String, Rate)>,
-        concurrency: Option<usize>,
-        adaptive: Option<Adaptive>,
-        mode: super::Mode,
-        max_wait: Duration,
-    ) -> Result<Self, InvalidLimit> {
+    pub(crate) fn new(settings: Settings) -> Result<Self, InvalidLimit> {
+        let Settings {
+            global,
+            per_key,
+            key_rates,
+            concurrency,
+            adaptive,
+            mode,
+            max_wait,
+            count,
+        } = settings;
         if concurrency == Some(0) {
             return Err(InvalidLimit::Concurrency);
         }
@@ -315,6 +331,7 @@ impl Limits {
             idle_ttl: Duration::from_secs(60),
             mode,
             max_wait,
+            count,
         })
     }
 
@@ -427,6 +444,14 @@ impl Limits {
             || !self.key_rates.is_empty()
             || self.concurrency.is_some()
             || self.adaptive.is_some()
+    }
+
+    /// Whether some limit applies to each attempt (in the feedback layer): an adaptive
+    /// limit, or rates that count retries.
+    pub(crate) fn attempt_limits(&self) -> bool {
+        self.adaptive.is_some()
+            || (self.count == super::RateCount::Attempts
+                && (self.global.is_some() || self.per_key.is_some() || !self.key_rates.is_empty()))
     }
 
     /// Whether any limit is configured.

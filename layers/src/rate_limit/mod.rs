@@ -15,6 +15,11 @@
 //!   the head of a key's queue waits for the global rate, in turn with the heads of the
 //!   other keys: a key with many callers counts as one, and each key waiting gets an
 //!   equal share of the global rate (up to its own rate).
+//! - **Rates count attempts** ([`RateCount`]): every attempt on the wire takes a cell,
+//!   retries included, as the AWS SDKs' client rate limiter and Lambda's own limits
+//!   count. The first attempt takes its cell before the operation; each retry takes one
+//!   in the [`feedback`](RateLimitLayer::feedback) layer, inside the retry layer (so
+//!   without that layer only operations count). [`RateCount::Operations`] counts calls.
 //! - **Wait or fail fast** ([`Mode`]). A call that must wait for a rate first sleeps a
 //!   random part of the jitter, then queues. Waits never pass the operation
 //!   [`Deadline`](crate::timeout::Deadline) nor the limiter's
@@ -88,7 +93,7 @@ mod wait;
 pub use error::{InvalidLimit, LimitKind, RateLimitError, RateLimited, Refusal};
 pub use limits::{Adaptive, Rate};
 pub use service::{
-    ExtensionKey, Feedback, FeedbackLayer, KeyExtractor, LimitedFuture, Mode, RateLimit,
+    ExtensionKey, Feedback, FeedbackLayer, KeyExtractor, LimitedFuture, Mode, RateCount, RateLimit,
     RateLimitBuilder, RateLimitKey, RateLimitLayer, DEFAULT_MAX_WAIT,
 };
 

@@ -9,9 +9,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::error::{InvalidLimit, RateLimitError};
-use super::limits::{lock, Adaptive, KeyState, Limits, Rate};
+use super::limits::{lock, Adaptive, KeyState, Limits, Rate, Settings};
 use super::wait::{adaptive_slot, rate_cells, static_slot, Budget};
-use crate::retry::{Classification, ClassifyRetry, RetryKind};
+use crate::retry::{AttemptNumber, Classification, ClassifyRetry, RetryKind};
 use crate::timeout::Deadline;
 
 /// What to do when a limit is reached.
@@ -69,7 +69,22 @@ where
 /// The state of an operation's key, for the limits the feedback layer applies to each
 /// attempt.
 #[derive(Clone)]
-struct AttemptKey(Arc<KeyState>);
+struct AttemptKey(Option<Arc<KeyState>>);
+
+/// What a rate counts; see [`RateLimitBuilder::rates_count`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RateCount {
+    /// Attempts on the wire, retries included, as the AWS SDKs' client rate limiter and
+    /// Lambda's own rate limits count: the first attempt takes its cell before the
+    /// operation (in [`RateLimit`]), each retry its own in the
+    /// [`feedback`](RateLimitLayer::feedback) layer, inside the retry layer. (Without that
+    /// layer in the stack only operations are counted.)
+    #[default]
+    Attempts,
+    /// Operations: a call and all its retries take one cell, before the first attempt.
+    Operations,
+}
 
 pub(super) struct Shared<K> {
     pub(super) limits: Arc<Limits>,
@@ -103,13 +118,7 @@ impl<K> fmt::Debug for RateLimitLayer<K> {
 /// Builder of [`RateLimitLayer`].
 #[derive(Debug, Clone)]
 pub struct RateLimitBuilder<K> {
-    global: Option<Rate>,
-    per_key: Option<Rate>,
-    key_rates: Vec<(String, Rate)>,
-    concurrency: Option<usize>,
-    adaptive: Option<Adaptive>,
-    mode: Mode,
-    max_wait: Duration,
+    settings: Settings,
     key: K,
 }
 
@@ -118,15 +127,18 @@ impl RateLimitLayer<ExtensionKey> {
     /// [`DEFAULT_MAX_WAIT`] per wait, keys from [`RateLimitKey`]).
     pub fn builder() -> RateLimitBuilder<ExtensionKey> {
         RateLimitBuilder {
-            global: None,
-            per_key: None,
-            key_rates: Vec::new(),
-            concurrency: None,
-            adaptive: None,
-            mode: Mode::Wait {
-                jitter: Duration::from_millis(10),
+            settings: Settings {
+                global: None,
+                per_key: None,
+                key_rates: Vec::new(),
+                concurrency: None,
+                adaptive: None,
+                mode: Mode::Wait {
+                    jitter: Duration::from_millis(10),
+                },
+                max_wait: DEFAULT_MAX_WAIT,
+                count: RateCount::Attempts,
             },
-            max_wait: DEFAULT_MAX_WAIT,
             key: ExtensionKey,
         }
     }
@@ -135,12 +147,12 @@ impl RateLimitLayer<ExtensionKey> {
 impl<K> RateLimitBuilder<K> {
     /// A rate for all calls together.
     pub fn global(mut self, rate: Rate) -> Self {
-        self.global = Some(rate);
+        self.settings.global = Some(rate);
         self
     }
     /// A rate for each key.
     pub fn per_key(mut self, rate: Rate) -> Self {
-        self.per_key = Some(rate);
+        self.settings.per_key = Some(rate);
         self
     }
     /// A rate of its own for one key, in place of the [`per_key`](Self::per_key) rate
@@ -159,24 +171,24 @@ impl<K> RateLimitBuilder<K> {
     /// ```
     pub fn key_rate(mut self, key: impl Into<String>, rate: Rate) -> Self {
         let key = key.into();
-        self.key_rates.retain(|(k, _)| *k != key);
-        self.key_rates.push((key, rate));
+        self.settings.key_rates.retain(|(k, _)| *k != key);
+        self.settings.key_rates.push((key, rate));
         self
     }
     /// At most `n` calls in flight per key (0 is an error of [`build`](Self::build)).
     pub fn concurrency_per_key(mut self, n: usize) -> Self {
-        self.concurrency = Some(n);
+        self.settings.concurrency = Some(n);
         self
     }
     /// An adaptive concurrency limit per key, lowered on throttles (needs the
     /// [`feedback`](RateLimitLayer::feedback) layer inside the retry layer).
     pub fn adaptive(mut self, adaptive: Adaptive) -> Self {
-        self.adaptive = Some(adaptive);
+        self.settings.adaptive = Some(adaptive);
         self
     }
     /// Wait or fail fast.
     pub fn mode(mut self, mode: Mode) -> Self {
-        self.mode = mode;
+        self.settings.mode = mode;
         self
     }
     /// The longest a call waits in [`Mode::Wait`] for a rate cell or a slot (default
@@ -187,19 +199,19 @@ impl<K> RateLimitBuilder<K> {
     ///
     /// [`Refusal::MaxWait`]: super::Refusal::MaxWait
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
-        self.max_wait = max_wait;
+        self.settings.max_wait = max_wait;
+        self
+    }
+    /// What the global and per-key rates count: attempts on the wire, retries included
+    /// (the default, [`RateCount::Attempts`]), or operations.
+    pub fn rates_count(mut self, count: RateCount) -> Self {
+        self.settings.count = count;
         self
     }
     /// Where keys come from.
     pub fn key<K2>(self, key: K2) -> RateLimitBuilder<K2> {
         RateLimitBuilder {
-            global: self.global,
-            per_key: self.per_key,
-            key_rates: self.key_rates,
-            concurrency: self.concurrency,
-            adaptive: self.adaptive,
-            mode: self.mode,
-            max_wait: self.max_wait,
+            settings: self.settings,
             key,
         }
     }
@@ -216,18 +228,11 @@ impl<K> RateLimitBuilder<K> {
     /// assert!(matches!(err, InvalidLimit::Rate { limit: "key", .. }));
     /// ```
     pub fn build(self) -> Result<RateLimitLayer<K>, InvalidLimit> {
+        let mode = self.settings.mode;
         Ok(RateLimitLayer {
             shared: Arc::new(Shared {
-                limits: Arc::new(Limits::new(
-                    self.global,
-                    self.per_key,
-                    self.key_rates,
-                    self.concurrency,
-                    self.adaptive,
-                    self.mode,
-                    self.max_wait,
-                )?),
-                mode: self.mode,
+                limits: Arc::new(Limits::new(self.settings)?),
+                mode,
                 key: self.key,
             }),
         })
@@ -411,9 +416,10 @@ where
                     "waited for the rate limiter"
                 );
             }
-            if let Some(s) = state.filter(|s| s.adaptive.is_some()) {
-                // Each attempt takes its adaptive slot in the feedback layer.
-                req.extensions_mut().insert(AttemptKey(s));
+            if limits.attempt_limits() {
+                // Each attempt takes its adaptive slot, and each retry its rate cells, in
+                // the feedback layer.
+                req.extensions_mut().insert(AttemptKey(state));
             }
             std::future::poll_fn(|cx| svc.poll_ready(cx))
                 .await
@@ -459,11 +465,8 @@ impl<S, C> Layer<S> for FeedbackLayer<C> {
     fn layer(&self, inner: S) -> Self::Service {
         Feedback {
             inner,
-            shared: self
-                .shared
-                .limits
-                .adaptive
-                .is_some()
+            shared: (self.shared.limits)
+                .attempt_limits()
                 .then(|| Arc::clone(&self.shared)),
         }
     }
@@ -541,9 +544,11 @@ where
         self.inner.poll_ready(cx).map_err(RateLimitError::Inner)
     }
 
-    /// With an adaptive limit, each attempt waits for a slot under its key's current
-    /// limit (never past the deadline), and its outcome moves the limit. Attempts count,
-    /// not operations: an operation sleeping in retry backoff holds no slot.
+    /// A retry (an attempt after the first) takes a cell of the rates, as the first
+    /// attempt did before the operation ([`RateCount::Attempts`]). With an adaptive
+    /// limit, each attempt then waits for a slot under its key's current limit, and its
+    /// outcome moves the limit. Attempts count, not operations: an operation sleeping in
+    /// retry backoff holds no slot. Waits are bounded as in [`RateLimit`].
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let Some(shared) = &self.shared else {
             return LimitedFuture::direct(self.inner.call(req));
@@ -551,6 +556,14 @@ where
         let Some(AttemptKey(state)) = req.extensions().get::<AttemptKey>().cloned() else {
             return LimitedFuture::direct(self.inner.call(req));
         };
+        let retry = req
+            .extensions()
+            .get::<AttemptNumber>()
+            .is_some_and(|n| n.0 > 1);
+        let rate = retry && shared.limits.count == RateCount::Attempts;
+        if !rate && state.as_ref().is_none_or(|s| s.adaptive.is_none()) {
+            return LimitedFuture::direct(self.inner.call(req));
+        }
         shared.limits.maintenance_due();
         let shared = Arc::clone(shared);
         let clone = self.inner.clone();
@@ -559,15 +572,24 @@ where
             let limits = &shared.limits;
             let deadline = req.extensions().get::<Deadline>().copied();
             let budget = Budget::new(limits.mode, limits.max_wait, deadline);
-            let admitted = adaptive_slot(&state, &state.name, &budget)
-                .await
-                .map_err(RateLimitError::Limited)?;
+            let key = state.as_ref().map(|s| &*s.name);
+            if rate {
+                rate_cells(limits, state.as_deref(), key, &budget)
+                    .await
+                    .map_err(RateLimitError::Limited)?;
+            }
+            let admitted = match &state {
+                Some(s) => adaptive_slot(s, &s.name, &budget)
+                    .await
+                    .map_err(RateLimitError::Limited)?,
+                None => None,
+            };
             std::future::poll_fn(|cx| svc.poll_ready(cx))
                 .await
                 .map_err(RateLimitError::Inner)?;
             let result = svc.call(req).await;
-            if let Some((slot, epoch)) = admitted {
-                limits.feedback(&state, epoch, shared.classifier.classify(&result));
+            if let (Some((slot, epoch)), Some(s)) = (admitted, &state) {
+                limits.feedback(s, epoch, shared.classifier.classify(&result));
                 drop(slot);
             }
             result.map_err(RateLimitError::Inner)

@@ -889,3 +889,56 @@ fn a_limit_that_admits_no_call_is_refused_at_build_time() {
         .build()
         .is_ok());
 }
+
+/// An operation whose first two attempts are throttled, through limiter → retry →
+/// feedback → mock with a per-key rate of one call per second; returns when each
+/// attempt reached the service.
+async fn attempts_under_a_rate(builder: RateLimitBuilder<ExtensionKey>) -> Vec<Duration> {
+    use crate::retry::{RetryLayer, RetryPolicy};
+    let (mock, mut handle) = mock::pair::<Req, Resp>();
+    let limiter = builder
+        .per_key(Rate {
+            calls: 1,
+            per: Duration::from_secs(1),
+            burst: None,
+        })
+        .mode(Mode::Wait {
+            jitter: Duration::ZERO,
+        })
+        .build()
+        .unwrap();
+    let retry = RetryLayer::new(HttpClassifier)
+        .policy(RetryPolicy {
+            throttle_base: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        })
+        .jitter(|| 0.5);
+    let svc = limiter.layer(retry.layer(limiter.feedback(HttpClassifier).layer(mock)));
+    let start = Instant::now();
+    let call = tokio::spawn(svc.oneshot(req("f")));
+    let mut at = Vec::new();
+    for status in [429, 429, 200] {
+        let (_, send) = handle.next_request().await.unwrap();
+        at.push(start.elapsed());
+        send.send_response(http::Response::builder().status(status).body(()).unwrap());
+    }
+    call.await.unwrap().unwrap();
+    at
+}
+
+/// Item 10: by default a rate counts attempts on the wire, retries included (the rate
+/// used to sit outside retry: a throttled burst sent `max_attempts ×` the rate).
+#[tokio::test(start_paused = true)]
+async fn retries_count_against_the_rate() {
+    let at = attempts_under_a_rate(RateLimitLayer::builder()).await;
+    let secs = Duration::from_secs;
+    assert_eq!(at, [secs(0), secs(1), secs(2)]);
+}
+
+/// Item 10: rates can count operations instead: the retries then go without a cell.
+#[tokio::test(start_paused = true)]
+async fn rates_can_count_operations_instead() {
+    let at =
+        attempts_under_a_rate(RateLimitLayer::builder().rates_count(RateCount::Operations)).await;
+    assert!(at[2] < Duration::from_millis(10), "{at:?}");
+}
