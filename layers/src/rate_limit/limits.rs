@@ -62,8 +62,16 @@ impl Rate {
     }
 }
 
-/// Adaptive concurrency per key: additive increase, multiplicative decrease (see the
-/// module docs for why AIMD rather than CUBIC).
+/// Adaptive concurrency per key: a slow start, then additive increase, multiplicative
+/// decrease (see the module docs for why AIMD rather than CUBIC).
+///
+/// Until its first throttle a key's limit doubles every round of calls (slow start:
+/// each success admits two more calls); from then on it grows by one per round, and a
+/// throttle cuts it by `decrease`. A success is an attempt that completed without a
+/// throttle, or one still in flight after `accepted_after`: Lambda refuses a call over a
+/// concurrency limit at once, so a call still running has its unit of concurrency, and
+/// calls of 15 minutes need not end for the limit to grow. What a key learned is kept
+/// while it is used, and for `forget_after` after its last call.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Adaptive {
     /// Starting limit of in-flight calls per key (default 4).
@@ -74,6 +82,14 @@ pub struct Adaptive {
     pub max: f64,
     /// Factor applied on a throttle (default 0.7, CUBIC's β).
     pub decrease: f64,
+    /// An attempt still in flight this long after it was sent counts as accepted, a
+    /// success for the growth of the limit (default 1 s; `None`: only completed
+    /// attempts count). A throttle answered later still lowers the limit.
+    pub accepted_after: Option<Duration>,
+    /// How long a key's limit is kept after its last call (default 15 minutes, the
+    /// longest a Lambda function runs): idle gaps shorter than this keep what was
+    /// learned; after a longer one the key starts again at `initial`, in slow start.
+    pub forget_after: Duration,
 }
 
 impl Adaptive {
@@ -89,6 +105,8 @@ impl Adaptive {
             "initial must be within min..=max"
         } else if !(self.decrease > 0.0 && self.decrease < 1.0) {
             "decrease must be between 0 and 1, exclusive"
+        } else if self.accepted_after == Some(Duration::ZERO) {
+            "accepted_after must be above 0"
         } else {
             return Ok(());
         };
@@ -106,6 +124,8 @@ impl Default for Adaptive {
             min: 1.0,
             max: 1000.0,
             decrease: 0.7,
+            accepted_after: Some(Duration::from_secs(1)),
+            forget_after: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -152,6 +172,11 @@ pub(crate) struct AdaptiveState {
     pub in_flight: usize,
     /// Bumped at each decrease: one decrease per round of calls, not per throttle.
     pub epoch: u64,
+    /// Until the first throttle: the limit doubles every round.
+    pub slow_start: bool,
+    /// Slots handed to waiters before the last decrease whose calls have not counted
+    /// themselves in yet: they belong to the round before it.
+    pub stale: usize,
     pub last_used: Instant,
 }
 
@@ -173,17 +198,35 @@ impl AdaptiveSlots {
                 debt: 0,
                 in_flight: 0,
                 epoch: 0,
+                slow_start: true,
+                stale: 0,
                 last_used: Instant::now(),
             }),
         }
     }
 
-    /// Counts a call that took a permit; returns the epoch it was admitted under.
+    /// Counts a call that took a permit; returns the epoch it was admitted under (the
+    /// one before the last decrease if the permit was handed over before it).
     pub(crate) fn admitted(&self) -> u64 {
         let mut st = lock(&self.state);
         st.in_flight += 1;
         st.last_used = Instant::now();
-        st.epoch
+        if st.stale > 0 {
+            st.stale -= 1;
+            st.epoch.wrapping_sub(1)
+        } else {
+            st.epoch
+        }
+    }
+
+    /// Cuts the limit after a throttle: a new round begins.
+    pub(crate) fn decrease(&self, st: &mut AdaptiveState, limit: f64) {
+        // Permits already handed to waiters were given under the old limit: their
+        // throttles must not cut the new one again.
+        st.stale = self.used(st).saturating_sub(st.in_flight);
+        self.set_limit(st, limit);
+        st.epoch += 1;
+        st.slow_start = false;
     }
 
     /// Returns a call's permit (or drops it, to pay a debt).
@@ -196,6 +239,11 @@ impl AdaptiveSlots {
         } else {
             self.sem.add_permits(1);
         }
+    }
+
+    /// Slots taken: held by calls in flight, or handed to waiters about to run.
+    pub(crate) fn used(&self, st: &AdaptiveState) -> usize {
+        (st.cap + st.debt).saturating_sub(self.sem.available_permits())
     }
 
     /// Moves the limit; the permits follow its integer part.
@@ -275,7 +323,6 @@ pub(crate) struct Limits {
     pub global_turn: Semaphore,
     /// When the last maintenance pass started (nanoseconds on the limiter's clock).
     last_pass: AtomicU64,
-    pub idle_ttl: Duration,
     pub mode: super::Mode,
     /// The longest one wait in the limiter lasts.
     pub max_wait: Duration,
@@ -328,7 +375,6 @@ impl Limits {
             unkeyed_turn: Semaphore::new(1),
             global_turn: Semaphore::new(1),
             last_pass: AtomicU64::new(0),
-            idle_ttl: Duration::from_secs(60),
             mode,
             max_wait,
             count,
@@ -400,7 +446,8 @@ impl Limits {
     /// in a call; it locks one shard of a key map at a time, so callers of keys in other
     /// shards do not wait for it.
     pub(crate) fn maintain(&self) {
-        let (now, ttl) = (self.now(), self.idle_ttl);
+        let now = self.now();
+        let ttl = self.adaptive.map_or(Duration::ZERO, |a| a.forget_after);
         // References to a key's state are only taken under the shard lock `retain`
         // holds: state is dropped only when no call refers to it (a waiter on dropped
         // state would wait on a queue nobody serves again).

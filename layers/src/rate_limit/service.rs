@@ -9,7 +9,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::error::{InvalidLimit, RateLimitError};
-use super::limits::{lock, Adaptive, KeyState, Limits, Rate, Settings};
+use super::limits::{
+    lock, Adaptive, AdaptiveSlots, AdaptiveState, KeyState, Limits, Rate, Settings,
+};
 use super::wait::{adaptive_slot, rate_cells, static_slot, Budget};
 use crate::retry::{AttemptNumber, Classification, ClassifyRetry, RetryKind};
 use crate::timeout::Deadline;
@@ -498,7 +500,9 @@ impl<S: fmt::Debug, C> fmt::Debug for Feedback<S, C> {
 }
 
 impl Limits {
-    fn feedback(&self, state: &KeyState, epoch: u64, class: Classification) {
+    /// Moves the key's adaptive limit after an attempt admitted under `epoch`: down on a
+    /// throttle, up on a success (unless it already counted as accepted).
+    fn feedback(&self, state: &KeyState, epoch: u64, class: Classification, accepted: bool) {
         let (Some(a), Some(slots)) = (self.adaptive, &state.adaptive) else {
             return;
         };
@@ -512,19 +516,41 @@ impl Limits {
                 ..
             } if epoch == s.epoch => {
                 let limit = (s.limit * a.decrease).max(a.min);
-                slots.set_limit(&mut s, limit);
-                s.epoch += 1;
+                slots.decrease(&mut s, limit);
                 tracing::debug!(key, limit, "adaptive limit lowered");
             }
-            // Grow only while the window is in use: a limit that is not being tested
-            // must not creep up (the caller slows down, the limit stays).
-            Classification::Final if (s.in_flight as f64) * 2.0 >= s.limit => {
-                let limit = (s.limit + 1.0 / s.limit).min(a.max);
-                slots.set_limit(&mut s, limit);
-            }
+            Classification::Final if !accepted => grow(&a, slots, &mut s, 1.0),
             _ => {}
         }
     }
+
+    /// An attempt under the key's adaptive limit has been in flight for
+    /// [`Adaptive::accepted_after`] without an answer: it was accepted. Its slot stays
+    /// taken, so in slow start it raises the limit by two, not one (each success admits
+    /// two more calls).
+    fn accepted(&self, state: &KeyState) {
+        let (Some(a), Some(slots)) = (self.adaptive, &state.adaptive) else {
+            return;
+        };
+        let mut s = lock(&slots.state);
+        grow(&a, slots, &mut s, 2.0);
+    }
+}
+
+/// Raises an adaptive limit after a success: by `slow_start_step` in slow start, else by
+/// one per round (`1 / limit` per call). Only while the window is in use: a limit that
+/// is not being tested must not creep up (the caller slows down, the limit stays).
+fn grow(a: &Adaptive, slots: &AdaptiveSlots, s: &mut AdaptiveState, slow_start_step: f64) {
+    if (slots.used(s) as f64) * 2.0 < s.limit {
+        return;
+    }
+    let step = if s.slow_start {
+        slow_start_step
+    } else {
+        1.0 / s.limit
+    };
+    let limit = (s.limit + step).min(a.max);
+    slots.set_limit(s, limit);
 }
 
 impl<S, C, B, RB> Service<http::Request<B>> for Feedback<S, C>
@@ -587,9 +613,26 @@ where
             std::future::poll_fn(|cx| svc.poll_ready(cx))
                 .await
                 .map_err(RateLimitError::Inner)?;
-            let result = svc.call(req).await;
+            let call = svc.call(req);
+            let mut accepted = false;
+            let after = limits.adaptive.and_then(|a| a.accepted_after);
+            let result = match (&admitted, &state, after) {
+                (Some(_), Some(s), Some(after)) => {
+                    let mut call = std::pin::pin!(call);
+                    match tokio::time::timeout(after, call.as_mut()).await {
+                        Ok(result) => result,
+                        Err(_still_in_flight) => {
+                            limits.accepted(s);
+                            accepted = true;
+                            call.await
+                        }
+                    }
+                }
+                _ => call.await,
+            };
             if let (Some((slot, epoch)), Some(s)) = (admitted, &state) {
-                limits.feedback(s, epoch, shared.classifier.classify(&result));
+                let class = shared.classifier.classify(&result);
+                limits.feedback(s, epoch, class, accepted);
                 drop(slot);
             }
             result.map_err(RateLimitError::Inner)

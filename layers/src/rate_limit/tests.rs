@@ -942,3 +942,122 @@ async fn rates_can_count_operations_instead() {
         attempts_under_a_rate(RateLimitLayer::builder().rates_count(RateCount::Operations)).await;
     assert!(at[2] < Duration::from_millis(10), "{at:?}");
 }
+
+fn status(code: u16) -> Resp {
+    http::Response::builder().status(code).body(()).unwrap()
+}
+
+/// Answers the next request with `code` and lets the callers run.
+async fn answer(handle: &mut mock::Handle<Req, Resp>, code: u16) {
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(status(code));
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Item 12: until the first throttle, each success raises the adaptive limit by one (it
+/// doubles every round of calls: slow start); after it, by one per round (AIMD).
+#[tokio::test(start_paused = true)]
+async fn the_adaptive_limit_doubles_each_round_until_the_first_throttle() {
+    let (mock, mut handle) = mock::pair::<Req, Resp>();
+    let layer = RateLimitLayer::builder()
+        .adaptive(Adaptive::default())
+        .build()
+        .unwrap();
+    let svc = layer.layer(layer.feedback(HttpClassifier).layer(mock));
+    let _calls: Vec<_> = (0..200)
+        .map(|_| tokio::spawn(svc.clone().oneshot(req("f"))))
+        .collect();
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(layer.adaptive_limit("f"), Some(4.0));
+    for _ in 0..4 {
+        answer(&mut handle, 200).await;
+    }
+    assert_eq!(layer.adaptive_limit("f"), Some(8.0), "one round: doubled");
+    for _ in 0..8 {
+        answer(&mut handle, 200).await;
+    }
+    assert_eq!(layer.adaptive_limit("f"), Some(16.0), "two rounds");
+    assert_eq!(layer.in_flight("f"), 16);
+    // The first throttle ends the slow start.
+    answer(&mut handle, 429).await;
+    let cut = 16.0 * 0.7;
+    assert_eq!(layer.adaptive_limit("f"), Some(cut));
+    answer(&mut handle, 200).await;
+    assert_eq!(layer.adaptive_limit("f"), Some(cut + 1.0 / cut));
+}
+
+/// Item 12: what the adaptive limit learned survives an idle gap of a few minutes (it
+/// used to be forgotten after 60 s).
+#[tokio::test(start_paused = true)]
+async fn the_adaptive_limit_is_kept_across_a_short_idle_gap() {
+    let (mock, mut handle) = mock::pair::<Req, Resp>();
+    let layer = RateLimitLayer::builder()
+        .adaptive(Adaptive::default())
+        .build()
+        .unwrap();
+    let svc = layer.layer(layer.feedback(HttpClassifier).layer(mock));
+    let call = tokio::spawn(svc.clone().oneshot(req("f")));
+    answer(&mut handle, 429).await;
+    call.await.unwrap().unwrap();
+    let learned = layer.adaptive_limit("f");
+    assert_eq!(learned, Some(4.0 * 0.7));
+    tokio::time::advance(Duration::from_secs(5 * 60)).await;
+    layer.maintain();
+    assert_eq!(layer.adaptive_limit("f"), learned);
+    // A long gap forgets it (the state of an idle key does not stay forever).
+    tokio::time::advance(Duration::from_secs(60 * 60)).await;
+    layer.maintain();
+    assert_eq!(layer.adaptive_limit("f"), None);
+}
+
+/// Item 12, the reported case: a function with a reserved concurrency of 64 whose calls
+/// take 15 minutes (Lambda throttles a call above it at once). The limit used to stay
+/// near 4 for hours, as it grew only when calls ended; an attempt still in flight after
+/// a second has been accepted, and counts as a success for the growth.
+#[tokio::test(start_paused = true)]
+async fn the_adaptive_limit_grows_during_long_calls() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const RESERVED: usize = 64;
+    let running = std::sync::Arc::new(AtomicUsize::new(0));
+    let lambda = {
+        let running = std::sync::Arc::clone(&running);
+        tower::service_fn(move |_r: Req| {
+            let running = std::sync::Arc::clone(&running);
+            async move {
+                if running.fetch_add(1, Ordering::SeqCst) >= RESERVED {
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    return Ok::<_, std::convert::Infallible>(status(429));
+                }
+                tokio::time::sleep(Duration::from_secs(15 * 60)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(status(200))
+            }
+        })
+    };
+    let layer = RateLimitLayer::builder()
+        .adaptive(Adaptive::default())
+        .max_wait(Duration::from_secs(24 * 3600))
+        .build()
+        .unwrap();
+    let svc = layer.layer(layer.feedback(HttpClassifier).layer(lambda));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..2 * RESERVED {
+        let svc = svc.clone();
+        tasks.spawn(async move {
+            loop {
+                let _ = svc.clone().oneshot(req("f")).await;
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(10 * 60)).await;
+    let limit = layer.adaptive_limit("f").unwrap();
+    tasks.abort_all();
+    assert!(
+        limit >= 0.9 * RESERVED as f64,
+        "limit {limit} after 10 minutes of 15-minute calls"
+    );
+}
