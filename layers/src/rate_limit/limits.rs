@@ -18,8 +18,9 @@ use super::gcra::Gcra;
 /// by the first call after this much time).
 pub(crate) const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
 
-/// A rate: `burst` calls at once, refilled at one per `period / burst`... expressed as
-/// calls per period with a burst.
+/// A rate: `calls` per `per`, up to `burst` of them at once (one more call is allowed
+/// every `per / calls`). A rate that admits no call (0 calls, a burst of 0, a zero
+/// period) is an error of [`RateLimitBuilder::build`](super::RateLimitBuilder::build).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
     /// Calls allowed per `per`.

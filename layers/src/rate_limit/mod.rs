@@ -38,8 +38,8 @@
 //!   and is cut by 30 % on a throttle (at most once per round of calls), AIMD. A call
 //!   still in flight after a second counts as a success (Lambda throttles at once), so
 //!   the limit grows during long calls too; a key keeps its limit across idle gaps of up
-//!   to 15 minutes. Why not CUBIC, as the AWS SDKs' adaptive mode (spec §4.4)? The SDKs limit a
-//!   *send rate* for a whole client and probe it back along a cubic curve. Lambda's
+//!   to 15 minutes. Why not CUBIC, as the AWS SDKs' adaptive mode (spec §4.4)? The SDKs
+//!   limit a *send rate* for a whole client and probe it back along a cubic curve. Lambda's
 //!   throttles come mostly from *concurrency* limits (reserved or account concurrency),
 //!   so the quantity to control is in-flight calls per function, where the capacity is
 //!   fixed and known to be stable; AIMD converges to it and stays, without CUBIC's
@@ -48,11 +48,11 @@
 //!   inside the retry layer and using the retry layer's classification trait.
 //! - **Bounded memory.** The state of a key that no call refers to and that would be
 //!   the same if made afresh (its rate cell full; its adaptive limit unused for
-//!   [`Adaptive::forget_after`]) is
-//!   dropped, so 100,000 distinct keys do not stay in memory. The pass runs on a task of
-//!   its own, started by the first call 10 s after the last pass, never inside a call; it
-//!   holds a weak reference, so it keeps no dropped limiter alive. With no tokio runtime
-//!   it is not started: call [`RateLimitLayer::maintain`] yourself.
+//!   [`Adaptive::forget_after`]) is dropped, so 100,000 distinct keys do not stay in
+//!   memory. The pass runs on a task of its own, started by the first call 10 s after the
+//!   last pass, never inside a call; it holds a weak reference, so it keeps no dropped
+//!   limiter alive. With no tokio runtime it is not started: call
+//!   [`RateLimitLayer::maintain`] yourself.
 //!
 //! # `poll_ready`
 //!

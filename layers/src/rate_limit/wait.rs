@@ -192,7 +192,7 @@ pub(crate) async fn rate_cells(
     }
 }
 
-/// Holds a concurrency slot;/// Holds a concurrency slot; gives it back (to the longest waiter) when dropped, whether
+/// Holds a concurrency slot; gives it back (to the longest waiter) when dropped, whether
 /// the call finished, failed or was cancelled.
 pub(crate) enum Slot {
     Static(Arc<KeyState>),
