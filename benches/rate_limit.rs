@@ -56,12 +56,14 @@ fn bench(c: &mut Criterion) {
             .concurrency_per_key(1_000)
             .mode(Mode::FailFast)
             .build()
+            .expect("valid limits")
     };
     let mut g = c.benchmark_group("rate_limit");
     let mut bare = tower::service_fn(answer);
     g.bench_function("no_limiter", |b| b.iter(|| call(&mut bare, keyed("fn"))));
     let mut off = RateLimitLayer::builder()
         .build()
+        .expect("no limits")
         .layer(tower::service_fn(answer));
     g.bench_function("configured_off", |b| b.iter(|| call(&mut off, keyed("fn"))));
     let mut one = limiter().layer(tower::service_fn(answer));

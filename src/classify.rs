@@ -104,6 +104,8 @@ impl<E: ClassifyError> ClassifyError for invoke_layers::rate_limit::RateLimitErr
             // The attempt gate refused (fail-fast, or no slot before the deadline).
             invoke_layers::rate_limit::RateLimitError::Limited(_) => Classification::NotRetryable,
             invoke_layers::rate_limit::RateLimitError::Inner(e) => e.classification(),
+            // A refusal of a kind added later.
+            _ => Classification::NotRetryable,
         }
     }
 }

@@ -205,24 +205,29 @@ impl<E: ErrorFacts> ErrorFacts for invoke_layers::rate_limit::RateLimitError<E> 
         match self {
             invoke_layers::rate_limit::RateLimitError::Limited(e) => e.error_type(),
             invoke_layers::rate_limit::RateLimitError::Inner(e) => e.error_type(),
+            // A refusal of a kind added later.
+            _ => "RateLimited",
         }
     }
     fn fault(&self) -> Fault {
         match self {
             invoke_layers::rate_limit::RateLimitError::Limited(e) => e.fault(),
             invoke_layers::rate_limit::RateLimitError::Inner(e) => e.fault(),
+            _ => Fault::Client,
         }
     }
     fn may_have_run(&self) -> RunStatus {
         match self {
             invoke_layers::rate_limit::RateLimitError::Limited(e) => e.may_have_run(),
             invoke_layers::rate_limit::RateLimitError::Inner(e) => e.may_have_run(),
+            _ => RunStatus::NotRun,
         }
     }
     fn attempts(&self) -> Option<u32> {
         match self {
             invoke_layers::rate_limit::RateLimitError::Limited(_) => Some(0),
             invoke_layers::rate_limit::RateLimitError::Inner(e) => e.attempts(),
+            _ => Some(0),
         }
     }
 }

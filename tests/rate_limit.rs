@@ -208,3 +208,53 @@ async fn adaptive_limit_converges_on_reserved_concurrency() {
         "the limiter used the capacity"
     );
 }
+
+/// A function rate of 0 is a build error of the client, not a function without a limit.
+#[test]
+fn a_function_rate_of_zero_is_a_build_error() {
+    let err = invoke_stack::InvokeClient::builder()
+        .endpoint_url("http://127.0.0.1:9")
+        .function(
+            "payments",
+            invoke_stack::client::FunctionSettings::default().rate(Rate::per_second(0)),
+        )
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(err, invoke_stack::client::BuildError::RateLimit(_)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("payments"), "{err}");
+}
+
+/// Retries take cells of the rate like first attempts: a throttled call's retry, refused
+/// by a rate of one call a minute, is not sent (it used to go: the rate counted only
+/// operations).
+#[tokio::test]
+async fn a_retry_counts_against_the_function_rate() {
+    let _secrets = common::watch_secrets();
+    let (lambda, _) = common::echo_endpoint().await;
+    lambda.each_operation(
+        "echo",
+        1,
+        invoke_stack::testing::Fault::throttle(None, None),
+    );
+    let client = common::builder_for(&lambda)
+        .rate_limit(
+            RateLimitLayer::builder()
+                .per_key(Rate {
+                    calls: 1,
+                    per: Duration::from_secs(60),
+                    burst: None,
+                })
+                .mode(Mode::FailFast),
+        )
+        .build()
+        .unwrap();
+    let err = client.invoke_json("echo", &1).await.unwrap_err();
+    let InvokeErrorKind::RateLimited(r) = err.kind() else {
+        panic!("{err:?}")
+    };
+    assert_eq!(r.key.as_deref(), Some("echo"));
+    assert_eq!(lambda.requests("echo"), 1);
+}

@@ -8,7 +8,7 @@
 //! | module | feature | what it does |
 //! |---|---|---|
 //! | [`sigv4`] | `sigv4` | signs requests with AWS SigV4 (`aws-sigv4`), credentials from providers |
-//! | [`rate_limit`] | `rate-limit` | governor quotas (global, per key), per-key concurrency caps, adaptive limits |
+//! | [`rate_limit`] | `rate-limit` | rates (global, per key; GCRA), per-key concurrency caps, adaptive limits |
 //! | [`retry`] | `retry` | retries by failure class, backoff with jitter, `Retry-After`, quota, may-have-run |
 //! | [`timeout`] | `timeout` | operation deadline (in the extensions) and per-attempt timeouts |
 //! | [`trace`] | `trace` | operation and attempt spans with pluggable descriptions, no secrets |

@@ -27,7 +27,8 @@ use std::time::Duration;
 use tower::ServiceExt;
 
 use invoke_layers::rate_limit::{
-    ExtensionKey, Feedback, Rate, RateLimit, RateLimitBuilder, RateLimitKey, RateLimitLayer,
+    ExtensionKey, Feedback, InvalidLimit, Rate, RateLimit, RateLimitBuilder, RateLimitKey,
+    RateLimitLayer,
 };
 use invoke_layers::retry::{
     Idempotent, QuotaConfig, Retry, RetryLayer, RetryPartition, RetryPolicy, RetryQuota, RetryStats,
@@ -62,6 +63,9 @@ pub enum BuildError {
     /// The transport could not be built.
     #[error(transparent)]
     Transport(#[from] TransportBuildError),
+    /// A rate limit cannot be enforced as written (a rate of 0, a cap of 0, ...).
+    #[error(transparent)]
+    RateLimit(#[from] InvalidLimit),
 }
 
 /// Builder of [`InvokeClient`].
@@ -346,7 +350,7 @@ impl InvokeClientBuilder {
             .fold(self.rate_limit, |b, (name, rate)| {
                 b.key_rate(name.clone(), rate)
             })
-            .build();
+            .build()?;
         let keyed_limits = limiter.is_keyed();
         let feedback = limiter.feedback(LambdaClassifier::default());
         let operation_deadline = match self.timeouts.operation {

@@ -291,9 +291,10 @@ from_kind!(
 
 impl<E: Into<InvokeError>> From<invoke_layers::rate_limit::RateLimitError<E>> for InvokeError {
     fn from(e: invoke_layers::rate_limit::RateLimitError<E>) -> Self {
-        match e {
-            invoke_layers::rate_limit::RateLimitError::Limited(e) => e.into(),
-            invoke_layers::rate_limit::RateLimitError::Inner(e) => e.into(),
+        // Every variant but `Inner` is a refusal.
+        match e.into_inner() {
+            Ok(e) => e.into(),
+            Err(refused) => refused.into(),
         }
     }
 }

@@ -25,7 +25,7 @@
 //!    use invoke_stack::transport::{HyperTransport, TransportConfig};
 //!
 //!    # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!    let limiter = RateLimitLayer::builder().build();
+//!    let limiter = RateLimitLayer::builder().build()?;
 //!    let stack = ServiceBuilder::new()
 //!        .layer(TraceLayer::new(LambdaTrace::operation("us-east-1")))
 //!        .layer(DeadlineLayer::new(Duration::from_secs(30)))

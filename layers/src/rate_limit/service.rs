@@ -8,87 +8,35 @@ use std::time::Duration;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::limits::{lock, Adaptive, AdaptiveState, ConcurrencyState, Limits, Rate};
-use crate::retry::{Classification, ClassifyRetry, RetryKind};
+use super::error::{InvalidLimit, RateLimitError};
+use super::limits::{
+    lock, Adaptive, AdaptiveSlots, AdaptiveState, KeyState, Limits, Rate, Settings,
+};
+use super::wait::{adaptive_slot, rate_cells, static_slot, Budget};
+use crate::retry::{AttemptNumber, Classification, ClassifyRetry, RetryKind};
 use crate::timeout::Deadline;
 
 /// What to do when a limit is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Mode {
-    /// Wait (with jitter) until the call can go, but never past the operation deadline.
+    /// Wait until the call can go, but never past the operation deadline nor the
+    /// [maximum wait](RateLimitBuilder::max_wait).
     Wait {
-        /// Up to this much random extra wait, so waiters do not wake in lockstep.
+        /// Up to this much random extra wait for a call that must wait for a rate,
+        /// before it queues: callers arriving together queue in random order. (It
+        /// delays no one queued: only the head of a queue sleeps until a cell is free.)
         jitter: Duration,
     },
     /// Refuse at once.
     FailFast,
 }
 
-/// Which limit refused a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LimitKind {
-    /// The global or per-key rate.
-    Rate,
-    /// The per-key concurrency cap (static or adaptive).
-    Concurrency,
-}
-
-/// A call was refused by the rate limiter. The request never left the machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RateLimited {
-    /// The key it was limited under, if any.
-    pub key: Option<String>,
-    /// Which limit.
-    pub limit: LimitKind,
-    /// The earliest time from now a call could go (for rate limits).
-    pub earliest: Option<Duration>,
-}
-
-impl fmt::Display for RateLimited {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.limit {
-            LimitKind::Rate => "rate",
-            LimitKind::Concurrency => "concurrency",
-        };
-        write!(f, "refused by the client-side {what} limit")?;
-        if let Some(k) = &self.key {
-            write!(f, " for {k}")?;
-        }
-        if let Some(e) = self.earliest {
-            write!(f, "; a call could go in {:.3}s", e.as_secs_f64())?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for RateLimited {}
-
-/// Error of the rate limiter: refused, or the inner service failed.
-#[derive(Debug)]
-pub enum RateLimitError<E> {
-    /// Refused by a limit.
-    Limited(RateLimited),
-    /// The inner service failed.
-    Inner(E),
-}
-
-impl<E: fmt::Display> fmt::Display for RateLimitError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RateLimitError::Limited(e) => e.fmt(f),
-            RateLimitError::Inner(e) => e.fmt(f),
-        }
-    }
-}
-
-impl<E: std::error::Error + 'static> std::error::Error for RateLimitError<E> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            RateLimitError::Limited(e) => Some(e),
-            RateLimitError::Inner(e) => Some(e),
-        }
-    }
-}
+/// The default [maximum wait](RateLimitBuilder::max_wait): 60 s. A call with no
+/// deadline (the client's default) never waits for the limiter forever; a minute of
+/// queueing means the offered load is far above the limits, which the caller should
+/// hear about. Raise it for functions that hold their slots for minutes.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// The key a request is limited under: put it in the extensions (the default
 /// [`ExtensionKey`] extractor reads it), or supply your own [`KeyExtractor`].
@@ -120,26 +68,35 @@ where
     }
 }
 
-/// The epoch of the adaptive limit an attempt was admitted under.
-#[derive(Debug, Clone)]
-struct Admitted {
-    key: String,
-    epoch: u64,
+/// The state of an operation's key, for the limits the feedback layer applies to each
+/// attempt.
+#[derive(Clone)]
+struct AttemptKey(Option<Arc<KeyState>>);
+
+/// What a rate counts; see [`RateLimitBuilder::rates_count`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RateCount {
+    /// Attempts on the wire, retries included, as the AWS SDKs' client rate limiter and
+    /// Lambda's own rate limits count: the first attempt takes its cell before the
+    /// operation (in [`RateLimit`]), each retry its own in the
+    /// [`feedback`](RateLimitLayer::feedback) layer, inside the retry layer. (Without that
+    /// layer in the stack only operations are counted.)
+    #[default]
+    Attempts,
+    /// Operations: a call and all its retries take one cell, before the first attempt.
+    Operations,
 }
 
-/// The key of an operation under an adaptive limit, for the feedback layer.
-#[derive(Debug, Clone)]
-struct AdaptiveKey(String);
-
-struct Shared<K> {
-    limits: Arc<Limits>,
+pub(super) struct Shared<K> {
+    pub(super) limits: Arc<Limits>,
     mode: Mode,
     key: K,
 }
 
 /// The rate-limiting layer; see the [module docs](super).
 pub struct RateLimitLayer<K = ExtensionKey> {
-    shared: Arc<Shared<K>>,
+    pub(super) shared: Arc<Shared<K>>,
 }
 
 impl<K> Clone for RateLimitLayer<K> {
@@ -163,27 +120,26 @@ impl<K> fmt::Debug for RateLimitLayer<K> {
 /// Builder of [`RateLimitLayer`].
 #[derive(Debug, Clone)]
 pub struct RateLimitBuilder<K> {
-    global: Option<Rate>,
-    per_key: Option<Rate>,
-    key_rates: Vec<(String, Rate)>,
-    concurrency: Option<usize>,
-    adaptive: Option<Adaptive>,
-    mode: Mode,
+    settings: Settings,
     key: K,
 }
 
 impl RateLimitLayer<ExtensionKey> {
-    /// Starts a builder (no limits, wait mode with 10 ms jitter, keys from
-    /// [`RateLimitKey`]).
+    /// Starts a builder (no limits, wait mode with 10 ms jitter and at most
+    /// [`DEFAULT_MAX_WAIT`] per wait, keys from [`RateLimitKey`]).
     pub fn builder() -> RateLimitBuilder<ExtensionKey> {
         RateLimitBuilder {
-            global: None,
-            per_key: None,
-            key_rates: Vec::new(),
-            concurrency: None,
-            adaptive: None,
-            mode: Mode::Wait {
-                jitter: Duration::from_millis(10),
+            settings: Settings {
+                global: None,
+                per_key: None,
+                key_rates: Vec::new(),
+                concurrency: None,
+                adaptive: None,
+                mode: Mode::Wait {
+                    jitter: Duration::from_millis(10),
+                },
+                max_wait: DEFAULT_MAX_WAIT,
+                count: RateCount::Attempts,
             },
             key: ExtensionKey,
         }
@@ -193,76 +149,95 @@ impl RateLimitLayer<ExtensionKey> {
 impl<K> RateLimitBuilder<K> {
     /// A rate for all calls together.
     pub fn global(mut self, rate: Rate) -> Self {
-        self.global = Some(rate);
+        self.settings.global = Some(rate);
         self
     }
     /// A rate for each key.
     pub fn per_key(mut self, rate: Rate) -> Self {
-        self.per_key = Some(rate);
+        self.settings.per_key = Some(rate);
         self
     }
     /// A rate of its own for one key, in place of the [`per_key`](Self::per_key) rate
     /// (which need not be set: then only such keys are rate-limited). Setting a key
-    /// again replaces its rate; a zero rate is ignored, as everywhere in this builder.
+    /// again replaces its rate. A rate that admits no call is an error of
+    /// [`build`](Self::build), as everywhere in this builder.
     ///
     /// ```
     /// use invoke_layers::rate_limit::{Rate, RateLimitLayer};
     /// let layer = RateLimitLayer::builder()
     ///     .per_key(Rate::per_second(100))
     ///     .key_rate("payments", Rate::per_second(5))
-    ///     .build();
+    ///     .build()?;
     /// assert!(layer.is_keyed());
+    /// # Ok::<(), invoke_layers::rate_limit::InvalidLimit>(())
     /// ```
     pub fn key_rate(mut self, key: impl Into<String>, rate: Rate) -> Self {
         let key = key.into();
-        self.key_rates.retain(|(k, _)| *k != key);
-        self.key_rates.push((key, rate));
+        self.settings.key_rates.retain(|(k, _)| *k != key);
+        self.settings.key_rates.push((key, rate));
         self
     }
-    /// At most `n` calls in flight per key.
+    /// At most `n` calls in flight per key (0 is an error of [`build`](Self::build)).
     pub fn concurrency_per_key(mut self, n: usize) -> Self {
-        self.concurrency = Some(n.max(1));
+        self.settings.concurrency = Some(n);
         self
     }
     /// An adaptive concurrency limit per key, lowered on throttles (needs the
     /// [`feedback`](RateLimitLayer::feedback) layer inside the retry layer).
     pub fn adaptive(mut self, adaptive: Adaptive) -> Self {
-        self.adaptive = Some(adaptive);
+        self.settings.adaptive = Some(adaptive);
         self
     }
     /// Wait or fail fast.
     pub fn mode(mut self, mode: Mode) -> Self {
-        self.mode = mode;
+        self.settings.mode = mode;
+        self
+    }
+    /// The longest a call waits in [`Mode::Wait`] for a rate cell or a slot (default
+    /// [`DEFAULT_MAX_WAIT`]), each time it waits: before the operation, and before each
+    /// attempt under the adaptive limit. A rate wait that would end later is refused at
+    /// once; a slot wait that reaches it is refused then ([`Refusal::MaxWait`]). The
+    /// operation [`Deadline`] bounds waits too, whichever is sooner.
+    ///
+    /// [`Refusal::MaxWait`]: super::Refusal::MaxWait
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.settings.max_wait = max_wait;
+        self
+    }
+    /// What the global and per-key rates count: attempts on the wire, retries included
+    /// (the default, [`RateCount::Attempts`]), or operations.
+    pub fn rates_count(mut self, count: RateCount) -> Self {
+        self.settings.count = count;
         self
     }
     /// Where keys come from.
     pub fn key<K2>(self, key: K2) -> RateLimitBuilder<K2> {
         RateLimitBuilder {
-            global: self.global,
-            per_key: self.per_key,
-            key_rates: self.key_rates,
-            concurrency: self.concurrency,
-            adaptive: self.adaptive,
-            mode: self.mode,
+            settings: self.settings,
             key,
         }
     }
-    /// Builds the layer.
-    pub fn build(self) -> RateLimitLayer<K> {
-        RateLimitLayer {
+    /// Builds the layer, or says which limit cannot be enforced as written: a rate of
+    /// zero calls (or a zero burst, or a zero period), a concurrency cap of zero,
+    /// adaptive settings out of range. None of them is taken to mean "no limit".
+    ///
+    /// ```
+    /// use invoke_layers::rate_limit::{InvalidLimit, Rate, RateLimitLayer};
+    /// let err = RateLimitLayer::builder()
+    ///     .key_rate("payments", Rate::per_second(0))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(err, InvalidLimit::Rate { limit: "key", .. }));
+    /// ```
+    pub fn build(self) -> Result<RateLimitLayer<K>, InvalidLimit> {
+        let mode = self.settings.mode;
+        Ok(RateLimitLayer {
             shared: Arc::new(Shared {
-                limits: Arc::new(Limits::new(
-                    self.global,
-                    self.per_key,
-                    self.key_rates,
-                    self.concurrency,
-                    self.adaptive,
-                    self.mode,
-                )),
-                mode: self.mode,
+                limits: Arc::new(Limits::new(self.settings)?),
+                mode,
                 key: self.key,
             }),
-        }
+        })
     }
 }
 
@@ -278,38 +253,36 @@ impl<K> RateLimitLayer<K> {
         }
     }
 
-    /// Drops the state of keys not used lately (also done every 4096 calls).
+    /// Drops the state of keys not used lately now. A task does it at most every 10 s,
+    /// started by a call on a tokio runtime; on another executor, call this yourself.
     pub fn maintain(&self) {
         self.shared.limits.maintain();
     }
 
     /// Whether any limit needs a key (per-key rate, concurrency or adaptive limit).
     pub fn is_keyed(&self) -> bool {
-        let l = &self.shared.limits;
-        l.keyed.is_some()
-            || !l.key_rates.is_empty()
-            || l.concurrency.is_some()
-            || l.adaptive.is_some()
+        self.shared.limits.keeps_key_state()
     }
 
-    /// How many keys have rate state now.
+    /// How many keys have state now (rate cell, slots or adaptive limit).
     pub fn tracked_keys(&self) -> usize {
-        self.shared.limits.keyed_len()
+        self.shared.limits.keys_len()
     }
 
     /// The adaptive limit of a key now, if it has one.
     pub fn adaptive_limit(&self, key: &str) -> Option<f64> {
-        lock(&self.shared.limits.adapt).get(key).map(|s| s.limit)
+        let state = self.shared.limits.existing(key)?;
+        let limit = lock(&state.adaptive.as_ref()?.state).limit;
+        Some(limit)
     }
 
     /// Calls in flight for a key now (static or adaptive cap).
     pub fn in_flight(&self, key: &str) -> usize {
-        let conc = lock(&self.shared.limits.conc)
-            .get(key)
-            .map_or(0, |s| s.in_flight);
-        let adapt = lock(&self.shared.limits.adapt)
-            .get(key)
-            .map_or(0, |s| s.in_flight);
+        let Some(state) = self.shared.limits.existing(key) else {
+            return 0;
+        };
+        let conc = state.slots.as_ref().map_or(0, |s| s.in_flight());
+        let adapt = (state.adaptive.as_ref()).map_or(0, |a| lock(&a.state).in_flight);
         conc.max(adapt)
     }
 }
@@ -346,123 +319,6 @@ impl<S: fmt::Debug, K> fmt::Debug for RateLimit<S, K> {
         f.debug_struct("RateLimit")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
-    }
-}
-
-/// Holds a concurrency slot; releases it (and wakes a waiter) when dropped, whether the
-/// call finished, failed or was cancelled.
-struct Slot {
-    limits: Arc<Limits>,
-    key: String,
-    adaptive: bool,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if self.adaptive {
-            if let Some(s) = lock(&self.limits.adapt).get_mut(&self.key) {
-                s.in_flight = s.in_flight.saturating_sub(1);
-                s.notify.notify_one();
-            }
-        } else if let Some(s) = lock(&self.limits.conc).get_mut(&self.key) {
-            s.in_flight = s.in_flight.saturating_sub(1);
-            s.notify.notify_one();
-        }
-    }
-}
-
-fn limited(key: Option<&str>, limit: LimitKind, earliest: Option<Duration>) -> RateLimited {
-    RateLimited {
-        key: key.map(str::to_owned),
-        limit,
-        earliest,
-    }
-}
-
-/// Which in-flight cap a slot is taken under: the static one per operation (in
-/// [`RateLimit`]), the adaptive one per attempt (in [`Feedback`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Gate {
-    Static,
-    Adaptive,
-}
-
-/// Takes a slot under the static or adaptive cap of `key`, or says why not.
-async fn acquire_slot(
-    limits: &Arc<Limits>,
-    key: &str,
-    mode: Mode,
-    deadline: Option<Deadline>,
-    gate: Gate,
-) -> Result<Option<(Slot, Option<u64>)>, RateLimited> {
-    let adaptive = match gate {
-        Gate::Adaptive => limits.adaptive,
-        Gate::Static => None,
-    };
-    if adaptive.is_none() && (gate == Gate::Adaptive || limits.concurrency.is_none()) {
-        return Ok(None);
-    }
-    let started = tokio::time::Instant::now();
-    loop {
-        let notify = if let Some(a) = adaptive {
-            let mut map = lock(&limits.adapt);
-            let s = map.entry(key.to_owned()).or_insert_with(|| AdaptiveState {
-                limit: a.initial,
-                in_flight: 0,
-                epoch: 0,
-                last_used: tokio::time::Instant::now(),
-                notify: Arc::default(),
-            });
-            s.last_used = tokio::time::Instant::now();
-            if (s.in_flight as f64) < s.limit.floor().max(1.0) {
-                s.in_flight += 1;
-                let slot = Slot {
-                    limits: Arc::clone(limits),
-                    key: key.to_owned(),
-                    adaptive: true,
-                };
-                return Ok(Some((slot, Some(s.epoch))));
-            }
-            Arc::clone(&s.notify)
-        } else {
-            let cap = limits.concurrency.unwrap_or(usize::MAX);
-            let mut map = lock(&limits.conc);
-            let s = map
-                .entry(key.to_owned())
-                .or_insert_with(|| ConcurrencyState {
-                    in_flight: 0,
-                    notify: Arc::default(),
-                });
-            if s.in_flight < cap {
-                s.in_flight += 1;
-                let slot = Slot {
-                    limits: Arc::clone(limits),
-                    key: key.to_owned(),
-                    adaptive: false,
-                };
-                return Ok(Some((slot, None)));
-            }
-            Arc::clone(&s.notify)
-        };
-        if mode == Mode::FailFast {
-            return Err(limited(Some(key), LimitKind::Concurrency, None));
-        }
-        let wait = notify.notified();
-        let woke = match deadline {
-            Some(d) => tokio::time::timeout_at(d.at(), wait).await.is_ok(),
-            None => {
-                wait.await;
-                true
-            }
-        };
-        if !woke {
-            tracing::debug!(
-                key,
-                waited_ms = started.elapsed().as_millis() as u64,
-                "concurrency wait reached the deadline"
-            );
-            return Err(limited(Some(key), LimitKind::Concurrency, None));
-        }
     }
 }
 
@@ -511,12 +367,6 @@ where
     }
 }
 
-impl<E> From<E> for RateLimitError<E> {
-    fn from(e: E) -> Self {
-        RateLimitError::Inner(e)
-    }
-}
-
 impl<S, K, B, RB> Service<http::Request<B>> for RateLimit<S, K>
 where
     S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
@@ -541,56 +391,26 @@ where
         let Some(shared) = &self.shared else {
             return LimitedFuture::direct(self.inner.call(req));
         };
+        shared.limits.maintenance_due();
         let shared = Arc::clone(shared);
         let clone = self.inner.clone();
         let mut svc = std::mem::replace(&mut self.inner, clone);
         let key = shared.key.key(&req);
         let fut = Box::pin(async move {
             let limits = &shared.limits;
-            limits.tick();
             let deadline = req.extensions().get::<Deadline>().copied();
-            let mut waited = Duration::ZERO;
-            loop {
-                let wait = limits.check_rate(key.as_deref());
-                if wait.is_zero() {
-                    break;
-                }
-                let wait = match shared.mode {
-                    Mode::FailFast => {
-                        tracing::debug!(
-                            key = key.as_deref(),
-                            earliest_ms = wait.as_millis() as u64,
-                            "rate limited: failed fast"
-                        );
-                        return Err(RateLimitError::Limited(limited(
-                            key.as_deref(),
-                            LimitKind::Rate,
-                            Some(wait),
-                        )));
-                    }
-                    Mode::Wait { jitter } => wait + jitter.mul_f64(fastrand::f64()),
-                };
-                if deadline.is_some_and(|d| d.check_wait(wait).is_err()) {
-                    tracing::debug!(
-                        key = key.as_deref(),
-                        earliest_ms = wait.as_millis() as u64,
-                        "rate limited: the wait would pass the deadline"
-                    );
-                    return Err(RateLimitError::Limited(limited(
-                        key.as_deref(),
-                        LimitKind::Rate,
-                        Some(wait),
-                    )));
-                }
-                tokio::time::sleep(wait).await;
-                waited += wait;
-            }
-            let slot = match &key {
-                Some(k) => acquire_slot(limits, k, shared.mode, deadline, Gate::Static)
+            let budget = Budget::new(shared.mode, limits.max_wait, deadline);
+            let state = key.as_deref().and_then(|k| limits.key(k));
+            rate_cells(limits, state.as_deref(), key.as_deref(), &budget)
+                .await
+                .map_err(RateLimitError::Limited)?;
+            let slot = match (&state, &key) {
+                (Some(s), Some(k)) => static_slot(s, k, &budget)
                     .await
                     .map_err(RateLimitError::Limited)?,
-                None => None,
+                _ => None,
             };
+            let waited = budget.waited();
             if !waited.is_zero() {
                 tracing::debug!(
                     key = key.as_deref(),
@@ -598,9 +418,10 @@ where
                     "waited for the rate limiter"
                 );
             }
-            if let (Some(k), Some(_)) = (&key, limits.adaptive) {
-                // Each attempt takes its adaptive slot in the feedback layer.
-                req.extensions_mut().insert(AdaptiveKey(k.clone()));
+            if limits.attempt_limits() {
+                // Each attempt takes its adaptive slot, and each retry its rate cells, in
+                // the feedback layer.
+                req.extensions_mut().insert(AttemptKey(state));
             }
             std::future::poll_fn(|cx| svc.poll_ready(cx))
                 .await
@@ -646,11 +467,8 @@ impl<S, C> Layer<S> for FeedbackLayer<C> {
     fn layer(&self, inner: S) -> Self::Service {
         Feedback {
             inner,
-            shared: self
-                .shared
-                .limits
-                .adaptive
-                .is_some()
+            shared: (self.shared.limits)
+                .attempt_limits()
                 .then(|| Arc::clone(&self.shared)),
         }
     }
@@ -682,34 +500,57 @@ impl<S: fmt::Debug, C> fmt::Debug for Feedback<S, C> {
 }
 
 impl Limits {
-    fn feedback(&self, admitted: &Admitted, class: Classification) {
-        let Some(a) = self.adaptive else { return };
-        let mut map = lock(&self.adapt);
-        let Some(s) = map.get_mut(&admitted.key) else {
+    /// Moves the key's adaptive limit after an attempt admitted under `epoch`: down on a
+    /// throttle, up on a success (unless it already counted as accepted).
+    fn feedback(&self, state: &KeyState, epoch: u64, class: Classification, accepted: bool) {
+        let (Some(a), Some(slots)) = (self.adaptive, &state.adaptive) else {
             return;
         };
+        let key = &*state.name;
+        let mut s = lock(&slots.state);
         match class {
             // One decrease per round: throttles of calls admitted before the last
             // decrease do not cut the limit again.
             Classification::Retryable {
                 kind: RetryKind::Throttling,
                 ..
-            } if admitted.epoch == s.epoch => {
-                s.limit = (s.limit * a.decrease).max(a.min);
-                s.epoch += 1;
-                tracing::debug!(key = %admitted.key, limit = s.limit, "adaptive limit lowered");
+            } if epoch == s.epoch => {
+                let limit = (s.limit * a.decrease).max(a.min);
+                slots.decrease(&mut s, limit);
+                tracing::debug!(key, limit, "adaptive limit lowered");
             }
-            Classification::Final => {
-                // Grow only while the window is in use: a limit that is not being
-                // tested must not creep up (the caller slows down, the limit stays).
-                if (s.in_flight as f64) * 2.0 >= s.limit {
-                    s.limit = (s.limit + 1.0 / s.limit).min(a.max);
-                }
-                s.notify.notify_one();
-            }
+            Classification::Final if !accepted => grow(&a, slots, &mut s, 1.0),
             _ => {}
         }
     }
+
+    /// An attempt under the key's adaptive limit has been in flight for
+    /// [`Adaptive::accepted_after`] without an answer: it was accepted. Its slot stays
+    /// taken, so in slow start it raises the limit by two, not one (each success admits
+    /// two more calls).
+    fn accepted(&self, state: &KeyState) {
+        let (Some(a), Some(slots)) = (self.adaptive, &state.adaptive) else {
+            return;
+        };
+        let mut s = lock(&slots.state);
+        grow(&a, slots, &mut s, 2.0);
+    }
+}
+
+/// Raises an adaptive limit after a success: by `slow_start_step` in slow start, else by
+/// one per round (`1 / limit` per call). Only while the window is in use: a limit that
+/// is not being tested must not creep up (the caller slows down, the limit stays).
+fn grow(a: &Adaptive, slots: &AdaptiveSlots, s: &mut AdaptiveState, slow_start_step: f64) {
+    if (slots.used(s) as f64) * 2.0 < s.limit {
+        return;
+    }
+    let step = if s.slow_start {
+        slow_start_step
+    } else {
+        1.0 / s.limit
+    };
+    let limit = (s.limit + step).min(a.max);
+    slots.set_limit(s, limit);
 }
 
 impl<S, C, B, RB> Service<http::Request<B>> for Feedback<S, C>
@@ -729,39 +570,71 @@ where
         self.inner.poll_ready(cx).map_err(RateLimitError::Inner)
     }
 
-    /// With an adaptive limit, each attempt waits for a slot under its key's current
-    /// limit (never past the deadline), and its outcome moves the limit. Attempts count,
-    /// not operations: an operation sleeping in retry backoff holds no slot.
+    /// A retry (an attempt after the first) takes a cell of the rates, as the first
+    /// attempt did before the operation ([`RateCount::Attempts`]). With an adaptive
+    /// limit, each attempt then waits for a slot under its key's current limit, and its
+    /// outcome moves the limit. Attempts count, not operations: an operation sleeping in
+    /// retry backoff holds no slot. Waits are bounded as in [`RateLimit`].
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let Some(shared) = &self.shared else {
             return LimitedFuture::direct(self.inner.call(req));
         };
-        let Some(key) = req.extensions().get::<AdaptiveKey>().map(|k| k.0.clone()) else {
+        let Some(AttemptKey(state)) = req.extensions().get::<AttemptKey>().cloned() else {
             return LimitedFuture::direct(self.inner.call(req));
         };
+        let retry = req
+            .extensions()
+            .get::<AttemptNumber>()
+            .is_some_and(|n| n.0 > 1);
+        let rate = retry && shared.limits.count == RateCount::Attempts;
+        if !rate && state.as_ref().is_none_or(|s| s.adaptive.is_none()) {
+            return LimitedFuture::direct(self.inner.call(req));
+        }
+        shared.limits.maintenance_due();
         let shared = Arc::clone(shared);
         let clone = self.inner.clone();
         let mut svc = std::mem::replace(&mut self.inner, clone);
         LimitedFuture::limited(Box::pin(async move {
             let limits = &shared.limits;
             let deadline = req.extensions().get::<Deadline>().copied();
-            let (slot, epoch) =
-                match acquire_slot(limits, &key, limits.mode, deadline, Gate::Adaptive)
+            let budget = Budget::new(limits.mode, limits.max_wait, deadline);
+            let key = state.as_ref().map(|s| &*s.name);
+            if rate {
+                rate_cells(limits, state.as_deref(), key, &budget)
                     .await
-                    .map_err(RateLimitError::Limited)?
-                {
-                    Some((slot, epoch)) => (Some(slot), epoch.unwrap_or(0)),
-                    None => (None, 0),
-                };
+                    .map_err(RateLimitError::Limited)?;
+            }
+            let admitted = match &state {
+                Some(s) => adaptive_slot(s, &s.name, &budget)
+                    .await
+                    .map_err(RateLimitError::Limited)?,
+                None => None,
+            };
             std::future::poll_fn(|cx| svc.poll_ready(cx))
                 .await
                 .map_err(RateLimitError::Inner)?;
-            let result = svc.call(req).await;
-            limits.feedback(
-                &Admitted { key, epoch },
-                shared.classifier.classify(&result),
-            );
-            drop(slot);
+            let call = svc.call(req);
+            let mut accepted = false;
+            let after = limits.adaptive.and_then(|a| a.accepted_after);
+            let result = match (&admitted, &state, after) {
+                (Some(_), Some(s), Some(after)) => {
+                    let mut call = std::pin::pin!(call);
+                    match tokio::time::timeout(after, call.as_mut()).await {
+                        Ok(result) => result,
+                        Err(_still_in_flight) => {
+                            limits.accepted(s);
+                            accepted = true;
+                            call.await
+                        }
+                    }
+                }
+                _ => call.await,
+            };
+            if let (Some((slot, epoch)), Some(s)) = (admitted, &state) {
+                let class = shared.classifier.classify(&result);
+                limits.feedback(s, epoch, class, accepted);
+                drop(slot);
+            }
             result.map_err(RateLimitError::Inner)
         }))
     }
