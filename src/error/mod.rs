@@ -291,10 +291,12 @@ from_kind!(
 
 impl<E: Into<InvokeError>> From<invoke_layers::rate_limit::RateLimitError<E>> for InvokeError {
     fn from(e: invoke_layers::rate_limit::RateLimitError<E>) -> Self {
-        // Every variant but `Inner` is a refusal.
-        match e.into_inner() {
-            Ok(e) => e.into(),
-            Err(refused) => refused.into(),
+        use invoke_layers::rate_limit::RateLimitError;
+        match e {
+            RateLimitError::Inner(e) => e.into(),
+            RateLimitError::Limited(refused) => refused.into(),
+            RateLimitError::PolledAfterCompletion(p) => p.into(),
+            _ => crate::transport::polled_after_completion(false).into(),
         }
     }
 }

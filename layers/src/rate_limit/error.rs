@@ -131,15 +131,17 @@ pub enum RateLimitError<E> {
     Limited(RateLimited),
     /// The inner service failed.
     Inner(E),
+    /// The response future was polled after it had completed.
+    PolledAfterCompletion(crate::PolledAfterCompletion),
 }
 
 impl<E> RateLimitError<E> {
-    /// The inner service's error, or the limiter's refusal (every variant but
-    /// [`Inner`](Self::Inner) is a refusal: the request never left the machine).
-    pub fn into_inner(self) -> Result<E, RateLimited> {
+    /// The inner service's error, or this error when it is the limiter's own (a refusal,
+    /// or a misused future: either way the request never left the machine).
+    pub fn into_inner(self) -> Result<E, Self> {
         match self {
-            RateLimitError::Limited(e) => Err(e),
             RateLimitError::Inner(e) => Ok(e),
+            other => Err(other),
         }
     }
 
@@ -147,7 +149,7 @@ impl<E> RateLimitError<E> {
     pub fn refusal(&self) -> Option<&RateLimited> {
         match self {
             RateLimitError::Limited(e) => Some(e),
-            RateLimitError::Inner(_) => None,
+            _ => None,
         }
     }
 }
@@ -157,6 +159,7 @@ impl<E: fmt::Display> fmt::Display for RateLimitError<E> {
         match self {
             RateLimitError::Limited(e) => e.fmt(f),
             RateLimitError::Inner(e) => e.fmt(f),
+            RateLimitError::PolledAfterCompletion(e) => e.fmt(f),
         }
     }
 }
@@ -166,6 +169,7 @@ impl<E: std::error::Error + 'static> std::error::Error for RateLimitError<E> {
         match self {
             RateLimitError::Limited(e) => Some(e),
             RateLimitError::Inner(e) => Some(e),
+            RateLimitError::PolledAfterCompletion(e) => Some(e),
         }
     }
 }

@@ -337,6 +337,9 @@ pin_project_lite::pin_project! {
     enum LimitedState<F, T, E> {
         Direct { #[pin] fut: F },
         Limited { fut: Pin<Box<dyn Future<Output = Result<T, E>> + Send>> },
+        // The boxed future's result was returned (the direct one answers a later poll
+        // itself).
+        Done,
     }
 }
 
@@ -357,12 +360,22 @@ impl<F, T, E, IE> Future for LimitedFuture<F, T, E>
 where
     F: Future<Output = Result<T, IE>>,
     E: From<IE>,
+    RateLimitError<IE>: Into<E>,
 {
     type Output = Result<T, E>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
+        let mut state = self.project().state;
+        match state.as_mut().project() {
             LimitedProj::Direct { fut } => fut.poll(cx).map_err(E::from),
-            LimitedProj::Limited { fut } => fut.as_mut().poll(cx),
+            LimitedProj::Limited { fut } => {
+                let result = std::task::ready!(fut.as_mut().poll(cx));
+                state.set(LimitedState::Done);
+                Poll::Ready(result)
+            }
+            LimitedProj::Done => Poll::Ready(Err(RateLimitError::<IE>::PolledAfterCompletion(
+                crate::PolledAfterCompletion,
+            )
+            .into())),
         }
     }
 }

@@ -185,7 +185,9 @@ async fn never_waits_past_the_deadline() {
         .insert(Deadline::after(Duration::from_millis(300)));
     let start = Instant::now();
     let err = svc.ready().await.unwrap().call(r).await.unwrap_err();
-    let RateLimitError::Limited(l) = err;
+    let RateLimitError::Limited(l) = err else {
+        panic!("not a refusal: {err:?}")
+    };
     assert_eq!(
         (l.limit, l.earliest),
         (LimitKind::Rate, Some(Duration::from_secs(1)))
@@ -1059,5 +1061,23 @@ async fn the_adaptive_limit_grows_during_long_calls() {
     assert!(
         limit >= 0.9 * RESERVED as f64,
         "limit {limit} after 10 minutes of 15-minute calls"
+    );
+}
+
+/// Issue 16, item 2: the limiting future answers a poll after completion with an error.
+#[tokio::test(start_paused = true)]
+async fn polled_after_completion_is_an_error() {
+    let layer = RateLimitLayer::builder()
+        .per_key(Rate::per_second(10))
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(ok_service());
+    std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+    let mut fut = tokio_test::task::spawn(svc.call(req("k")));
+    tokio_test::assert_ready_ok!(fut.poll());
+    let again = tokio_test::assert_ready_err!(fut.poll());
+    assert!(
+        matches!(again, RateLimitError::PolledAfterCompletion(_)),
+        "{again:?}"
     );
 }
