@@ -23,6 +23,7 @@ pub use api::{
     ApiError, ApiErrorKind, ShapeInfo, StandardClass, ThrottleReason, CLOCK_SKEW_CODES, SHAPES,
     THROTTLING_CODES, TRANSIENT_CODES,
 };
+pub use invoke_layers::circuit_breaker::CircuitOpen;
 pub use invoke_layers::rate_limit::RateLimited;
 pub use invoke_layers::sigv4::{CredentialsError, SigningError};
 
@@ -189,6 +190,10 @@ pub enum InvokeErrorKind {
     /// The client-side rate limiter refused the call (it never left the machine).
     #[error(transparent)]
     RateLimited(#[from] RateLimited),
+    /// The function's circuit is open: the call failed at once, without an attempt
+    /// (see [`crate::circuit_breaker`]).
+    #[error(transparent)]
+    CircuitOpen(#[from] CircuitOpen),
 }
 
 /// Any failure of an Invoke call: what failed last ([`kind`](Self::kind)), how many
@@ -221,7 +226,9 @@ impl From<InvokeErrorKind> for InvokeError {
     fn from(kind: InvokeErrorKind) -> Self {
         let attempts = u32::from(!matches!(
             kind,
-            InvokeErrorKind::Validation(_) | InvokeErrorKind::RateLimited(_)
+            InvokeErrorKind::Validation(_)
+                | InvokeErrorKind::RateLimited(_)
+                | InvokeErrorKind::CircuitOpen(_)
         ));
         Self {
             kind,
@@ -248,7 +255,8 @@ from_kind!(
     TimeoutError,
     CredentialsError,
     SigningError,
-    RateLimited
+    RateLimited,
+    CircuitOpen
 );
 
 impl<E: Into<InvokeError>> From<invoke_layers::rate_limit::RateLimitError<E>> for InvokeError {
@@ -299,7 +307,8 @@ impl InvokeError {
         self.kind
     }
 
-    /// Attempts made (0 when the request was invalid or refused by the rate limiter).
+    /// Attempts made (0 when the request was invalid, or refused by the rate limiter or
+    /// an open circuit).
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
@@ -332,6 +341,8 @@ impl InvokeError {
             InvokeErrorKind::Api(e) => e.fault(),
             InvokeErrorKind::Transport(e) => e.fault(),
             InvokeErrorKind::Timeout(_) => Fault::Server,
+            // The request needs no change: the function is failing.
+            InvokeErrorKind::CircuitOpen(_) => Fault::Server,
         }
     }
 
@@ -355,6 +366,7 @@ impl InvokeError {
             InvokeErrorKind::Timeout(_) => true,
             InvokeErrorKind::Credentials(e) => e.is_retryable(),
             InvokeErrorKind::RateLimited(_) => true,
+            InvokeErrorKind::CircuitOpen(_) => true,
         }
     }
 
@@ -365,6 +377,7 @@ impl InvokeError {
             | InvokeErrorKind::Credentials(_)
             | InvokeErrorKind::Signing(_)
             | InvokeErrorKind::RateLimited(_) => RunStatus::NotRun,
+            InvokeErrorKind::CircuitOpen(_) => RunStatus::NotRun,
             InvokeErrorKind::Api(e) => e.may_have_run(),
             InvokeErrorKind::Transport(e) if e.request_sent() => RunStatus::Unknown,
             InvokeErrorKind::Timeout(e) if e.request_sent() => RunStatus::Unknown,
@@ -381,6 +394,7 @@ impl InvokeError {
     pub fn retry_after(&self) -> Option<Duration> {
         match &self.kind {
             InvokeErrorKind::RateLimited(r) => r.earliest,
+            InvokeErrorKind::CircuitOpen(c) => c.retry_after,
             _ => self.as_api().and_then(ApiError::retry_after),
         }
     }
@@ -404,6 +418,7 @@ impl InvokeError {
             InvokeErrorKind::Credentials(_) => "CredentialsError",
             InvokeErrorKind::Signing(_) => "SigningError",
             InvokeErrorKind::RateLimited(_) => "RateLimited",
+            InvokeErrorKind::CircuitOpen(_) => "CircuitOpen",
         }
     }
 }
