@@ -1,6 +1,7 @@
 //! What each layer of the stack costs: the named stack over a transport that answers at
 //! once (no network), complete and with one slot removed at a time. The difference to
-//! "complete" is that slot's cost per call (CPU time; criterion).
+//! "complete" is that slot's cost per call (CPU time; criterion). `with_circuit_breaker`
+//! adds the (closed) circuit breaker, which is off by default.
 //!
 //! `cargo bench --bench layers`
 
@@ -28,6 +29,10 @@ fn instant_transport() -> BoxService {
 }
 
 fn client(remove: &'static [&'static str]) -> InvokeClient {
+    builder(remove).build().unwrap()
+}
+
+fn builder(remove: &'static [&'static str]) -> invoke_stack::InvokeClientBuilder {
     InvokeClient::builder()
         .endpoint_url("http://127.0.0.1:9")
         .credentials(Credentials::from_keys("AKIDBENCH", "bench-secret", None))
@@ -37,8 +42,6 @@ fn client(remove: &'static [&'static str]) -> InvokeClient {
                 stack.remove(name).expect("slot");
             }
         })
-        .build()
-        .unwrap()
 }
 
 fn bench(c: &mut Criterion) {
@@ -70,9 +73,17 @@ fn bench(c: &mut Criterion) {
             ],
         ),
     ];
-    for (name, remove) in variants {
-        let client = client(remove);
-        g.bench_function(*name, |b| {
+    // The complete stack plus the circuit breaker, closed (its own slot).
+    let with_breaker = builder(&[])
+        .circuit_breaker(invoke_stack::layers::circuit_breaker::CircuitBreakerConfig::default())
+        .build()
+        .unwrap();
+    let clients = variants
+        .iter()
+        .map(|(name, remove)| (*name, client(remove)))
+        .chain([("with_circuit_breaker", with_breaker)]);
+    for (name, client) in clients {
+        g.bench_function(name, |b| {
             b.iter(|| {
                 rt.block_on(async {
                     let req = InvokeRequest::builder("bench")

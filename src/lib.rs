@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod circuit_breaker;
 pub mod classify;
 pub mod client;
 pub mod codec;

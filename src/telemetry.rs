@@ -175,6 +175,7 @@ impl ErrorFacts for crate::error::InvokeError {
             K::Credentials(_) => "CredentialsError",
             K::Signing(_) => "SigningError",
             K::RateLimited(_) => "RateLimited",
+            K::CircuitOpen(_) => "CircuitOpen",
         }
     }
     fn fault(&self) -> Fault {

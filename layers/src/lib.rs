@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | [`sigv4`] | `sigv4` | signs requests with AWS SigV4 (`aws-sigv4`), credentials from providers |
 //! | [`rate_limit`] | `rate-limit` | rates (global, per key; GCRA), per-key concurrency caps, adaptive limits |
+//! | [`circuit_breaker`] | `circuit-breaker` | fails fast per key while a target is broken, probes, recovers |
 //! | [`retry`] | `retry` | retries by failure class, backoff with jitter, `Retry-After`, quota, may-have-run |
 //! | [`timeout`] | `timeout` | operation deadline (in the extensions) and per-attempt timeouts |
 //! | [`trace`] | `trace` | operation and attempt spans with pluggable descriptions, no secrets |
@@ -17,6 +18,8 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+#[cfg(feature = "circuit-breaker")]
+pub mod circuit_breaker;
 #[cfg(feature = "keepalive")]
 pub mod keepalive;
 #[cfg(feature = "rate-limit")]

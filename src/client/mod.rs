@@ -26,6 +26,10 @@ use std::time::Duration;
 
 use tower::ServiceExt;
 
+use invoke_layers::circuit_breaker::{
+    CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerLayer, CircuitKey,
+    ExtensionKey as CircuitExtensionKey,
+};
 use invoke_layers::rate_limit::{
     ExtensionKey, Feedback, InvalidLimit, Rate, RateLimit, RateLimitBuilder, RateLimitKey,
     RateLimitLayer,
@@ -85,6 +89,7 @@ pub struct InvokeClientBuilder {
     rate_limit: RateLimitBuilder<ExtensionKey>,
     named: Option<Customize>,
     inner_service: Option<BoxService>,
+    circuit_breaker: Option<CircuitBreakerBuilder>,
 }
 
 /// Timeouts, chosen by invocation type (see the table in the crate README).
@@ -307,6 +312,31 @@ impl InvokeClientBuilder {
         self.dead_letter = Some(Arc::new(sink));
         self
     }
+    /// A circuit breaker per function (default off): while a function is broken, calls
+    /// to it fail at once with [`InvokeErrorKind::CircuitOpen`](crate::InvokeErrorKind),
+    /// and after a break one probe call at a time finds out whether it has recovered.
+    /// Takes a [`CircuitBreakerConfig`](invoke_layers::circuit_breaker::CircuitBreakerConfig),
+    /// or a [`CircuitBreakerLayer::builder`] to set its clock or jitter as well. See
+    /// [`crate::circuit_breaker`] for what counts and where it sits.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use invoke_stack::layers::circuit_breaker::CircuitBreakerConfig;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = invoke_stack::InvokeClient::builder()
+    ///     .region("us-east-1")
+    ///     .circuit_breaker(CircuitBreakerConfig {
+    ///         break_duration: Duration::from_secs(10),
+    ///         ..CircuitBreakerConfig::default()
+    ///     })
+    ///     .build()?;
+    /// assert!(client.circuit_breaker().is_some());
+    /// # Ok(()) }
+    /// ```
+    pub fn circuit_breaker(mut self, breaker: impl Into<CircuitBreakerBuilder>) -> Self {
+        self.circuit_breaker = Some(breaker.into());
+        self
+    }
     /// Retry `Unhandled` function errors of idempotent functions (default off).
     pub fn retry_unhandled_function_errors(mut self, yes: bool) -> Self {
         self.retry_unhandled = yes;
@@ -358,6 +388,10 @@ impl InvokeClientBuilder {
             None => DeadlineLayer::none(),
         };
         let signer = SigV4Layer::new(credentials, SigningConfig::new(signing_region.clone()));
+        let breaker = match self.circuit_breaker {
+            Some(b) => b.build(LambdaClassifier::default()),
+            None => CircuitBreakerLayer::off(),
+        };
         // A custom inner service needs the named (boxed) stack.
         let named = match (self.named, self.inner_service.is_some()) {
             (None, true) => Some(Box::new(|_: &mut InvokeStack| {}) as Customize),
@@ -373,6 +407,7 @@ impl InvokeClientBuilder {
                     .layer(TraceLayer::new(LambdaTrace::operation(
                         signing_region.clone(),
                     )))
+                    .layer(breaker.clone())
                     .layer(operation_deadline)
                     .layer(limiter.clone())
                     .layer(retry)
@@ -410,6 +445,9 @@ impl InvokeClientBuilder {
                         )
                     })
                     .and_then(|s| s.add("sign", Step::Attempt, signer));
+                if breaker.is_enabled() {
+                    let _ = stack.add_after("trace", "circuit-breaker", breaker.clone());
+                }
                 customize(&mut stack);
                 let transport = self
                     .inner_service
@@ -431,6 +469,7 @@ impl InvokeClientBuilder {
                 partition_quota: self.partition_quota,
                 keyed_limits,
                 implied_attempt_timeout,
+                breaker,
             }),
         })
     }
@@ -466,14 +505,18 @@ pub const DEFAULT_ORDER: &[&str] = &[
 ];
 
 type Stack = Trace<
-    DeadlineService<
-        RateLimit<
-            Retry<
-                Trace<Feedback<Timeout<SigV4<HyperTransport>>, LambdaClassifier>, LambdaTrace>,
-                LambdaClassifier,
+    CircuitBreaker<
+        DeadlineService<
+            RateLimit<
+                Retry<
+                    Trace<Feedback<Timeout<SigV4<HyperTransport>>, LambdaClassifier>, LambdaTrace>,
+                    LambdaClassifier,
+                >,
+                ExtensionKey,
             >,
-            ExtensionKey,
         >,
+        LambdaClassifier,
+        CircuitExtensionKey,
     >,
     LambdaTrace,
 >;
@@ -490,6 +533,8 @@ struct Inner {
     /// The attempt timeout the stack applies to a request without an `AttemptTimeout`
     /// (the static stack's; none for a named stack, whose timeout layer may be replaced).
     implied_attempt_timeout: Option<Duration>,
+    /// The circuit breaker (off unless configured).
+    breaker: CircuitBreakerLayer<LambdaClassifier>,
 }
 
 /// A Lambda Invoke client. `Clone + Send + Sync`; clones share one connection pool.
@@ -526,6 +571,7 @@ impl InvokeClient {
             rate_limit: RateLimitLayer::builder(),
             named: None,
             inner_service: None,
+            circuit_breaker: None,
         }
     }
 
@@ -618,6 +664,9 @@ impl InvokeClient {
         if self.inner.keyed_limits {
             ext.insert(RateLimitKey(name.to_owned()));
         }
+        if self.inner.breaker.is_enabled() {
+            ext.insert(CircuitKey(name.to_owned()));
+        }
         if let Some(idempotent) = self.inner.functions.get(name).and_then(|f| f.idempotent) {
             ext.insert(Idempotent(idempotent));
         }
@@ -635,9 +684,22 @@ impl InvokeClient {
     /// The order of the client's layers, outermost first (`"name (step)"`).
     pub fn identify(&self) -> Vec<String> {
         match &self.inner.service {
-            ClientService::Static(_) => DEFAULT_ORDER.iter().map(|s| (*s).to_owned()).collect(),
+            ClientService::Static(_) => {
+                let mut names: Vec<String> =
+                    DEFAULT_ORDER.iter().map(|s| (*s).to_owned()).collect();
+                if self.inner.breaker.is_enabled() {
+                    names.insert(1, "circuit-breaker (operation)".to_owned());
+                }
+                names
+            }
             ClientService::Named { names, .. } => names.clone(),
         }
+    }
+
+    /// The client's circuit breaker, to read a function's state
+    /// (`client.circuit_breaker()?.state("my-function")`); `None` when it is off.
+    pub fn circuit_breaker(&self) -> Option<&CircuitBreakerLayer<LambdaClassifier>> {
+        Some(&self.inner.breaker).filter(|b| b.is_enabled())
     }
 
     /// The client's rate limiter (to read adaptive limits and in-flight counts).

@@ -25,6 +25,7 @@ pub use api::{
     ApiError, ApiErrorKind, ShapeInfo, StandardClass, ThrottleReason, CLOCK_SKEW_CODES, SHAPES,
     THROTTLING_CODES, TRANSIENT_CODES,
 };
+pub use invoke_layers::circuit_breaker::CircuitOpen;
 pub use invoke_layers::rate_limit::RateLimited;
 pub use invoke_layers::sigv4::{CredentialsError, SigningError};
 
@@ -210,6 +211,10 @@ pub enum InvokeErrorKind {
     /// The client-side rate limiter refused the call (it never left the machine).
     #[error(transparent)]
     RateLimited(#[from] RateLimited),
+    /// The function's circuit is open: the call failed at once, without an attempt
+    /// (see [`crate::circuit_breaker`]).
+    #[error(transparent)]
+    CircuitOpen(#[from] CircuitOpen),
 }
 
 /// Any failure of an Invoke call: what failed last ([`kind`](Self::kind)), how many
@@ -250,7 +255,9 @@ impl From<InvokeErrorKind> for InvokeError {
     fn from(kind: InvokeErrorKind) -> Self {
         let attempts = u32::from(!matches!(
             kind,
-            InvokeErrorKind::Validation(_) | InvokeErrorKind::RateLimited(_)
+            InvokeErrorKind::Validation(_)
+                | InvokeErrorKind::RateLimited(_)
+                | InvokeErrorKind::CircuitOpen(_)
         ));
         // An operation deadline that fired outside the retry layer counted the attempts
         // made inside it, and it is why they stopped.
@@ -286,7 +293,8 @@ from_kind!(
     TimeoutError,
     CredentialsError,
     SigningError,
-    RateLimited
+    RateLimited,
+    CircuitOpen
 );
 
 impl<E: Into<InvokeError>> From<invoke_layers::rate_limit::RateLimitError<E>> for InvokeError {
@@ -351,8 +359,8 @@ impl InvokeError {
         self.kind
     }
 
-    /// Attempts made (0 when the request was invalid or refused by the rate limiter, or
-    /// when the operation deadline passed before the first).
+    /// Attempts made (0 when the request was invalid, or refused by the rate limiter or
+    /// an open circuit, or when the operation deadline passed before the first).
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
@@ -403,6 +411,8 @@ impl InvokeError {
             InvokeErrorKind::Api(e) => e.fault(),
             InvokeErrorKind::Transport(e) => e.fault(),
             InvokeErrorKind::Timeout(_) => Fault::Server,
+            // The request needs no change: the function is failing.
+            InvokeErrorKind::CircuitOpen(_) => Fault::Server,
         }
     }
 
@@ -426,6 +436,7 @@ impl InvokeError {
             InvokeErrorKind::Timeout(_) => true,
             InvokeErrorKind::Credentials(e) => e.is_retryable(),
             InvokeErrorKind::RateLimited(_) => true,
+            InvokeErrorKind::CircuitOpen(_) => true,
         }
     }
 
@@ -436,6 +447,7 @@ impl InvokeError {
             | InvokeErrorKind::Credentials(_)
             | InvokeErrorKind::Signing(_)
             | InvokeErrorKind::RateLimited(_) => RunStatus::NotRun,
+            InvokeErrorKind::CircuitOpen(_) => RunStatus::NotRun,
             InvokeErrorKind::Api(e) => e.may_have_run(),
             InvokeErrorKind::Transport(e) if e.request_sent() => RunStatus::Unknown,
             InvokeErrorKind::Timeout(e) if e.request_sent() => RunStatus::Unknown,
@@ -452,6 +464,7 @@ impl InvokeError {
     pub fn retry_after(&self) -> Option<Duration> {
         match &self.kind {
             InvokeErrorKind::RateLimited(r) => r.earliest,
+            InvokeErrorKind::CircuitOpen(c) => c.retry_after,
             _ => self.as_api().and_then(ApiError::retry_after),
         }
     }
@@ -475,6 +488,7 @@ impl InvokeError {
             InvokeErrorKind::Credentials(_) => "CredentialsError",
             InvokeErrorKind::Signing(_) => "SigningError",
             InvokeErrorKind::RateLimited(_) => "RateLimited",
+            InvokeErrorKind::CircuitOpen(_) => "CircuitOpen",
         }
     }
 }

@@ -6,6 +6,9 @@
 //! then:           the transport (hyper)
 //! ```
 //!
+//! With a circuit breaker ([`InvokeClientBuilder::circuit_breaker`](crate::InvokeClientBuilder::circuit_breaker)),
+//! the operation slot `circuit-breaker` sits between `trace` and `deadline`.
+//!
 //! Two ways to build it:
 //!
 //! 1. **Static composition** (what [`InvokeClient`](crate::InvokeClient) uses by default):

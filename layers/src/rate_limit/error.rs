@@ -96,6 +96,20 @@ pub struct RateLimited {
     pub waited: Duration,
 }
 
+impl RateLimited {
+    /// A refusal by `limit` under `key` that did not wait (for test doubles and other
+    /// limiters that report in this shape).
+    pub fn new(key: Option<String>, limit: LimitKind, earliest: Option<Duration>) -> Self {
+        Self {
+            key,
+            limit,
+            earliest,
+            reason: Refusal::FailFast,
+            waited: Duration::ZERO,
+        }
+    }
+}
+
 impl fmt::Display for RateLimited {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.limit {

@@ -1,0 +1,82 @@
+use crate::retry::{Classification, ClassifyRetry, RetryKind};
+
+/// What one call's result means for the health of its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The target answered: counts as a success.
+    Success,
+    /// A server fault (5xx, a timeout, a connection failure): counts as a failure.
+    Failure,
+    /// A failure that cannot heal by itself (a configuration error of the target): opens
+    /// the circuit at once with [`open_on_broken`](super::CircuitBreakerConfig::open_on_broken),
+    /// else counts as a failure.
+    Broken,
+    /// The target is throttling: counts neither way (the rate limiter handles it). A
+    /// throttled probe frees its slot and changes nothing.
+    Throttled,
+    /// The request was wrong: ignored unless
+    /// [`count_client_faults`](super::CircuitBreakerConfig::count_client_faults).
+    ClientFault,
+    /// The target ran and reported an error of its own (a Lambda function error): a
+    /// success unless [`count_target_errors`](super::CircuitBreakerConfig::count_target_errors)
+    /// or the key is one of [`target_error_keys`](super::CircuitBreakerConfig::target_error_keys).
+    TargetError,
+}
+
+/// Classifies the result of one call for the circuit breaker. Implement it to use the
+/// layer on any service; [`FromRetry`] derives it from a retry classifier.
+pub trait ClassifyCircuit<Res, E>: Send + Sync + 'static {
+    /// What this result says of the target's health.
+    fn outcome(&self, result: &Result<Res, E>) -> Outcome;
+}
+
+/// The outcome from a retry classifier ([`ClassifyRetry`]), so the breaker and the retry
+/// layer agree on what a result means:
+///
+/// | classification | outcome |
+/// |---|---|
+/// | final | success |
+/// | retryable, throttle | throttled |
+/// | retryable, transient | failure |
+/// | not retryable, a response with a 5xx status | broken: the server says retrying cannot help |
+/// | not retryable, anything else | client fault |
+///
+/// ```
+/// use invoke_layers::circuit_breaker::{ClassifyCircuit, FromRetry, Outcome};
+/// use invoke_layers::retry::HttpClassifier;
+///
+/// let classify = FromRetry(HttpClassifier);
+/// let resp = |status: u16| -> Result<_, std::io::Error> {
+///     Ok(http::Response::builder().status(status).body(()).unwrap())
+/// };
+/// assert_eq!(classify.outcome(&resp(200)), Outcome::Success);
+/// assert_eq!(classify.outcome(&resp(429)), Outcome::Throttled);
+/// assert_eq!(classify.outcome(&resp(503)), Outcome::Failure);
+/// assert_eq!(classify.outcome(&resp(501)), Outcome::Broken);
+/// assert_eq!(classify.outcome(&resp(404)), Outcome::ClientFault);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FromRetry<C>(pub C);
+
+impl<C, B, E> ClassifyCircuit<http::Response<B>, E> for FromRetry<C>
+where
+    C: ClassifyRetry<http::Response<B>, E>,
+{
+    fn outcome(&self, result: &Result<http::Response<B>, E>) -> Outcome {
+        match self.0.classify(result) {
+            Classification::Final => Outcome::Success,
+            Classification::Retryable {
+                kind: RetryKind::Throttling,
+                ..
+            } => Outcome::Throttled,
+            Classification::Retryable {
+                kind: RetryKind::Transient,
+                ..
+            } => Outcome::Failure,
+            Classification::NotRetryable => match result {
+                Ok(resp) if resp.status().is_server_error() => Outcome::Broken,
+                _ => Outcome::ClientFault,
+            },
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! A circuit breaker per function: when a function is broken in a way retries cannot
+//! fix (its KMS key is disabled, its runtime is invalid, its subnet is out of addresses,
+//! it fails every call, Lambda keeps answering 5xx), calls to it fail at once with
+//! [`CircuitOpen`] instead of each paying a round trip, or three with retries; after a
+//! break, one probe call at a time finds out whether it has recovered.
+//!
+//! Off by default; [`InvokeClientBuilder::circuit_breaker`](crate::InvokeClientBuilder::circuit_breaker)
+//! turns it on with a [`CircuitBreakerConfig`] (the generic layer, its states and its
+//! defaults are in [`invoke_layers::circuit_breaker`]).
+//!
+//! ```
+//! use invoke_stack::layers::circuit_breaker::{CircuitBreakerConfig, CircuitState};
+//! use invoke_stack::InvokeClient;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = InvokeClient::builder()
+//!     .region("us-east-1")
+//!     .circuit_breaker(CircuitBreakerConfig::default().count_target_errors_of("validator"))
+//!     .build()?;
+//! let breaker = client.circuit_breaker().expect("enabled");
+//! assert_eq!(breaker.state("orders"), CircuitState::Closed);
+//! assert_eq!(client.identify()[1], "circuit-breaker (operation)");
+//! # Ok(()) }
+//! ```
+//!
+//! # Keys
+//!
+//! One circuit per function name, without account or qualifier (as the rate limiter):
+//! Lambda's failures of configuration (KMS, VPC, runtime) belong to the function, and
+//! its versions and aliases share them more often than not.
+//!
+//! # What counts, for Lambda
+//!
+//! [`LambdaClassifier`] is the retry layer's classifier; as a [`ClassifyCircuit`] it
+//! uses the same classification:
+//!
+//! | result | outcome |
+//! |---|---|
+//! | 2xx | success |
+//! | 2xx with `X-Amz-Function-Error` | a target error: a success, unless configured for all functions or for this one (a function known to fail deterministically) |
+//! | throttles (429, `TooManyRequestsException`, `EC2ThrottledException`, other throttling codes) | not counted: the rate limiter handles them |
+//! | 502 configuration errors (`KMS*`, `InvalidRuntime`, `InvalidZipFile`, `InvalidSubnetID`, `InvalidSecurityGroupID`, `EC2AccessDenied`): server faults retries cannot fix | broken: the circuit opens at once |
+//! | other server faults: 500 `ServiceException`, the 502s that heal (`ResourceNotReady`, `ENILimitReached`, ...), unmodeled 5xx | failure |
+//! | other 4xx (client faults, clock skew) | not counted, unless configured |
+//! | transport errors, attempt timeouts, the operation deadline | failure |
+//! | errors of the caller's side: invalid request, credentials, signing, the rate limiter's refusals | not counted, unless configured |
+//!
+//! # Where it sits
+//!
+//! ```text
+//! trace -> circuit-breaker -> deadline -> rate-limit -> retry -> attempt layers
+//! ```
+//!
+//! Outside retry: one decision per operation. An open circuit refuses before any attempt
+//! or backoff; the final failure of a retried operation counts once; a half-open probe is
+//! one operation (with its retries). Outside the rate limiter, so a refused call takes no
+//! permit; outside the deadline, so an operation that runs out of time counts as a
+//! failure; inside the operation span, so a refusal is traced like any failed call
+//! (`error.type = CircuitOpen`). In the named stack it is the slot `circuit-breaker`
+//! (operation step, after `trace`), present only when enabled; `identify()` lists it then.
+//!
+//! # The refusal
+//!
+//! [`InvokeErrorKind::CircuitOpen`](crate::InvokeErrorKind::CircuitOpen): no attempt
+//! was made, so the function did not run ([`RunStatus::NotRun`](crate::error::RunStatus));
+//! it is retryable, with [`retry_after`](crate::InvokeError::retry_after) the rest of the
+//! break; its fault is the server's (the request needs no change: the function is
+//! failing). An `Event` refused this way goes to the dead-letter sink like any final
+//! failure.
+//!
+//! # Testing
+//!
+//! Give the breaker a [`ManualClock`](invoke_layers::circuit_breaker::ManualClock) with
+//! [`CircuitBreakerLayer::builder`]: a break then ends when the test advances the clock,
+//! never while the test runs (`tests/circuit_breaker.rs`).
+
+use bytes::Bytes;
+use invoke_layers::circuit_breaker::{CircuitBreakerError, CircuitOpen, ClassifyCircuit, Outcome};
+use invoke_layers::retry::{Classification, RetryError, RetryKind};
+
+pub use invoke_layers::circuit_breaker::{
+    CircuitBreakerBuilder, CircuitBreakerConfig, CircuitBreakerLayer, CircuitKey, CircuitState,
+};
+
+use crate::classify::ClassifyError;
+pub use crate::classify::LambdaClassifier;
+use crate::codec;
+use crate::error::{Fault, InvokeError, RunStatus};
+use crate::telemetry::ErrorFacts;
+
+fn is_throttle(c: Classification) -> bool {
+    matches!(
+        c,
+        Classification::Retryable {
+            kind: RetryKind::Throttling,
+            ..
+        }
+    )
+}
+
+fn response_outcome(resp: &http::Response<Bytes>) -> Outcome {
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) {
+        return if resp.headers().contains_key(codec::X_AMZ_FUNCTION_ERROR) {
+            Outcome::TargetError
+        } else {
+            Outcome::Success
+        };
+    }
+    let Err(api) = codec::decode_parts(status, resp.headers(), resp.body().clone()) else {
+        return Outcome::Success;
+    };
+    match api.classification() {
+        c if is_throttle(c) => Outcome::Throttled,
+        _ if api.fault() == Fault::Client => Outcome::ClientFault,
+        Classification::NotRetryable => Outcome::Broken,
+        _ => Outcome::Failure,
+    }
+}
+
+impl<E> ClassifyCircuit<http::Response<Bytes>, E> for LambdaClassifier
+where
+    E: ClassifyError + ErrorFacts,
+{
+    fn outcome(&self, result: &Result<http::Response<Bytes>, E>) -> Outcome {
+        match result {
+            Ok(resp) => response_outcome(resp),
+            Err(e) if ErrorFacts::fault(e) == Fault::Client => Outcome::ClientFault,
+            Err(e) if is_throttle(e.classification()) => Outcome::Throttled,
+            Err(_) => Outcome::Failure,
+        }
+    }
+}
+
+/// The last attempt's error says what the operation's failure means.
+impl<E: ClassifyError> ClassifyError for RetryError<E> {
+    fn classification(&self) -> Classification {
+        // A misused future: repeating the call cannot help.
+        self.error()
+            .map_or(Classification::NotRetryable, ClassifyError::classification)
+    }
+}
+
+impl<E: ClassifyError> ClassifyError for CircuitBreakerError<E> {
+    fn classification(&self) -> Classification {
+        match self {
+            // A refusal is not retried by a retry layer outside the breaker: the break
+            // is longer than any backoff.
+            CircuitBreakerError::Open(_) => Classification::NotRetryable,
+            CircuitBreakerError::Inner(e) => e.classification(),
+        }
+    }
+}
+
+impl ErrorFacts for CircuitOpen {
+    fn error_type(&self) -> &'static str {
+        "CircuitOpen"
+    }
+    fn fault(&self) -> Fault {
+        Fault::Server
+    }
+    fn may_have_run(&self) -> RunStatus {
+        RunStatus::NotRun
+    }
+    fn attempts(&self) -> Option<u32> {
+        Some(0)
+    }
+}
+
+impl<E: ErrorFacts> ErrorFacts for CircuitBreakerError<E> {
+    fn error_type(&self) -> &'static str {
+        match self {
+            CircuitBreakerError::Open(e) => e.error_type(),
+            CircuitBreakerError::Inner(e) => e.error_type(),
+        }
+    }
+    fn fault(&self) -> Fault {
+        match self {
+            CircuitBreakerError::Open(e) => ErrorFacts::fault(e),
+            CircuitBreakerError::Inner(e) => e.fault(),
+        }
+    }
+    fn may_have_run(&self) -> RunStatus {
+        match self {
+            CircuitBreakerError::Open(e) => ErrorFacts::may_have_run(e),
+            CircuitBreakerError::Inner(e) => e.may_have_run(),
+        }
+    }
+    fn attempts(&self) -> Option<u32> {
+        match self {
+            CircuitBreakerError::Open(e) => ErrorFacts::attempts(e),
+            CircuitBreakerError::Inner(e) => e.attempts(),
+        }
+    }
+}
+
+impl<E: Into<InvokeError>> From<CircuitBreakerError<E>> for InvokeError {
+    fn from(e: CircuitBreakerError<E>) -> Self {
+        match e {
+            CircuitBreakerError::Open(e) => e.into(),
+            CircuitBreakerError::Inner(e) => e.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ApiErrorKind, TransportError, TransportErrorKind};
+
+    type R = Result<http::Response<Bytes>, InvokeError>;
+
+    /// A modeled error as Lambda sends it: the shape's status and code.
+    fn api(kind: ApiErrorKind) -> http::Response<Bytes> {
+        let shape = kind.shape().expect("a modeled shape");
+        http::Response::builder()
+            .status(shape.status)
+            .header("x-amzn-errortype", shape.code)
+            .body(Bytes::from_static(br#"{"Type":"User","message":"m"}"#))
+            .unwrap()
+    }
+
+    fn outcome(r: &R) -> Outcome {
+        LambdaClassifier::default().outcome(r)
+    }
+
+    fn of(kind: ApiErrorKind) -> Outcome {
+        outcome(&Ok(api(kind)))
+    }
+
+    #[test]
+    fn lambda_outcomes() {
+        let ok = Ok(http::Response::new(Bytes::new()));
+        assert_eq!(outcome(&ok), Outcome::Success);
+        let fe = Ok(http::Response::builder()
+            .header("x-amz-function-error", "Unhandled")
+            .body(Bytes::new())
+            .unwrap());
+        assert_eq!(outcome(&fe), Outcome::TargetError);
+        // Even with retries of Unhandled errors on, a function error is the target's.
+        assert_eq!(
+            LambdaClassifier::default()
+                .retry_unhandled(true)
+                .outcome(&fe),
+            Outcome::TargetError
+        );
+        let throttle = ApiErrorKind::TooManyRequests {
+            reason: None,
+            retry_after: None,
+        };
+        assert_eq!(of(throttle), Outcome::Throttled);
+        assert_eq!(of(ApiErrorKind::EC2Throttled), Outcome::Throttled);
+        for broken in [
+            ApiErrorKind::KMSDisabled,
+            ApiErrorKind::KMSAccessDenied,
+            ApiErrorKind::InvalidRuntime,
+            ApiErrorKind::InvalidZipFile,
+            ApiErrorKind::InvalidSubnetID,
+            ApiErrorKind::EC2AccessDenied,
+        ] {
+            assert_eq!(of(broken.clone()), Outcome::Broken, "{broken:?}");
+        }
+        for failure in [
+            ApiErrorKind::Service,
+            ApiErrorKind::ResourceNotReady,
+            ApiErrorKind::SubnetIPAddressLimitReached,
+            ApiErrorKind::ENILimitReached,
+        ] {
+            assert_eq!(of(failure.clone()), Outcome::Failure, "{failure:?}");
+        }
+        let gateway = Ok(http::Response::builder()
+            .status(503)
+            .body(Bytes::from_static(b"<html>503</html>"))
+            .unwrap());
+        assert_eq!(outcome(&gateway), Outcome::Failure);
+        for client in [
+            ApiErrorKind::ResourceNotFound,
+            ApiErrorKind::InvalidRequestContent,
+            ApiErrorKind::RequestTooLarge,
+        ] {
+            assert_eq!(of(client.clone()), Outcome::ClientFault, "{client:?}");
+        }
+
+        let reset: R =
+            Err(TransportError::new(TransportErrorKind::Exchange, true, "reset", None).into());
+        assert_eq!(outcome(&reset), Outcome::Failure);
+        let refused: R =
+            Err(TransportError::new(TransportErrorKind::Connect, false, "refused", None).into());
+        assert_eq!(outcome(&refused), Outcome::Failure);
+        let invalid: R = Err(TransportError::new(
+            TransportErrorKind::InvalidRequest,
+            false,
+            "http to a remote",
+            None,
+        )
+        .into());
+        assert_eq!(outcome(&invalid), Outcome::ClientFault);
+        let limited: R = Err(invoke_layers::rate_limit::RateLimited::new(
+            Some("f".into()),
+            invoke_layers::rate_limit::LimitKind::Rate,
+            None,
+        )
+        .into());
+        assert_eq!(outcome(&limited), Outcome::ClientFault);
+    }
+}
