@@ -757,6 +757,27 @@ fn invalid_endpoint_urls_are_refused_at_build_time() {
         }
         assert!(!format!("{err} {err:?}").contains("secret"), "{err}");
     }
+    // A password holding the characters that end an authority is masked all the same.
+    for url in [
+        "https://AKID:se/cret@lambda.us-east-1.amazonaws.com",
+        "http://user:p#secret@127.0.0.1:9001",
+        "http://user:p?secret@127.0.0.1:9001",
+        "http://user:p@secret@127.0.0.1:9001",
+        "https:/user:secret@host",
+    ] {
+        let err = InvokeClient::builder()
+            .endpoint_url(url)
+            .region("us-east-1")
+            .credentials(Credentials::from_keys("A", "S", None))
+            .build()
+            .map(|_| ())
+            .expect_err(url);
+        let shown = format!("{err} {err:?}");
+        assert!(
+            !shown.contains("secret") && !shown.contains("cret"),
+            "{url}: {shown}"
+        );
+    }
     // What is allowed: a port in range, a base path (for proxies), IPv6 literals.
     for url in [
         "http://127.0.0.1:65535",

@@ -251,12 +251,13 @@ pub(crate) fn has_valid_port(authority: &Authority) -> bool {
 }
 
 /// The URL with any user info replaced by `***`, so that an error never shows a password.
+///
+/// Everything before the last `@` (after the scheme) is masked: a password may itself hold
+/// `/`, `?`, `#` or `@`, so the authority cannot be trusted to end where a URL parser
+/// would end it.
 fn without_user_info(url: &str) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| start + i);
-    match url[start..end].rfind('@') {
+    match url.get(start..).and_then(|rest| rest.rfind('@')) {
         Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
         None => url.to_owned(),
     }

@@ -283,7 +283,13 @@ impl HyperTransport {
         let bad_port = |uri: &http::Uri| {
             uri.authority()
                 .filter(|a| !endpoint::has_valid_port(a))
-                .and_then(|a| invalid(format!("invalid port in {a}: expected 1 to 65535")))
+                // The host only: the authority may carry user info.
+                .and_then(|a| {
+                    invalid(format!(
+                        "invalid port for host {}: expected 1 to 65535",
+                        a.host()
+                    ))
+                })
         };
         match uri.scheme_str() {
             Some("http") => {
