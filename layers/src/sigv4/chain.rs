@@ -135,6 +135,7 @@ struct CacheInner {
     default_expiration: Duration,
     retry_after_failure: Duration,
     min_refresh_interval: Duration,
+    provider_timeout: Duration,
     state: Mutex<State>,
 }
 
@@ -161,6 +162,13 @@ struct Cached {
     credentials: Credentials,
     expires_at: SystemTime,
     refresh_at: SystemTime,
+}
+
+/// `now + d`, saturating at a time far enough to mean "never" (`Duration::MAX` is a fair
+/// way to ask for that, and must not panic).
+fn later(now: SystemTime, d: Duration) -> SystemTime {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 86_400);
+    now.checked_add(d.min(FAR)).unwrap_or(now)
 }
 
 /// What a caller does next, decided under the state lock.
@@ -203,7 +211,24 @@ struct Flying {
 
 impl Flying {
     async fn fly(mut self) -> Outcome {
-        let result = self.inner.provider.provide_credentials().await;
+        let call = self.inner.provider.provide_credentials();
+        // Bounded when a runtime's timer can bound it (a caller without a runtime makes
+        // the call itself, and its own future is what it waits on).
+        let result = match tokio::runtime::Handle::try_current() {
+            Ok(_) => tokio::time::timeout(self.inner.provider_timeout, call)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(CredentialsError::new(
+                        "credentials cache",
+                        super::CredentialsErrorKind::TimedOut,
+                        format!(
+                            "the credentials provider did not answer within {:?}",
+                            self.inner.provider_timeout
+                        ),
+                    ))
+                }),
+            Err(_) => call.await,
+        };
         let outcome = self.inner.finish(self.id, result);
         self.finished = true;
         self.done.send_replace(Some(outcome.clone()));
@@ -249,6 +274,7 @@ impl CredentialsCache {
             default_expiration: Duration::from_secs(900),
             retry_after_failure: Duration::from_secs(10),
             min_refresh_interval: Duration::from_secs(10),
+            provider_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -262,6 +288,7 @@ pub struct CredentialsCacheBuilder {
     default_expiration: Duration,
     retry_after_failure: Duration,
     min_refresh_interval: Duration,
+    provider_timeout: Duration,
 }
 
 impl fmt::Debug for CredentialsCacheBuilder {
@@ -299,6 +326,15 @@ impl CredentialsCacheBuilder {
         self.min_refresh_interval = d;
         self
     }
+    /// A provider call that takes longer fails with
+    /// [`CredentialsErrorKind::TimedOut`](super::CredentialsErrorKind::TimedOut)
+    /// (default 30 s; on a Tokio runtime), so that one that never answers (a hung file
+    /// system, a metadata service that stopped answering) cannot hold the cache for
+    /// ever: the next refresh calls the provider again.
+    pub fn provider_timeout(mut self, d: Duration) -> Self {
+        self.provider_timeout = d;
+        self
+    }
     /// The clock that decides expiry (for tests).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -315,6 +351,7 @@ impl CredentialsCacheBuilder {
                 default_expiration: self.default_expiration,
                 retry_after_failure: self.retry_after_failure,
                 min_refresh_interval: self.min_refresh_interval,
+                provider_timeout: self.provider_timeout,
                 state: Mutex::new(State::default()),
             }),
         }
@@ -350,21 +387,23 @@ impl CacheInner {
             Ok(credentials) => {
                 let expires_at = credentials
                     .expiry()
-                    .unwrap_or(now + self.default_expiration);
+                    .unwrap_or_else(|| later(now, self.default_expiration));
                 let jitter = self.jitter.mul_f64(fastrand::f64());
-                let refresh_at = expires_at.checked_sub(self.buffer + jitter).unwrap_or(now);
+                let refresh_at = expires_at
+                    .checked_sub(self.buffer.saturating_add(jitter))
+                    .unwrap_or(now);
                 state.cached = Some(Cached {
                     credentials: credentials.clone(),
                     expires_at,
                     refresh_at,
                 });
                 state.failure = None;
-                state.next_call_at = Some(now + self.min_refresh_interval);
+                state.next_call_at = Some(later(now, self.min_refresh_interval));
                 Ok(credentials)
             }
             Err(e) => {
                 state.failure = Some(e.clone());
-                state.next_call_at = Some(now + self.retry_after_failure);
+                state.next_call_at = Some(later(now, self.retry_after_failure));
                 match state.cached.as_ref().filter(|c| now < c.expires_at) {
                     Some(still_valid) => Ok(still_valid.credentials.clone()),
                     None => Err(e),

@@ -706,6 +706,65 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
+    /// Review of issue 16: a provider call that never answers does not hold the cache
+    /// for ever. It times out, and a later call asks the provider again.
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_provider_call_times_out_and_is_tried_again() {
+        #[derive(Debug)]
+        struct HangsOnce(Arc<AtomicUsize>);
+        impl ProvideCredentials for HangsOnce {
+            fn provide_credentials(&self) -> CredentialsFuture {
+                let n = self.0.fetch_add(1, Ordering::SeqCst);
+                CredentialsFuture::new(async move {
+                    if n == 0 {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(Credentials::from_keys("AKID", "S", None))
+                })
+            }
+        }
+        let calls = Arc::new(AtomicUsize::new(0));
+        let clock = ManualClock::at(T0);
+        let cache = CredentialsCache::builder(HangsOnce(Arc::clone(&calls)))
+            .clock(clock.clone())
+            .build();
+        // (Guarded: without the provider timeout this call would wait for ever.)
+        let e = tokio::time::timeout(Duration::from_secs(3600), cache.provide_credentials())
+            .await
+            .expect("the hung provider call held the cache")
+            .unwrap_err();
+        assert_eq!(e.kind(), CredentialsErrorKind::TimedOut, "{e}");
+        // After the failure interval, the provider is asked again, and answers.
+        clock.advance(11);
+        let c = cache.provide_credentials().await.unwrap();
+        assert_eq!(c.access_key_id(), "AKID");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// Review of issue 16: `Duration::MAX` for any of the cache's durations means
+    /// "never", not a panic.
+    #[tokio::test(start_paused = true)]
+    async fn duration_max_settings_do_not_panic() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        for fail_from in [usize::MAX, 0] {
+            let cache = CredentialsCache::builder(Counting {
+                calls: Arc::clone(&calls),
+                fail_from,
+                expiry: None,
+            })
+            .clock(ManualClock::at(T0))
+            .default_expiration(Duration::MAX)
+            .retry_after_failure(Duration::MAX)
+            .min_refresh_interval(Duration::MAX)
+            .buffer(Duration::MAX)
+            .jitter(Duration::MAX)
+            .build();
+            let first = cache.provide_credentials().await;
+            assert_eq!(first.is_ok(), fail_from == usize::MAX);
+            let _ = cache.provide_credentials().await;
+        }
+    }
+
     /// A provider that fails is asked again only once the failure interval has passed,
     /// however many callers come, with or without valid credentials in the cache.
     #[tokio::test(start_paused = true)]
