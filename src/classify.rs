@@ -10,7 +10,7 @@
 //! | `ResourceNotReady`, `EC2Unexpected`, `ENILimitReached`, `SubnetIPAddressLimitReached` (502) | transient: these heal | no |
 //! | `EC2AccessDenied`, `InvalidSubnetID`, `InvalidSecurityGroupID`, `KMS*`, `InvalidRuntime`, `InvalidZipFile` (502) | not retried: configuration errors never heal by themselves (AWS standard mode retries them) | no |
 //! | 500 `ServiceException`, unmodeled 5xx (503/504 from a proxy, HTML pages) | transient | maybe |
-//! | signature expired / not yet current (clock skew) | transient: the signer has learned the offset | no |
+//! | signature expired / not yet current (clock skew) | transient when the signer corrected its offset from the answer ([`ClockSkewCorrected`]); not retried when it refused the offset (beyond its limit) | no |
 //! | other 4xx | not retried | no |
 //! | connect refused, DNS, TLS handshake cut, connect timeout (DNS + TCP + TLS) | transient | no |
 //! | TLS certificate rejected (untrusted, expired, wrong name) | not retried: a configuration fault | no |
@@ -20,7 +20,7 @@
 
 use bytes::Bytes;
 use invoke_layers::retry::{Classification, ClassifyRetry, Reached, RetryKind};
-use invoke_layers::sigv4::{CredentialsError, SigV4Error, SigningError};
+use invoke_layers::sigv4::{ClockSkewCorrected, CredentialsError, SigV4Error, SigningError};
 use invoke_layers::timeout::TimeoutError as LayerTimeoutError;
 
 use crate::codec;
@@ -191,6 +191,19 @@ impl<E: ClassifyError> ClassifyRetry<http::Response<Bytes>, E> for LambdaClassif
             };
         }
         match codec::decode_parts(status, resp.headers(), resp.body().clone()) {
+            // Signing again helps only when the signer corrected its clock offset from
+            // this answer; one beyond its limit (or no signer) would fail the same way.
+            Err(api) if api.is_clock_skew() => {
+                let corrected = resp
+                    .extensions()
+                    .get::<ClockSkewCorrected>()
+                    .is_some_and(|c| c.0);
+                if corrected {
+                    api.classification()
+                } else {
+                    Classification::NotRetryable
+                }
+            }
             Err(api) => api.classification(),
             Ok(_) => Classification::Final,
         }

@@ -114,8 +114,8 @@ where
                     this.state.set(next);
                 }
                 StateProj::Called { fut, shared } => {
-                    let result = ready!(fut.poll(cx));
-                    if let Ok(resp) = &result {
+                    let mut result = ready!(fut.poll(cx));
+                    if let Ok(resp) = &mut result {
                         shared.observe(resp);
                     }
                     // Done: the inner future is never polled again; a later poll gets

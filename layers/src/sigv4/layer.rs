@@ -30,7 +30,7 @@ impl Shared {
 
     /// Learns the server's clock from a clock-skew error (see [`ClockSkew`]) that
     /// carries a `Date` header. Costs a status comparison on other responses.
-    pub(crate) fn observe<RB: AsRef<[u8]>>(&self, resp: &http::Response<RB>) {
+    pub(crate) fn observe<RB: AsRef<[u8]>>(&self, resp: &mut http::Response<RB>) {
         let status = resp.status().as_u16();
         if !matches!(status, 400 | 401 | 403) {
             return;
@@ -50,7 +50,10 @@ impl Shared {
         // Logged values are numbers and one of our own code constants, never text
         // from the response.
         let offset_secs = offset_millis(server, local) / 1000;
-        if self.skew.learn(server, local) {
+        let corrected = self.skew.learn(server, local);
+        // Tells a retry classifier whether signing again can succeed.
+        resp.extensions_mut().insert(ClockSkewCorrected(corrected));
+        if corrected {
             tracing::debug!(code, offset_secs, "clock skew learned from the server");
         } else {
             tracing::warn!(
@@ -62,6 +65,13 @@ impl Shared {
         }
     }
 }
+
+/// In the extensions of a response that failed on the client's clock (a clock-skew
+/// error with the server's `Date`): whether the signer corrected its offset, i.e.
+/// whether signing the request again can succeed. A classifier retries such a failure
+/// only when it says `true` (an offset beyond the limit is refused and not applied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockSkewCorrected(pub bool);
 
 impl SigV4Layer {
     /// Signs with credentials from `provider` for `config`, at the system time.

@@ -77,7 +77,7 @@ pub use credentials::{
 };
 pub use error::{CredentialsError, CredentialsErrorKind, SigV4Error, SigningError};
 pub use future::ResponseFuture;
-pub use layer::SigV4Layer;
+pub use layer::{ClockSkewCorrected, SigV4Layer};
 pub use profile::ProfileProvider;
 pub use service::SigV4;
 pub use sign::{
