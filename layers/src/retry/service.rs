@@ -371,12 +371,6 @@ impl Operation {
     /// Makes `req` the next attempt: its progress, number and SDK headers.
     fn prepare<B, C>(&mut self, mut req: http::Request<B>, shared: &Shared<C>) -> http::Request<B> {
         self.attempt += 1;
-        let progress = self
-            .operation_progress
-            .as_ref()
-            .map_or_else(SendProgress::attempt, SendProgress::child);
-        req.extensions_mut().insert(progress.clone());
-        self.progress = Some(progress);
         req.extensions_mut().insert(AttemptNumber(self.attempt));
         if let Some(id) = self
             .invocation_id
@@ -387,6 +381,19 @@ impl Operation {
                 req.headers_mut().insert(AMZ_SDK_REQUEST, v.clone());
             }
         }
+        req
+    }
+
+    /// The attempt `req` is made now: its own progress, counted by the operation's (made
+    /// here, not when the retry is scheduled, so a deadline that fires during the
+    /// backoff counts only the attempts made).
+    fn begin<B>(&mut self, mut req: http::Request<B>) -> http::Request<B> {
+        let progress = self
+            .operation_progress
+            .as_ref()
+            .map_or_else(SendProgress::attempt, SendProgress::child);
+        req.extensions_mut().insert(progress.clone());
+        self.progress = Some(progress);
         req
     }
 
@@ -543,6 +550,7 @@ where
         // copy has room for its current headers only, and would grow when signed).
         let template = (op.max > 1).then(|| clone_request(&req));
         let first = op.prepare(req, &shared);
+        let first = op.begin(first);
         let fut = svc.call(first);
         Self {
             state: State::Calling { fut },
@@ -607,6 +615,7 @@ where
                         this.state.as_mut().project_replace(State::Done)
                     {
                         refund.keep();
+                        let next = this.op.begin(next);
                         let fut = this.svc.call(next);
                         this.state.set(State::Calling { fut });
                     }

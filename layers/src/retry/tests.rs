@@ -560,3 +560,25 @@ async fn polled_after_completion_is_an_error() {
         "{again:?}"
     );
 }
+
+/// Review of issue 16: a deadline that fires while the next attempt waits (backoff or
+/// readiness) counts only the attempts made.
+#[tokio::test(start_paused = true)]
+async fn deadline_before_the_next_attempt_counts_only_the_attempts_made() {
+    use crate::timeout::{DeadlineLayer, TimeoutError};
+    let (svc, mut handle) = mock::pair::<Req, Resp>();
+    let no_budget = layer().policy(RetryPolicy {
+        min_attempt_budget: Duration::ZERO,
+        ..RetryPolicy::default()
+    });
+    let svc = DeadlineLayer::new(Duration::from_secs(10)).layer(no_budget.layer(svc));
+    handle.allow(1);
+    let call = tokio::spawn(svc.oneshot(http::Request::new(())));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(resp(429, &[]));
+    // The service never gets ready again: the deadline fires before attempt 2.
+    match call.await.unwrap().unwrap_err() {
+        TimeoutError::Elapsed(e) => assert_eq!(e.attempts(), Some(1)),
+        other => panic!("{other:?}"),
+    }
+}
