@@ -14,15 +14,16 @@ pub struct QuotaConfig {
     pub throttle_cost: u32,
     /// Cost of retrying a transient failure or a timeout (default 10).
     pub transient_cost: u32,
-    /// Cost of retrying a throttle whose `Retry-After` says when to come back (a wait
-    /// above zero); default 0.
+    /// Cost of retrying a throttle whose `Retry-After` says when to come back (a wait of
+    /// at least one second, `Retry-After`'s own unit); default 0.
     ///
     /// The quota stops retry storms against a failing service. A throttle that says when
     /// to come back is pacing, not failure: charging it drains the quota of a healthy
     /// client in a burst (the AWS SDKs let 217 of 300 calls fail that way) while the
     /// server asked for exactly those retries. It applies to throttles only: a 5xx with
-    /// a `Retry-After` is still a failure, and a hint of zero schedules nothing (a
-    /// proxy answering `503 Retry-After: 0` must still drain the quota).
+    /// a `Retry-After` is still a failure, and a hint under a second (`0`, `0.001`)
+    /// paces nothing (a proxy answering `429 Retry-After: 0` must still drain the
+    /// quota).
     pub hinted_cost: u32,
     /// Tokens returned by a success at the first attempt (default 1).
     pub success_refund: u32,
@@ -39,6 +40,10 @@ impl Default for QuotaConfig {
         }
     }
 }
+
+/// The least `Retry-After` that makes a throttle's retry free: one second, the unit of
+/// the header's delay-seconds. A shorter hint paces nothing.
+const MIN_PACING_HINT: Duration = Duration::from_secs(1);
 
 /// Which bucket of a partitioned quota a request draws from; put it in the request's
 /// extensions (e.g. the function name). Requests without one share the default bucket.
@@ -115,7 +120,7 @@ impl RetryQuota {
     /// The cost of one retry of this kind, given the server's `Retry-After`.
     pub fn cost(&self, kind: RetryKind, retry_after: Option<Duration>) -> u32 {
         match kind {
-            RetryKind::Throttling if retry_after.is_some_and(|d| !d.is_zero()) => {
+            RetryKind::Throttling if retry_after.is_some_and(|d| d >= MIN_PACING_HINT) => {
                 self.config.hinted_cost
             }
             RetryKind::Throttling => self.config.throttle_cost,

@@ -411,14 +411,20 @@ async fn huge_retry_after_in_any_form_ends_the_retries() {
 /// Issue 16, item 3: the HTTP-date form is honoured as a floor on the delay.
 #[tokio::test(start_paused = true)]
 async fn retry_after_as_an_http_date_is_a_floor() {
-    let at = std::time::SystemTime::now() + Duration::from_secs(10);
+    // 50 s ahead on the wall clock, which the parser reads when the answer arrives.
+    let policy = RetryPolicy {
+        max_retry_after: Duration::from_secs(120),
+        ..RetryPolicy::default()
+    };
+    let at = std::time::SystemTime::now() + Duration::from_secs(50);
     let date = httpdate::fmt_http_date(at);
-    let mut h = start(layer(), http::Request::new(()));
+    let mut h = start(layer().policy(policy), http::Request::new(()));
     h.answer(resp(429, &[("retry-after", &date)])).await;
     let waited = h.answer(resp(200, &[])).await.1;
-    // Whole seconds on the wire: 9 to 10 s from now, never the 0.5 s backoff.
+    // Whole seconds on the wire, and however slow the machine: well over the 0.5 s
+    // backoff, at most the 50 s asked for.
     assert!(
-        waited > Duration::from_secs(8) && waited <= Duration::from_secs(10),
+        waited > Duration::from_secs(30) && waited <= Duration::from_secs(50),
         "{waited:?}"
     );
     h.result().await.unwrap();
@@ -448,12 +454,14 @@ async fn only_hinted_throttles_are_free() {
         (2, StopReason::QuotaExhausted)
     );
     assert_eq!(quota.available(None), 0);
-    // A throttle with a hint of 0 costs a throttle's 5.
-    let quota = RetryQuota::new(config);
-    let mut h = start(layer().quota(quota.clone()), http::Request::new(()));
-    h.answer(resp(429, &[("retry-after", "0")])).await;
-    let (_second, _pending) = h.handle.next_request().await.unwrap();
-    assert_eq!(quota.available(None), 5);
+    // A throttle with a hint under a second costs a throttle's 5.
+    for hint in ["0", "0.001", "0.999"] {
+        let quota = RetryQuota::new(config);
+        let mut h = start(layer().quota(quota.clone()), http::Request::new(()));
+        h.answer(resp(429, &[("retry-after", hint)])).await;
+        let (_second, _pending) = h.handle.next_request().await.unwrap();
+        assert_eq!(quota.available(None), 5, "Retry-After: {hint}");
+    }
     // A throttle with a real hint costs nothing.
     let quota = RetryQuota::new(config);
     let mut h = start(layer().quota(quota.clone()), http::Request::new(()));
