@@ -83,6 +83,19 @@ struct HostSlots {
     connections: Arc<Semaphore>,
 }
 
+/// Hosts remembered before idle ones are forgotten.
+const PRUNE_FROM: usize = 64;
+
+impl HostSlots {
+    /// No request or connection holds a slot, and no one else holds the semaphores.
+    fn is_idle(&self, limit: usize) -> bool {
+        Arc::strong_count(&self.requests) == 1
+            && Arc::strong_count(&self.connections) == 1
+            && self.requests.available_permits() == limit
+            && self.connections.available_permits() == limit
+    }
+}
+
 impl HostLimits {
     pub(crate) fn new(limit: NonZeroUsize) -> Self {
         Self {
@@ -97,6 +110,11 @@ impl HostLimits {
         let key = (uri.scheme()?.clone(), uri.authority()?.clone());
         // A panic elsewhere while holding the lock leaves a map that is still valid.
         let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        if hosts.len() >= PRUNE_FROM && !hosts.contains_key(&key) {
+            // A transport used against many hosts: forget the idle ones (every slot free
+            // and nobody holding their semaphores), so the map does not only grow.
+            hosts.retain(|_, s| !s.is_idle(self.limit));
+        }
         Some(
             hosts
                 .entry(key)
@@ -106,6 +124,15 @@ impl HostLimits {
                 })
                 .clone(),
         )
+    }
+
+    /// How many hosts are remembered.
+    #[cfg(test)]
+    fn hosts(&self) -> usize {
+        self.hosts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// The semaphore of requests in flight to `uri`'s host.
@@ -222,5 +249,27 @@ impl<T: hyper::rt::Write> hyper::rt::Write for CappedIo<T> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         self.project().io.poll_write_vectored(cx, bufs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review of issue 16: the map of hosts forgets idle hosts instead of only growing.
+    #[test]
+    fn idle_hosts_are_forgotten() {
+        let limits = HostLimits::new(NonZeroUsize::new(2).unwrap());
+        let busy: http::Uri = "https://busy.example".parse().unwrap();
+        let held = limits.requests(&busy).unwrap().try_acquire_owned().unwrap();
+        for n in 0..1000 {
+            let uri: http::Uri = format!("https://host{n}.example").parse().unwrap();
+            assert!(limits.requests(&uri).is_some());
+        }
+        assert!(limits.hosts() <= PRUNE_FROM, "{}", limits.hosts());
+        // A host with a slot taken is kept.
+        let again = limits.requests(&busy).unwrap();
+        assert_eq!(again.available_permits(), 1);
+        drop(held);
     }
 }
