@@ -1,6 +1,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::timeout::MAX_BUDGET;
+
 /// When a circuit opens, how long it stays open, how it probes, and what counts.
 ///
 /// The defaults and why (see the [module docs](super) for the whole picture):
@@ -31,7 +33,9 @@ pub struct CircuitBreakerConfig {
     /// How long the circuit stays open the first time (default 5 s); each failed probe
     /// doubles it, up to `max_break_duration`.
     pub break_duration: Duration,
-    /// The longest break (default 60 s).
+    /// The longest break (default 60 s). Breaks are capped at 30 years
+    /// ([`MAX_BUDGET`](crate::timeout::MAX_BUDGET)): `Duration::MAX` means "until a
+    /// probe may go in 30 years", not a panic.
     pub max_break_duration: Duration,
     /// Each break is shortened by a random fraction up to this (default 0.2).
     pub break_jitter: f64,
@@ -99,7 +103,13 @@ impl CircuitBreakerConfig {
         self.minimum_calls = self.minimum_calls.max(1);
         // Ten buckets of at least a microsecond each.
         self.sampling_window = self.sampling_window.max(Duration::from_micros(10));
-        self.max_break_duration = self.max_break_duration.max(self.break_duration);
+        // `Duration::MAX` means "never" elsewhere in the crate: a break that long is
+        // capped like a deadline, so that the time it ends can be computed.
+        self.break_duration = self.break_duration.min(MAX_BUDGET);
+        self.max_break_duration = self
+            .max_break_duration
+            .min(MAX_BUDGET)
+            .max(self.break_duration);
         if self.break_jitter.is_nan() || self.break_jitter < 0.0 {
             self.break_jitter = 0.0;
         }

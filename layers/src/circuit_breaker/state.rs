@@ -461,10 +461,17 @@ impl Breaker {
         } else {
             0.0
         };
-        let break_for = full.mul_f64(1.0 - self.config.break_jitter * r);
-        g.phase = Phase::Open {
-            until: now + break_for,
-        };
+        // Saturating: the configuration caps the break, but a panic in a response
+        // future's poll is never the answer.
+        let break_for =
+            Duration::try_from_secs_f64(full.as_secs_f64() * (1.0 - self.config.break_jitter * r))
+                .unwrap_or(full)
+                .min(full);
+        let until = now
+            .checked_add(break_for)
+            .or_else(|| now.checked_add(crate::timeout::MAX_BUDGET))
+            .unwrap_or(now);
+        g.phase = Phase::Open { until };
         g.opened_at = now;
         g.epoch += 1;
         Transition::Opened {

@@ -695,3 +695,33 @@ fn the_configuration_is_normalized() {
     assert_eq!(c.break_for(1), Duration::from_secs(10));
     assert_eq!(c.break_for(40), Duration::from_secs(10));
 }
+
+/// Issue 23, item 1: a break of `Duration::MAX` ("never") does not panic when the circuit
+/// trips; it is capped (at 30 years) like the other "never"s of the crate.
+#[tokio::test(start_paused = true)]
+async fn a_break_of_duration_max_is_capped_and_does_not_panic() {
+    for jitter in [0.0, 0.5] {
+        let mut h = Harness::with(
+            CircuitBreakerLayer::builder(CircuitBreakerConfig {
+                break_duration: Duration::MAX,
+                max_break_duration: Duration::MAX,
+                ..config()
+            })
+            .jitter(move || jitter),
+        );
+        h.calls("a", &[502]).await;
+        assert_eq!(h.state("a"), CircuitState::Open);
+        let left = h.refused("a").await.retry_after.unwrap();
+        assert!(left <= crate::timeout::MAX_BUDGET, "{left:?}");
+        assert!(left >= crate::timeout::MAX_BUDGET.mul_f64(0.8), "{left:?}");
+    }
+    let c = CircuitBreakerConfig {
+        break_duration: Duration::MAX,
+        ..CircuitBreakerConfig::default()
+    }
+    .normalized();
+    assert_eq!(
+        (c.break_duration, c.max_break_duration),
+        (crate::timeout::MAX_BUDGET, crate::timeout::MAX_BUDGET)
+    );
+}
