@@ -725,3 +725,42 @@ async fn a_break_of_duration_max_is_capped_and_does_not_panic() {
         (crate::timeout::MAX_BUDGET, crate::timeout::MAX_BUDGET)
     );
 }
+
+/// Issue 23, item 2: an inner service whose `call` panics while a probe's slot is taken
+/// does not leave the circuit half-open for good: the slot is freed.
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_the_inner_call_frees_the_probe_slot() {
+    let layer = CircuitBreakerLayer::builder(config())
+        .jitter(|| 0.0)
+        .build(ByStatus);
+    let mut svc = layer.layer(tower::service_fn(|r: Req| {
+        assert!(
+            !r.headers().contains_key("x-panic"),
+            "the inner call panics"
+        );
+        let status = r
+            .headers()
+            .get("x-status")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(200);
+        std::future::ready(Ok::<_, std::convert::Infallible>(resp(status)))
+    }));
+    svc.ready()
+        .await
+        .unwrap()
+        .call(with_status("a", 502))
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let mut panicking = req("a");
+    panicking.headers_mut().insert("x-panic", 1.into());
+    let ready = svc.ready().await.unwrap();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        drop(ready.call(panicking));
+    }));
+    assert!(caught.is_err());
+    // The probe's slot is free: the next call is the probe, and closes the circuit.
+    let r = svc.ready().await.unwrap().call(req("a")).await;
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(layer.state("a"), CircuitState::Closed);
+}
