@@ -16,6 +16,7 @@ use crate::timeout::MAX_BUDGET;
 /// | `max_break_duration` | 60 s | resilience4j's open wait: a repaired function is found within a minute |
 /// | `break_jitter` | 0.2 | breaks end at up to 20 % earlier, so the clients of one broken function do not probe in lockstep |
 /// | `half_open_probes` | 1 | one call at a time tests the function; the others fail fast until it answers |
+/// | `probe_timeout` | 60 s | the longest break: a probe that hangs (a function that never answers) holds the half-open circuit no longer than a break would |
 /// | `open_on_broken` | true | a failure that cannot heal by itself (a configuration error) is proof enough |
 /// | `count_client_faults` | false | a bad request says nothing of the target's health |
 /// | `count_target_errors` | false | an error the target itself reports (a Lambda function error) means the path to it works |
@@ -42,6 +43,11 @@ pub struct CircuitBreakerConfig {
     /// Calls let through while half-open, at a time; as many must succeed to close the
     /// circuit (default 1).
     pub half_open_probes: u32,
+    /// The lease of a half-open circuit's probes (default 60 s, the longest break): when
+    /// none has answered within this of the last one let through, they count as failed
+    /// and the circuit opens again, for a longer break (their late answers do not count).
+    /// Meanwhile refusals say when the lease ends. At least 1 ms, at most 30 years.
+    pub probe_timeout: Duration,
     /// A [`Broken`](super::Outcome::Broken) outcome opens the circuit at once, whatever
     /// the window says (default true). When false it counts as a failure.
     pub open_on_broken: bool,
@@ -69,6 +75,7 @@ impl Default for CircuitBreakerConfig {
             max_break_duration: Duration::from_secs(60),
             break_jitter: 0.2,
             half_open_probes: 1,
+            probe_timeout: Duration::from_secs(60),
             open_on_broken: true,
             count_client_faults: false,
             count_target_errors: false,
@@ -115,6 +122,9 @@ impl CircuitBreakerConfig {
         }
         self.break_jitter = self.break_jitter.min(1.0);
         self.half_open_probes = self.half_open_probes.max(1);
+        self.probe_timeout = self
+            .probe_timeout
+            .clamp(Duration::from_millis(1), MAX_BUDGET);
         self.max_keys = self.max_keys.max(1);
         self
     }

@@ -38,8 +38,11 @@ pub struct CircuitOpen {
     pub since: Instant,
     /// How long it has been open.
     pub open_for: Duration,
-    /// When a call may go through again: the rest of the break. `None` while half-open:
-    /// as soon as a probe in flight ends.
+    /// When a call may go through again, at the latest: while open, the rest of the
+    /// break; while half-open, the rest of the probes' lease
+    /// ([`probe_timeout`](super::CircuitBreakerConfig::probe_timeout)), at the end of
+    /// which the probes have answered or count as failed (a call may go sooner, as soon
+    /// as a probe succeeds). Always `Some` from this layer.
     pub retry_after: Option<Duration>,
 }
 
@@ -52,9 +55,12 @@ impl fmt::Display for CircuitOpen {
             self.key,
             self.open_for.as_secs_f64()
         )?;
+        if self.state == CircuitState::HalfOpen {
+            f.write_str("; a probe is in flight")?;
+        }
         match self.retry_after {
             Some(d) => write!(f, "; a call may go in {:.3}s", d.as_secs_f64()),
-            None => f.write_str("; a probe is in flight"),
+            None => Ok(()),
         }
     }
 }

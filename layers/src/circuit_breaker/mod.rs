@@ -25,7 +25,10 @@
 //!   a random jitter so that many clients do not probe together.
 //! - **Half-open**: up to `half_open_probes` calls at a time go through; the others fail
 //!   fast. As many successes close the circuit; one failure opens it again. A probe that
-//!   is throttled, ignored or dropped frees its slot.
+//!   is throttled, ignored or dropped frees its slot. Probes hold their slots on a lease
+//!   (`probe_timeout`, 60 s): a probe to a target that hangs counts as failed when its
+//!   lease ends (the circuit opens again, for a longer break), and refusals meanwhile
+//!   carry the rest of the lease as their `retry_after`.
 //!
 //! What counts is the classifier's business ([`ClassifyCircuit`]); [`FromRetry`] derives
 //! it from the retry layer's classification ([`ClassifyRetry`](crate::retry::ClassifyRetry)),
@@ -49,7 +52,7 @@
 //!
 //! See [`CircuitBreakerConfig`]: failure ratio 0.5 over at least 10 calls in a 30 s
 //! window; a 5 s break, doubling per failed probe up to 60 s, with 20 % jitter; one
-//! probe at a time; configuration errors open at once.
+//! probe at a time, on a 60 s lease; configuration errors open at once.
 //!
 //! # Where to place it
 //!

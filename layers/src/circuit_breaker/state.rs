@@ -71,8 +71,15 @@ impl Window {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Closed,
-    Open { until: Instant },
-    HalfOpen { in_flight: u32, successes: u32 },
+    Open {
+        until: Instant,
+    },
+    HalfOpen {
+        in_flight: u32,
+        successes: u32,
+        /// The probes' lease: when none has answered by then, they count as failed.
+        lease_until: Instant,
+    },
 }
 
 #[derive(Debug)]
@@ -284,6 +291,16 @@ impl Breaker {
         match phase {
             Phase::Closed => CircuitState::Closed,
             Phase::Open { until } if self.now() < until => CircuitState::Open,
+            // Its probes outlived their lease: it opens again at the next call.
+            Phase::HalfOpen {
+                in_flight,
+                successes,
+                lease_until,
+            } if in_flight.saturating_add(successes) >= self.config.half_open_probes
+                && self.now() >= lease_until =>
+            {
+                CircuitState::Open
+            }
             Phase::Open { .. } | Phase::HalfOpen { .. } => CircuitState::HalfOpen,
         }
     }
@@ -309,11 +326,12 @@ impl Breaker {
                 let now = self.now();
                 g.last_used = now;
                 if now < until {
-                    Err(refusal(circuit, &g, now, Some(until - now)))
+                    Err(refusal(circuit, &g, now, CircuitState::Open, until - now))
                 } else {
                     g.phase = Phase::HalfOpen {
                         in_flight: 1,
                         successes: 0,
+                        lease_until: self.lease_from(now),
                     };
                     g.epoch += 1;
                     transition = Some(Transition::HalfOpen);
@@ -326,19 +344,45 @@ impl Breaker {
             Phase::HalfOpen {
                 in_flight,
                 successes,
+                lease_until,
             } => {
+                let now = self.now();
+                g.last_used = now;
                 if in_flight.saturating_add(successes) < self.config.half_open_probes {
                     g.phase = Phase::HalfOpen {
                         in_flight: in_flight + 1,
                         successes,
+                        lease_until: self.lease_from(now),
                     };
                     Ok(Ticket {
                         epoch: g.epoch,
                         probe: true,
                     })
+                } else if now < lease_until {
+                    Err(refusal(
+                        circuit,
+                        &g,
+                        now,
+                        CircuitState::HalfOpen,
+                        lease_until - now,
+                    ))
                 } else {
-                    let now = self.now();
-                    Err(refusal(circuit, &g, now, None))
+                    // The probes in flight outlived their lease: they count as failed
+                    // (a hung target is not a healthy one), and their late answers,
+                    // of an earlier epoch, will not count.
+                    let t = self.open(&mut g, now, "probe timed out", in_flight, in_flight);
+                    transition = Some(t);
+                    let until = match g.phase {
+                        Phase::Open { until } => until,
+                        _ => now,
+                    };
+                    Err(refusal(
+                        circuit,
+                        &g,
+                        now,
+                        CircuitState::Open,
+                        until.saturating_duration_since(now),
+                    ))
                 }
             }
         };
@@ -387,6 +431,7 @@ impl Breaker {
             Phase::HalfOpen {
                 in_flight,
                 successes,
+                lease_until,
             } if ticket.probe => {
                 let in_flight = in_flight.saturating_sub(1);
                 match failed {
@@ -394,6 +439,7 @@ impl Breaker {
                         g.phase = Phase::HalfOpen {
                             in_flight,
                             successes,
+                            lease_until,
                         };
                         None
                     }
@@ -409,6 +455,7 @@ impl Breaker {
                         g.phase = Phase::HalfOpen {
                             in_flight,
                             successes: successes + 1,
+                            lease_until,
                         };
                         None
                     }
@@ -435,14 +482,21 @@ impl Breaker {
             Phase::HalfOpen {
                 in_flight,
                 successes,
+                lease_until,
             },
         ) = (ticket.epoch == g.epoch, g.phase)
         {
             g.phase = Phase::HalfOpen {
                 in_flight: in_flight.saturating_sub(1),
                 successes,
+                lease_until,
             };
         }
+    }
+
+    /// The end of the lease of a probe let through now.
+    fn lease_from(&self, now: Instant) -> Instant {
+        now.checked_add(self.config.probe_timeout).unwrap_or(now)
     }
 
     fn open(
@@ -488,17 +542,14 @@ fn refusal(
     circuit: &Circuit,
     g: &Inner,
     now: Instant,
-    retry_after: Option<Duration>,
+    state: CircuitState,
+    retry_after: Duration,
 ) -> Box<CircuitOpen> {
     Box::new(CircuitOpen {
         key: circuit.key.to_string(),
-        state: if retry_after.is_some() {
-            CircuitState::Open
-        } else {
-            CircuitState::HalfOpen
-        },
+        state,
         since: g.opened_at,
         open_for: now.saturating_duration_since(g.opened_at),
-        retry_after,
+        retry_after: Some(retry_after),
     })
 }

@@ -217,7 +217,8 @@ async fn half_open_lets_one_probe_through_at_a_time_and_closes_on_its_success() 
     for _ in 0..3 {
         let open = h.refused("a").await;
         assert_eq!(open.state, CircuitState::HalfOpen);
-        assert_eq!(open.retry_after, None);
+        // The rest of the probe's lease (issue 23: was None, for as long as it hung).
+        assert_eq!(open.retry_after, Some(Duration::from_secs(60)));
         assert_eq!(open.open_for, Duration::from_secs(5));
     }
     send.send_response(resp(200));
@@ -763,4 +764,40 @@ async fn a_panic_in_the_inner_call_frees_the_probe_slot() {
     let r = svc.ready().await.unwrap().call(req("a")).await;
     assert!(r.is_ok(), "{r:?}");
     assert_eq!(layer.state("a"), CircuitState::Closed);
+}
+
+/// Issue 23, item 3: a probe that hangs holds the half-open slot only for its lease
+/// (`probe_timeout`): the refusals meanwhile say when it ends, and past it the probe
+/// counts as failed (open again, for a longer break); its late answer does not count.
+#[tokio::test(start_paused = true)]
+async fn a_hung_probe_holds_its_slot_only_for_its_lease() {
+    let mut h = Harness::new(CircuitBreakerConfig {
+        probe_timeout: Duration::from_secs(20),
+        ..config()
+    });
+    assert_eq!(
+        CircuitBreakerConfig::default().probe_timeout,
+        Duration::from_secs(60)
+    );
+    h.calls("a", &[502]).await;
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let (hung, sent) = h.start("a").await;
+    let hung_send = sent.expect("the probe reaches the inner service");
+    tokio::time::advance(Duration::from_secs(15)).await;
+    let open = h.refused("a").await;
+    assert_eq!(open.state, CircuitState::HalfOpen);
+    assert_eq!(open.retry_after, Some(Duration::from_secs(5)));
+    tokio::time::advance(Duration::from_secs(5)).await;
+    // The lease is over: the probe counts as failed, the circuit opens for 10 s.
+    let open = h.refused("a").await;
+    assert_eq!(open.state, CircuitState::Open);
+    assert_eq!(open.retry_after, Some(Duration::from_secs(10)));
+    assert_eq!(h.state("a"), CircuitState::Open);
+    // The hung probe answers at last: too late to count.
+    hung_send.send_response(resp(200));
+    hung.await.unwrap();
+    assert_eq!(h.state("a"), CircuitState::Open);
+    tokio::time::advance(Duration::from_secs(10)).await;
+    h.calls("a", &[200]).await;
+    assert_eq!(h.state("a"), CircuitState::Closed);
 }
