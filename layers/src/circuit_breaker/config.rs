@@ -60,8 +60,9 @@ pub struct CircuitBreakerConfig {
     /// Keys whose target errors count as failures, for targets known to fail
     /// deterministically (default none).
     pub target_error_keys: HashSet<String>,
-    /// The most keys tracked at once (default 10,000). Closed keys idle for a whole
-    /// window are dropped first; past the cap a new key is not guarded.
+    /// The most keys tracked at once (default 10,000). Keys idle for a whole window
+    /// (closed, or open or half-open a window past their break) are dropped first; past
+    /// the cap a new key is not guarded.
     pub max_keys: usize,
 }
 

@@ -43,10 +43,10 @@
 //! counts and the break), `circuit half-open` and `circuit closed` (INFO); refusals at
 //! DEBUG. [`CircuitBreakerLayer::state`] reads a key's state.
 //!
-//! **Memory** is bounded: at most `max_keys` circuits; closed circuits idle for a whole
-//! window (whose window is therefore empty) are dropped every 4096 calls and when the
-//! cap is reached; past the cap, a new key is not guarded. Open and half-open circuits
-//! and those with calls in flight are kept.
+//! **Memory** is bounded: at most `max_keys` circuits; past the cap, a new key is not
+//! guarded. Circuits idle for a whole window are dropped: closed ones unused for a window
+//! (whose window is therefore empty), open ones whose break ended a window ago, half-open
+//! ones with no probe in flight unused for a window; those with calls in flight are kept.
 //!
 //! # Defaults and why
 //!

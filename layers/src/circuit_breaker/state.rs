@@ -234,8 +234,11 @@ impl Breaker {
         Some(circuit)
     }
 
-    /// Drops closed circuits idle for a whole window (their window is empty: nothing is
-    /// lost) and not used by a call in flight.
+    /// Drops the circuits no call in flight uses that are idle for a whole window:
+    /// closed ones unused for a window (their window is empty: nothing is lost), open
+    /// ones whose break ended a window ago, and half-open ones with no probe in flight
+    /// unused for a window (nobody has wanted the target since its break ended: its
+    /// next call starts closed, and a broken target opens it again).
     fn sweep(&self, map: &mut HashMap<Box<str>, Arc<Circuit>>, now: Instant) {
         let window = self.config.sampling_window;
         let before = map.len();
@@ -244,7 +247,13 @@ impl Breaker {
                 return true;
             }
             let g = lock(&c.inner);
-            g.phase != Phase::Closed || now.saturating_duration_since(g.last_used) < window
+            let idle = now.saturating_duration_since(g.last_used) >= window;
+            let droppable = match g.phase {
+                Phase::Closed => idle,
+                Phase::Open { until } => now.saturating_duration_since(until) >= window,
+                Phase::HalfOpen { in_flight, .. } => in_flight == 0 && idle,
+            };
+            !droppable
         });
         if map.len() < before {
             tracing::debug!(

@@ -801,3 +801,39 @@ async fn a_hung_probe_holds_its_slot_only_for_its_lease() {
     h.calls("a", &[200]).await;
     assert_eq!(h.state("a"), CircuitState::Closed);
 }
+
+/// Issue 23, item 4: open circuits whose break ended a window ago, and half-open ones with
+/// no probe in flight idle for a window, no longer fill the key cap for ever.
+#[tokio::test(start_paused = true)]
+async fn long_idle_open_and_half_open_circuits_make_room() {
+    let layer = CircuitBreakerLayer::builder(CircuitBreakerConfig {
+        max_keys: 10,
+        ..config()
+    })
+    .jitter(|| 0.0)
+    .build(ByStatus);
+    let mut svc = layer.layer(instant());
+    let mut call = |r: Req| {
+        let fut = svc.call(r);
+        async move { fut.await.unwrap() }
+    };
+    for i in 0..10 {
+        call(with_status(&format!("k{i}"), 502)).await;
+    }
+    tokio::time::advance(Duration::from_secs(5)).await;
+    // Half of them half-open, their probe throttled: no probe in flight.
+    for i in 0..5 {
+        call(with_status(&format!("k{i}"), 429)).await;
+    }
+    assert_eq!(layer.state("k0"), CircuitState::HalfOpen);
+    assert_eq!(layer.state("k9"), CircuitState::HalfOpen);
+    assert_eq!(layer.tracked_keys(), 10);
+    // Full: a new key is not guarded.
+    call(with_status("new", 502)).await;
+    assert_eq!(layer.state("new"), CircuitState::Closed);
+    // A window after the break, nobody has called them: they make room.
+    tokio::time::advance(Duration::from_secs(30)).await;
+    call(with_status("new", 502)).await;
+    assert_eq!(layer.state("new"), CircuitState::Open);
+    assert_eq!(layer.tracked_keys(), 1);
+}
