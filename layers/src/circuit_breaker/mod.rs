@@ -47,6 +47,10 @@
 //! guarded. Circuits idle for a whole window are dropped: closed ones unused for a window
 //! (whose window is therefore empty), open ones whose break ended a window ago, half-open
 //! ones with no probe in flight unused for a window; those with calls in flight are kept.
+//! The O(keys) pass never runs inside a call: under tokio a call starts it on a task of
+//! its own at most every 10 s (sooner when the cap is reached; the key that found the
+//! cap full is not guarded, those after the pass are); elsewhere, call
+//! [`CircuitBreakerLayer::maintain`] from time to time.
 //!
 //! # Defaults and why
 //!

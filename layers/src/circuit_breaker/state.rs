@@ -15,8 +15,9 @@ use super::error::{CircuitOpen, CircuitState};
 
 /// The window is kept in this many buckets.
 const BUCKETS: usize = 10;
-/// Idle keys are dropped every this many calls.
-const MAINTENANCE_EVERY: u64 = 4096;
+/// A maintenance pass runs at most this often (on a task of its own), more often only
+/// when the key cap is reached (at most once per bucket, and per millisecond).
+pub(crate) const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
 
 pub(crate) type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
 
@@ -155,8 +156,8 @@ pub(crate) struct Breaker {
     origin: Instant,
     bucket_nanos: u64,
     keys: RwLock<HashMap<Box<str>, Arc<Circuit>>>,
-    calls: AtomicU64,
-    last_sweep: Mutex<Option<Instant>>,
+    /// When the last maintenance pass was started (nanoseconds since `origin`).
+    last_pass: AtomicU64,
 }
 
 impl Breaker {
@@ -172,8 +173,7 @@ impl Breaker {
             jitter,
             bucket_nanos,
             keys: RwLock::default(),
-            calls: AtomicU64::new(0),
-            last_sweep: Mutex::new(None),
+            last_pass: AtomicU64::new(0),
         }
     }
 
@@ -189,7 +189,7 @@ impl Breaker {
 
     /// The circuit of `key`, made if new; `None` when the key cap is reached and no idle
     /// key can make room (the call is then not guarded).
-    pub(crate) fn circuit(&self, key: &str) -> Option<Arc<Circuit>> {
+    pub(crate) fn circuit(self: &Arc<Self>, key: &str) -> Option<Arc<Circuit>> {
         {
             let map = self.keys.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(c) = map.get(key) {
@@ -202,21 +202,17 @@ impl Breaker {
         }
         let now = self.now();
         if map.len() >= self.config.max_keys {
-            // Sweeping is O(keys): at most once per bucket, however many new keys come.
-            let mut last = lock(&self.last_sweep);
-            let bucket = Duration::from_nanos(self.bucket_nanos);
-            if last.is_none_or(|t| now.saturating_duration_since(t) >= bucket) {
-                *last = Some(now);
-                self.sweep(&mut map, now);
-            }
-            if map.len() >= self.config.max_keys {
-                tracing::debug!(
-                    key,
-                    max_keys = self.config.max_keys,
-                    "circuit breaker full: key not guarded"
-                );
-                return None;
-            }
+            drop(map);
+            // Sweeping is O(keys): never in a call. A pass on its own task makes room
+            // for the keys that come after it.
+            let bucket = Duration::from_nanos(self.bucket_nanos).max(Duration::from_millis(1));
+            self.maintenance_due(now, bucket);
+            tracing::debug!(
+                key,
+                max_keys = self.config.max_keys,
+                "circuit breaker full: key not guarded"
+            );
+            return None;
         }
         let circuit = Arc::new(Circuit {
             key: key.into(),
@@ -234,27 +230,50 @@ impl Breaker {
         Some(circuit)
     }
 
-    /// Drops the circuits no call in flight uses that are idle for a whole window:
+    /// Whether a circuit no call refers to can be dropped:
     /// closed ones unused for a window (their window is empty: nothing is lost), open
     /// ones whose break ended a window ago, and half-open ones with no probe in flight
     /// unused for a window (nobody has wanted the target since its break ended: its
     /// next call starts closed, and a broken target opens it again).
-    fn sweep(&self, map: &mut HashMap<Box<str>, Arc<Circuit>>, now: Instant) {
+    fn droppable(&self, c: &Arc<Circuit>, now: Instant) -> bool {
+        if Arc::strong_count(c) > 1 {
+            return false;
+        }
         let window = self.config.sampling_window;
+        let g = lock(&c.inner);
+        let idle = now.saturating_duration_since(g.last_used) >= window;
+        match g.phase {
+            Phase::Closed => idle,
+            Phase::Open { until } => now.saturating_duration_since(until) >= window,
+            Phase::HalfOpen { in_flight, .. } => in_flight == 0 && idle,
+        }
+    }
+
+    /// Drops the circuits that no call in flight uses and that are idle for a whole
+    /// window. The scan holds the map's read lock (calls of known keys go on); only the
+    /// removals take the write lock. Runs on a task of its own (see
+    /// [`Self::maintenance_due`]), never in a call; callable directly on other executors.
+    pub(crate) fn maintain(&self) {
+        let now = self.now();
+        let stale: Vec<Box<str>> = {
+            let map = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            map.iter()
+                .filter(|(_, c)| self.droppable(c, now))
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        if stale.is_empty() {
+            return;
+        }
+        let mut map = self.keys.write().unwrap_or_else(PoisonError::into_inner);
         let before = map.len();
-        map.retain(|_, c| {
-            if Arc::strong_count(c) > 1 {
-                return true;
+        for key in stale {
+            // Checked again: a call may have taken the circuit since the scan (references
+            // are only taken under the map's lock, which this holds).
+            if map.get(&key).is_some_and(|c| self.droppable(c, now)) {
+                map.remove(&key);
             }
-            let g = lock(&c.inner);
-            let idle = now.saturating_duration_since(g.last_used) >= window;
-            let droppable = match g.phase {
-                Phase::Closed => idle,
-                Phase::Open { until } => now.saturating_duration_since(until) >= window,
-                Phase::HalfOpen { in_flight, .. } => in_flight == 0 && idle,
-            };
-            !droppable
-        });
+        }
         if map.len() < before {
             tracing::debug!(
                 dropped = before - map.len(),
@@ -264,19 +283,37 @@ impl Breaker {
         }
     }
 
-    /// Drops idle closed circuits now (also done every 4096 calls).
-    pub(crate) fn maintain(&self) {
-        let now = self.now();
-        let mut map = self.keys.write().unwrap_or_else(PoisonError::into_inner);
-        self.sweep(&mut map, now);
+    /// Starts a maintenance pass if the last one is `every` old: on its own task, so the
+    /// caller does O(1) work (an atomic load). The task holds a weak reference and lives
+    /// for one pass. With no tokio runtime nothing is spawned (call
+    /// [`maintain`](Self::maintain) yourself on other executors).
+    pub(crate) fn maintenance_due(self: &Arc<Self>, now: Instant, every: Duration) {
+        let since = now.saturating_duration_since(self.origin).as_nanos();
+        let now_n = u64::try_from(since).unwrap_or(u64::MAX);
+        let last = self.last_pass.load(Ordering::Relaxed);
+        let every_n = u64::try_from(every.as_nanos()).unwrap_or(u64::MAX);
+        if now_n.saturating_sub(last) < every_n
+            || self
+                .last_pass
+                .compare_exchange(last, now_n, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let breaker = Arc::downgrade(self);
+            runtime.spawn(async move {
+                if let Some(breaker) = breaker.upgrade() {
+                    breaker.maintain();
+                }
+            });
+        }
     }
 
-    /// Counts a call; every 4096th runs the maintenance.
-    pub(crate) fn tick(&self) {
-        let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % MAINTENANCE_EVERY == 0 {
-            self.maintain();
-        }
+    /// Called once per guarded call: starts a pass every [`MAINTENANCE_EVERY`].
+    pub(crate) fn tick(self: &Arc<Self>) {
+        let now = self.now();
+        self.maintenance_due(now, MAINTENANCE_EVERY);
     }
 
     pub(crate) fn len(&self) -> usize {
