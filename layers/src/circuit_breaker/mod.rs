@@ -33,7 +33,7 @@
 //! What counts is the classifier's business ([`ClassifyCircuit`]); [`FromRetry`] derives
 //! it from the retry layer's classification ([`ClassifyRetry`](crate::retry::ClassifyRetry)),
 //! so both layers agree: server faults count, throttles never do (a rate limiter handles
-//! those), client faults only when configured, errors the target reports itself count
+//! those), nor do local errors ([`Outcome::Local`]), client faults only when configured, errors the target reports itself count
 //! as successes unless configured (per key, for targets known to fail deterministically).
 //!
 //! A result counts only in the state its call was let through in: a slow call let

@@ -456,7 +456,7 @@ impl Breaker {
         let failed = match outcome {
             Outcome::Success => Some(false),
             Outcome::Failure | Outcome::Broken => Some(true),
-            Outcome::Throttled => None,
+            Outcome::Throttled | Outcome::Local => None,
             Outcome::ClientFault => config.count_client_faults.then_some(true),
             Outcome::TargetError => Some(circuit.count_target_errors),
         };

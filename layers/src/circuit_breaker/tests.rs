@@ -18,7 +18,7 @@ type Inner = mock::Mock<Req, Resp>;
 type Err = CircuitBreakerError<Box<dyn std::error::Error + Send + Sync>>;
 
 /// A classifier by status: 200 success, 201 a target error, 400 a client fault, 429 a
-/// throttle, 500 a failure, 502 broken.
+/// throttle, 499 a local error, 500 a failure, 502 broken.
 #[derive(Debug, Clone, Copy)]
 struct ByStatus;
 
@@ -29,6 +29,7 @@ impl<E> ClassifyCircuit<Resp, E> for ByStatus {
             Ok(201) => Outcome::TargetError,
             Ok(400) => Outcome::ClientFault,
             Ok(429) => Outcome::Throttled,
+            Ok(499) => Outcome::Local,
             Ok(502) => Outcome::Broken,
             _ => Outcome::Failure,
         }
@@ -677,7 +678,11 @@ fn from_retry_follows_the_retry_classification() {
     for s in [500, 502, 503, 504] {
         assert_eq!(c.outcome(&r(s)), Outcome::Failure, "{s}");
     }
-    assert_eq!(c.outcome(&r(501)), Outcome::Broken);
+    // Issue 23: a 501 (or 505, or a proxy's 52x) is a failure, not broken: a generic
+    // HTTP classifier knows no shape that never heals.
+    for s in [501, 505, 520] {
+        assert_eq!(c.outcome(&r(s)), Outcome::Failure, "{s}");
+    }
     assert_eq!(c.outcome(&r(403)), Outcome::ClientFault);
     let err: Result<Resp, std::io::Error> = Err(std::io::Error::other("reset"));
     assert_eq!(c.outcome(&err), Outcome::Failure);
@@ -878,4 +883,24 @@ async fn maintenance_runs_beside_the_calls_not_in_them() {
     // The pass runs on its own task, keeping only the key just used.
     tokio::task::yield_now().await;
     assert_eq!(layer.tracked_keys(), 1, "the pass dropped idle keys");
+}
+
+/// Issue 23, item 6c: a local error never counts, even counting client faults; a probe
+/// that ends with one frees its slot.
+#[tokio::test(start_paused = true)]
+async fn local_errors_never_count() {
+    let mut h = Harness::new(CircuitBreakerConfig {
+        count_client_faults: true,
+        count_target_errors: true,
+        ..config()
+    });
+    h.calls("a", &[499; 20]).await;
+    assert_eq!(h.window("a"), Some((0, 0)));
+    assert_eq!(h.state("a"), CircuitState::Closed);
+    h.calls("a", &[502]).await;
+    tokio::time::advance(Duration::from_secs(5)).await;
+    h.calls("a", &[499]).await;
+    assert_eq!(h.state("a"), CircuitState::HalfOpen);
+    h.calls("a", &[200]).await;
+    assert_eq!(h.state("a"), CircuitState::Closed);
 }
