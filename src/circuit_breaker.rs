@@ -187,6 +187,8 @@ impl<E: ClassifyError> ClassifyError for CircuitBreakerError<E> {
             // is longer than any backoff.
             CircuitBreakerError::Open(_) => Classification::NotRetryable,
             CircuitBreakerError::Inner(e) => e.classification(),
+            // A misused future: repeating the call cannot help.
+            _ => Classification::NotRetryable,
         }
     }
 }
@@ -211,24 +213,30 @@ impl<E: ErrorFacts> ErrorFacts for CircuitBreakerError<E> {
         match self {
             CircuitBreakerError::Open(e) => e.error_type(),
             CircuitBreakerError::Inner(e) => e.error_type(),
+            // Polled after completion: reported as the transport's misuse error.
+            _ => "TransportError",
         }
     }
     fn fault(&self) -> Fault {
         match self {
             CircuitBreakerError::Open(e) => ErrorFacts::fault(e),
             CircuitBreakerError::Inner(e) => e.fault(),
+            _ => Fault::Client,
         }
     }
     fn may_have_run(&self) -> RunStatus {
         match self {
             CircuitBreakerError::Open(e) => ErrorFacts::may_have_run(e),
             CircuitBreakerError::Inner(e) => e.may_have_run(),
+            // The call's result was returned before: it may have run.
+            _ => RunStatus::Unknown,
         }
     }
     fn attempts(&self) -> Option<u32> {
         match self {
             CircuitBreakerError::Open(e) => ErrorFacts::attempts(e),
             CircuitBreakerError::Inner(e) => e.attempts(),
+            _ => None,
         }
     }
 }
@@ -238,6 +246,8 @@ impl<E: Into<InvokeError>> From<CircuitBreakerError<E>> for InvokeError {
         match e {
             CircuitBreakerError::Open(e) => e.into(),
             CircuitBreakerError::Inner(e) => e.into(),
+            CircuitBreakerError::PolledAfterCompletion(p) => p.into(),
+            _ => invoke_layers::PolledAfterCompletion.into(),
         }
     }
 }
@@ -425,5 +435,18 @@ mod tests {
         )
         .into());
         assert_eq!(outcome(&credentials), Outcome::Local);
+    }
+
+    /// Issue 23, item 8: the breaker's "polled after completion" maps like the crate's
+    /// other ones.
+    #[test]
+    fn polled_after_completion_maps_to_the_misuse_error() {
+        let e: CircuitBreakerError<InvokeError> =
+            CircuitBreakerError::PolledAfterCompletion(invoke_layers::PolledAfterCompletion);
+        assert_eq!(e.error_type(), "TransportError");
+        assert_eq!(e.classification(), Classification::NotRetryable);
+        let e = InvokeError::from(e);
+        assert_eq!(e.type_name(), "TransportError");
+        assert!(e.to_string().contains("polled after completion"), "{e}");
     }
 }

@@ -69,11 +69,14 @@ impl std::error::Error for CircuitOpen {}
 
 /// Error of the circuit breaker: refused, or the inner service failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum CircuitBreakerError<E> {
     /// Refused by the circuit.
     Open(CircuitOpen),
     /// The inner service failed.
     Inner(E),
+    /// The response future was polled again after it returned its result.
+    PolledAfterCompletion(crate::PolledAfterCompletion),
 }
 
 impl<E: fmt::Display> fmt::Display for CircuitBreakerError<E> {
@@ -81,6 +84,7 @@ impl<E: fmt::Display> fmt::Display for CircuitBreakerError<E> {
         match self {
             CircuitBreakerError::Open(e) => e.fmt(f),
             CircuitBreakerError::Inner(e) => e.fmt(f),
+            CircuitBreakerError::PolledAfterCompletion(e) => e.fmt(f),
         }
     }
 }
@@ -90,6 +94,7 @@ impl<E: std::error::Error + 'static> std::error::Error for CircuitBreakerError<E
         match self {
             CircuitBreakerError::Open(e) => Some(e),
             CircuitBreakerError::Inner(e) => Some(e),
+            CircuitBreakerError::PolledAfterCompletion(e) => Some(e),
         }
     }
 }

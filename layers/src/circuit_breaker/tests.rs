@@ -904,3 +904,36 @@ async fn local_errors_never_count() {
     h.calls("a", &[200]).await;
     assert_eq!(h.state("a"), CircuitState::Closed);
 }
+
+/// Issue 23, item 8: a refused call's future polled again after its error says so,
+/// instead of pending for ever with no waker.
+#[tokio::test(start_paused = true)]
+async fn a_refused_future_polled_again_says_it_completed() {
+    let mut h = Harness::new(config());
+    h.calls("a", &[502]).await;
+    let (fut, sent) = h.start("a").await;
+    assert!(sent.is_none());
+    let mut fut = tokio_test::task::spawn(fut);
+    assert!(matches!(
+        fut.poll(),
+        Poll::Ready(Err(CircuitBreakerError::Open(_)))
+    ));
+    let again = fut.poll();
+    assert!(
+        matches!(
+            again,
+            Poll::Ready(Err(CircuitBreakerError::PolledAfterCompletion(_)))
+        ),
+        "polled after completion: {again:?}"
+    );
+    // The same for a call let through.
+    let (fut, sent) = h.start("b").await;
+    sent.unwrap().send_response(resp(200));
+    let mut fut = tokio_test::task::spawn(fut);
+    assert!(matches!(fut.poll(), Poll::Ready(Ok(_))));
+    assert!(matches!(
+        fut.poll(),
+        Poll::Ready(Err(CircuitBreakerError::PolledAfterCompletion(_)))
+    ));
+    assert_eq!(h.window("b"), Some((1, 0)));
+}
