@@ -34,9 +34,11 @@ pub struct CircuitOpen {
     /// [`Open`](CircuitState::Open), or [`HalfOpen`](CircuitState::HalfOpen) with all
     /// its probes in flight.
     pub state: CircuitState,
-    /// When the circuit opened (by the breaker's [`Clock`](super::Clock)).
+    /// When the circuit opened (by the breaker's [`Clock`](super::Clock)): the first
+    /// opening of this outage, kept until the circuit closes (a failed probe does not
+    /// reset it).
     pub since: Instant,
-    /// How long it has been open.
+    /// How long it has been open (or half-open) since then.
     pub open_for: Duration,
     /// When a call may go through again, at the latest: while open, the rest of the
     /// break; while half-open, the rest of the probes' lease

@@ -90,7 +90,7 @@ struct Inner {
     /// through in.
     epoch: u64,
     window: Window,
-    /// When the circuit last opened.
+    /// When the circuit first opened since it was last closed.
     opened_at: Instant,
     /// Openings since the circuit was last closed: the break doubles with each.
     opens: u32,
@@ -572,7 +572,11 @@ impl Breaker {
             .or_else(|| now.checked_add(crate::timeout::MAX_BUDGET))
             .unwrap_or(now);
         g.phase = Phase::Open { until };
-        g.opened_at = now;
+        if g.opens == 1 {
+            // The first opening since the circuit was closed: `since` keeps it until the
+            // circuit closes (a failed probe reopens the same outage).
+            g.opened_at = now;
+        }
         g.epoch += 1;
         Transition::Opened {
             reason,

@@ -937,3 +937,24 @@ async fn a_refused_future_polled_again_says_it_completed() {
     ));
     assert_eq!(h.window("b"), Some((1, 0)));
 }
+
+/// Issue 23, item 9: `since` is when the circuit first opened, until it closes: a failed
+/// probe does not reset it.
+#[tokio::test(start_paused = true)]
+async fn since_keeps_the_first_opening_until_the_circuit_closes() {
+    let mut h = Harness::new(config());
+    h.calls("a", &[502]).await;
+    let first = tokio::time::Instant::now();
+    tokio::time::advance(Duration::from_secs(5)).await;
+    h.calls("a", &[500]).await; // the probe fails: open again, for 10 s
+    let open = h.refused("a").await;
+    assert_eq!(open.since, first);
+    assert_eq!(open.open_for, Duration::from_secs(5));
+    assert_eq!(open.retry_after, Some(Duration::from_secs(10)));
+    tokio::time::advance(Duration::from_secs(10)).await;
+    h.calls("a", &[200]).await; // closed
+    h.calls("a", &[502]).await; // a new outage
+    let open = h.refused("a").await;
+    assert_eq!(open.since, tokio::time::Instant::now());
+    assert_eq!(open.open_for, Duration::ZERO);
+}
