@@ -25,9 +25,15 @@
 //!
 //! # Keys
 //!
-//! One circuit per function name, without account or qualifier (as the rate limiter):
-//! Lambda's failures of configuration (KMS, VPC, runtime) belong to the function, and
-//! its versions and aliases share them more often than not.
+//! One circuit per function, without qualifier: Lambda's failures of configuration (KMS,
+//! VPC, runtime) belong to the function, and its versions and aliases share them more
+//! often than not. A function named by its name alone has the key `name`; one named by a
+//! partial or full ARN has that ARN without its qualifier
+//! (`123456789012:function:orders`, `arn:aws:lambda:eu-west-3:123456789012:function:orders`),
+//! so that functions of the same name in other accounts or regions do not share a
+//! circuit. Read a state, or list a key in
+//! [`target_error_keys`](CircuitBreakerConfig::target_error_keys), by the same form: the
+//! two forms of one function have a circuit each.
 //!
 //! # What counts, for Lambda
 //!
@@ -90,6 +96,20 @@ pub use crate::classify::LambdaClassifier;
 use crate::codec;
 use crate::error::{ApiErrorKind, Fault, InvokeError, RunStatus};
 use crate::telemetry::ErrorFacts;
+
+/// The key of a function's circuit: its name, or, when it is named by a (partial or
+/// full) ARN that carries an account, that ARN without its qualifier, so that functions
+/// of the same name in other accounts or regions have circuits of their own.
+pub(crate) fn circuit_key(function: &crate::model::FunctionName) -> String {
+    if function.account().is_none() {
+        return function.name().to_owned();
+    }
+    let raw = function.as_str();
+    let end = function
+        .qualifier()
+        .map_or(raw.len(), |q| raw.len().saturating_sub(q.len() + 1));
+    raw.get(..end).unwrap_or(raw).to_owned()
+}
 
 fn is_throttle(c: Classification) -> bool {
     matches!(

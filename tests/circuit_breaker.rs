@@ -346,3 +346,41 @@ async fn identify_lists_the_breaker_only_when_it_is_on() {
         assert_eq!(on.identify().len(), off.identify().len() + 1);
     }
 }
+
+/// Issue 23, item 7: functions of the same name in different accounts, invoked by ARN,
+/// have circuits of their own: the key carries the account (and region) of the ARN.
+#[tokio::test]
+async fn functions_of_the_same_name_in_other_accounts_have_their_own_circuit() {
+    let _secrets = common::watch_secrets();
+    let (lambda, _held) = endpoint().await;
+    let clock = ManualClock::new();
+    let client = client_with_breaker(&lambda, &clock, false);
+    let breaker = client.circuit_breaker().expect("enabled");
+    lambda.always("vault", Some(kms_disabled()));
+    let ours = format!("{}:function:vault", lambda.account_id());
+    let err = client
+        .invoke_json(&format!("{ours}:$LATEST"), &1)
+        .await
+        .unwrap_err();
+    assert_eq!(err.type_name(), "KMSDisabledException");
+    // The key is the ARN as given, without its qualifier.
+    assert_eq!(breaker.state(&ours), CircuitState::Open);
+    assert_eq!(
+        open_refusal(&client.invoke_json(&ours, &1).await.unwrap_err()).key,
+        ours
+    );
+    // Another account's `vault` is not refused: it reaches the endpoint (which does not
+    // know it).
+    let theirs = "999999999999:function:vault";
+    let err = client.invoke_json(theirs, &1).await.unwrap_err();
+    assert_eq!(err.type_name(), "ResourceNotFoundException");
+    assert_eq!(breaker.state(theirs), CircuitState::Closed);
+    // And so is a full ARN of another region.
+    let arn = format!(
+        "arn:aws:lambda:eu-west-3:{}:function:vault",
+        lambda.account_id()
+    );
+    let err = client.invoke_json(&arn, &1).await.unwrap_err();
+    assert_eq!(err.type_name(), "ResourceNotFoundException");
+    assert_eq!(breaker.state(&arn), CircuitState::Closed);
+}
