@@ -105,9 +105,12 @@ async fn kms_outage_with_breaker(named: bool) {
     let client = client_with_breaker(&lambda, &clock, named);
     let breaker = client.circuit_breaker().expect("enabled");
     lambda.always("vault", Some(kms_disabled()));
+    // Calls of `vault` made, to compare with the run without a breaker.
+    let mut made = 0u64;
 
     // The first call meets the disabled key: a configuration error opens the circuit.
     let err = client.invoke_json("vault", &1).await.unwrap_err();
+    made += 1;
     assert_eq!(err.type_name(), "KMSDisabledException");
     assert_eq!(breaker.state("vault"), CircuitState::Open);
     assert_eq!(lambda.requests("vault"), 1);
@@ -115,6 +118,7 @@ async fn kms_outage_with_breaker(named: bool) {
     // While open, calls fail at once, without reaching the endpoint.
     for _ in 0..9 {
         let err = client.invoke_json("vault", &1).await.unwrap_err();
+        made += 1;
         let open = open_refusal(&err);
         assert_eq!(open.key, "vault");
         assert_eq!(open.state, CircuitState::Open);
@@ -133,13 +137,17 @@ async fn kms_outage_with_breaker(named: bool) {
     clock.advance(Duration::from_secs(5));
     assert_eq!(breaker.state("vault"), CircuitState::HalfOpen);
     let err = client.invoke_json("vault", &1).await.unwrap_err();
+    made += 1;
     assert_eq!(err.type_name(), "KMSDisabledException");
     assert_eq!(lambda.requests("vault"), 2);
     let err = client.invoke_json("vault", &1).await.unwrap_err();
+    made += 1;
     assert_eq!(
         open_refusal(&err).retry_after,
         Some(Duration::from_secs(10))
     );
+
+    assert_eq!(made, BROKEN_CALLS);
 
     // The key is enabled again. After the break, one probe at a time: while it runs,
     // every other call fails fast.
@@ -150,15 +158,18 @@ async fn kms_outage_with_breaker(named: bool) {
         let c = client.clone();
         tokio::spawn(async move { c.invoke_json("vault", &"probe").await })
     };
+    made += 1;
     held.started.notified().await;
     for _ in 0..5 {
         let err = client.invoke_json("vault", &1).await.unwrap_err();
+        made += 1;
         let open = open_refusal(&err);
+        // The rest of the probe's lease (60 s by default; the clock stands still).
         assert_eq!(
             (open.state, open.retry_after),
-            (CircuitState::HalfOpen, None)
+            (CircuitState::HalfOpen, Some(Duration::from_secs(60)))
         );
-        assert_eq!(err.retry_after(), None);
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(60)));
     }
     assert_eq!(lambda.requests("vault"), 3);
     held.hold.store(false, Ordering::SeqCst);
@@ -170,11 +181,13 @@ async fn kms_outage_with_breaker(named: bool) {
     // Normal service.
     for i in 0..10 {
         let resp = client.invoke_json("vault", &i).await.unwrap();
+        made += 1;
         assert_eq!(resp.payload().as_ref(), i.to_string().as_bytes());
     }
-    // 28 calls, 13 requests: the first failure, two probes, ten healthy calls.
+    // The same calls as the run without a breaker (28), but 13 requests: the first
+    // failure, two probes, ten healthy calls.
+    assert_eq!(made, BROKEN_CALLS + HEALED_CALLS);
     assert_eq!(lambda.requests("vault"), 13);
-    assert_eq!(BROKEN_CALLS + HEALED_CALLS, 1 + 9 + 1 + 1 + 1 + 5 + 10);
 
     // Each transition was traced, in order.
     let c = capture.0.lock().unwrap();
@@ -332,4 +345,42 @@ async fn identify_lists_the_breaker_only_when_it_is_on() {
         );
         assert_eq!(on.identify().len(), off.identify().len() + 1);
     }
+}
+
+/// Issue 23, item 7: functions of the same name in different accounts, invoked by ARN,
+/// have circuits of their own: the key carries the account (and region) of the ARN.
+#[tokio::test]
+async fn functions_of_the_same_name_in_other_accounts_have_their_own_circuit() {
+    let _secrets = common::watch_secrets();
+    let (lambda, _held) = endpoint().await;
+    let clock = ManualClock::new();
+    let client = client_with_breaker(&lambda, &clock, false);
+    let breaker = client.circuit_breaker().expect("enabled");
+    lambda.always("vault", Some(kms_disabled()));
+    let ours = format!("{}:function:vault", lambda.account_id());
+    let err = client
+        .invoke_json(&format!("{ours}:$LATEST"), &1)
+        .await
+        .unwrap_err();
+    assert_eq!(err.type_name(), "KMSDisabledException");
+    // The key is the ARN as given, without its qualifier.
+    assert_eq!(breaker.state(&ours), CircuitState::Open);
+    assert_eq!(
+        open_refusal(&client.invoke_json(&ours, &1).await.unwrap_err()).key,
+        ours
+    );
+    // Another account's `vault` is not refused: it reaches the endpoint (which does not
+    // know it).
+    let theirs = "999999999999:function:vault";
+    let err = client.invoke_json(theirs, &1).await.unwrap_err();
+    assert_eq!(err.type_name(), "ResourceNotFoundException");
+    assert_eq!(breaker.state(theirs), CircuitState::Closed);
+    // And so is a full ARN of another region.
+    let arn = format!(
+        "arn:aws:lambda:eu-west-3:{}:function:vault",
+        lambda.account_id()
+    );
+    let err = client.invoke_json(&arn, &1).await.unwrap_err();
+    assert_eq!(err.type_name(), "ResourceNotFoundException");
+    assert_eq!(breaker.state(&arn), CircuitState::Closed);
 }

@@ -665,7 +665,9 @@ impl InvokeClient {
             ext.insert(RateLimitKey(name.to_owned()));
         }
         if self.inner.breaker.is_enabled() {
-            ext.insert(CircuitKey(name.to_owned()));
+            ext.insert(CircuitKey(crate::circuit_breaker::circuit_key(
+                req.function_name(),
+            )));
         }
         if let Some(idempotent) = self.inner.functions.get(name).and_then(|f| f.idempotent) {
             ext.insert(Idempotent(idempotent));

@@ -17,6 +17,10 @@ pub enum Outcome {
     /// The request was wrong: ignored unless
     /// [`count_client_faults`](super::CircuitBreakerConfig::count_client_faults).
     ClientFault,
+    /// The call failed on this side, before it could tell anything of the target (a
+    /// local rate limiter's refusal, missing credentials, a signing error): never
+    /// counts, whatever the configuration. A probe that ends so frees its slot.
+    Local,
     /// The target ran and reported an error of its own (a Lambda function error): a
     /// success unless [`count_target_errors`](super::CircuitBreakerConfig::count_target_errors)
     /// or the key is one of [`target_error_keys`](super::CircuitBreakerConfig::target_error_keys).
@@ -38,8 +42,11 @@ pub trait ClassifyCircuit<Res, E>: Send + Sync + 'static {
 /// | final | success |
 /// | retryable, throttle | throttled |
 /// | retryable, transient | failure |
-/// | not retryable, a response with a 5xx status | broken: the server says retrying cannot help |
+/// | not retryable, a response with a 5xx status | failure (an unmodeled 501, 505 or a proxy's 52x proves nothing lasting) |
 /// | not retryable, anything else | client fault |
+///
+/// It never answers [`Broken`](Outcome::Broken): only a classifier that knows which of
+/// its target's errors never heal can.
 ///
 /// ```
 /// use invoke_layers::circuit_breaker::{ClassifyCircuit, FromRetry, Outcome};
@@ -52,7 +59,7 @@ pub trait ClassifyCircuit<Res, E>: Send + Sync + 'static {
 /// assert_eq!(classify.outcome(&resp(200)), Outcome::Success);
 /// assert_eq!(classify.outcome(&resp(429)), Outcome::Throttled);
 /// assert_eq!(classify.outcome(&resp(503)), Outcome::Failure);
-/// assert_eq!(classify.outcome(&resp(501)), Outcome::Broken);
+/// assert_eq!(classify.outcome(&resp(501)), Outcome::Failure);
 /// assert_eq!(classify.outcome(&resp(404)), Outcome::ClientFault);
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
@@ -74,7 +81,7 @@ where
                 ..
             } => Outcome::Failure,
             Classification::NotRetryable => match result {
-                Ok(resp) if resp.status().is_server_error() => Outcome::Broken,
+                Ok(resp) if resp.status().is_server_error() => Outcome::Failure,
                 _ => Outcome::ClientFault,
             },
         }

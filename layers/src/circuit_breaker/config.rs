@@ -1,6 +1,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::timeout::MAX_BUDGET;
+
 /// When a circuit opens, how long it stays open, how it probes, and what counts.
 ///
 /// The defaults and why (see the [module docs](super) for the whole picture):
@@ -14,6 +16,7 @@ use std::time::Duration;
 /// | `max_break_duration` | 60 s | resilience4j's open wait: a repaired function is found within a minute |
 /// | `break_jitter` | 0.2 | breaks end at up to 20 % earlier, so the clients of one broken function do not probe in lockstep |
 /// | `half_open_probes` | 1 | one call at a time tests the function; the others fail fast until it answers |
+/// | `probe_timeout` | 60 s | the longest break: a probe that hangs (a function that never answers) holds the half-open circuit no longer than a break would |
 /// | `open_on_broken` | true | a failure that cannot heal by itself (a configuration error) is proof enough |
 /// | `count_client_faults` | false | a bad request says nothing of the target's health |
 /// | `count_target_errors` | false | an error the target itself reports (a Lambda function error) means the path to it works |
@@ -31,13 +34,20 @@ pub struct CircuitBreakerConfig {
     /// How long the circuit stays open the first time (default 5 s); each failed probe
     /// doubles it, up to `max_break_duration`.
     pub break_duration: Duration,
-    /// The longest break (default 60 s).
+    /// The longest break (default 60 s). Breaks are capped at 30 years
+    /// ([`MAX_BUDGET`](crate::timeout::MAX_BUDGET)): `Duration::MAX` means "until a
+    /// probe may go in 30 years", not a panic.
     pub max_break_duration: Duration,
     /// Each break is shortened by a random fraction up to this (default 0.2).
     pub break_jitter: f64,
     /// Calls let through while half-open, at a time; as many must succeed to close the
     /// circuit (default 1).
     pub half_open_probes: u32,
+    /// The lease of a half-open circuit's probes (default 60 s, the longest break): when
+    /// none has answered within this of the last one let through, they count as failed
+    /// and the circuit opens again, for a longer break (their late answers do not count).
+    /// Meanwhile refusals say when the lease ends. At least 1 ms, at most 30 years.
+    pub probe_timeout: Duration,
     /// A [`Broken`](super::Outcome::Broken) outcome opens the circuit at once, whatever
     /// the window says (default true). When false it counts as a failure.
     pub open_on_broken: bool,
@@ -50,8 +60,9 @@ pub struct CircuitBreakerConfig {
     /// Keys whose target errors count as failures, for targets known to fail
     /// deterministically (default none).
     pub target_error_keys: HashSet<String>,
-    /// The most keys tracked at once (default 10,000). Closed keys idle for a whole
-    /// window are dropped first; past the cap a new key is not guarded.
+    /// The most keys tracked at once (default 10,000). Keys idle for a whole window
+    /// (closed, or open or half-open a window past their break) are dropped first; past
+    /// the cap a new key is not guarded.
     pub max_keys: usize,
 }
 
@@ -65,6 +76,7 @@ impl Default for CircuitBreakerConfig {
             max_break_duration: Duration::from_secs(60),
             break_jitter: 0.2,
             half_open_probes: 1,
+            probe_timeout: Duration::from_secs(60),
             open_on_broken: true,
             count_client_faults: false,
             count_target_errors: false,
@@ -99,12 +111,21 @@ impl CircuitBreakerConfig {
         self.minimum_calls = self.minimum_calls.max(1);
         // Ten buckets of at least a microsecond each.
         self.sampling_window = self.sampling_window.max(Duration::from_micros(10));
-        self.max_break_duration = self.max_break_duration.max(self.break_duration);
+        // `Duration::MAX` means "never" elsewhere in the crate: a break that long is
+        // capped like a deadline, so that the time it ends can be computed.
+        self.break_duration = self.break_duration.min(MAX_BUDGET);
+        self.max_break_duration = self
+            .max_break_duration
+            .min(MAX_BUDGET)
+            .max(self.break_duration);
         if self.break_jitter.is_nan() || self.break_jitter < 0.0 {
             self.break_jitter = 0.0;
         }
         self.break_jitter = self.break_jitter.min(1.0);
         self.half_open_probes = self.half_open_probes.max(1);
+        self.probe_timeout = self
+            .probe_timeout
+            .clamp(Duration::from_millis(1), MAX_BUDGET);
         self.max_keys = self.max_keys.max(1);
         self
     }

@@ -34,12 +34,17 @@ pub struct CircuitOpen {
     /// [`Open`](CircuitState::Open), or [`HalfOpen`](CircuitState::HalfOpen) with all
     /// its probes in flight.
     pub state: CircuitState,
-    /// When the circuit opened (by the breaker's [`Clock`](super::Clock)).
+    /// When the circuit opened (by the breaker's [`Clock`](super::Clock)): the first
+    /// opening of this outage, kept until the circuit closes (a failed probe does not
+    /// reset it).
     pub since: Instant,
-    /// How long it has been open.
+    /// How long it has been open (or half-open) since then.
     pub open_for: Duration,
-    /// When a call may go through again: the rest of the break. `None` while half-open:
-    /// as soon as a probe in flight ends.
+    /// When a call may go through again, at the latest: while open, the rest of the
+    /// break; while half-open, the rest of the probes' lease
+    /// ([`probe_timeout`](super::CircuitBreakerConfig::probe_timeout)), at the end of
+    /// which the probes have answered or count as failed (a call may go sooner, as soon
+    /// as a probe succeeds). Always `Some` from this layer.
     pub retry_after: Option<Duration>,
 }
 
@@ -52,9 +57,12 @@ impl fmt::Display for CircuitOpen {
             self.key,
             self.open_for.as_secs_f64()
         )?;
+        if self.state == CircuitState::HalfOpen {
+            f.write_str("; a probe is in flight")?;
+        }
         match self.retry_after {
             Some(d) => write!(f, "; a call may go in {:.3}s", d.as_secs_f64()),
-            None => f.write_str("; a probe is in flight"),
+            None => Ok(()),
         }
     }
 }
@@ -63,11 +71,14 @@ impl std::error::Error for CircuitOpen {}
 
 /// Error of the circuit breaker: refused, or the inner service failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum CircuitBreakerError<E> {
     /// Refused by the circuit.
     Open(CircuitOpen),
     /// The inner service failed.
     Inner(E),
+    /// The response future was polled again after it returned its result.
+    PolledAfterCompletion(crate::PolledAfterCompletion),
 }
 
 impl<E: fmt::Display> fmt::Display for CircuitBreakerError<E> {
@@ -75,6 +86,7 @@ impl<E: fmt::Display> fmt::Display for CircuitBreakerError<E> {
         match self {
             CircuitBreakerError::Open(e) => e.fmt(f),
             CircuitBreakerError::Inner(e) => e.fmt(f),
+            CircuitBreakerError::PolledAfterCompletion(e) => e.fmt(f),
         }
     }
 }
@@ -84,6 +96,7 @@ impl<E: std::error::Error + 'static> std::error::Error for CircuitBreakerError<E
         match self {
             CircuitBreakerError::Open(e) => Some(e),
             CircuitBreakerError::Inner(e) => Some(e),
+            CircuitBreakerError::PolledAfterCompletion(e) => Some(e),
         }
     }
 }

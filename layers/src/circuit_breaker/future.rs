@@ -66,6 +66,8 @@ pin_project! {
         Guarded { #[pin] fut: F, admission: Admission<C, K> },
         // Boxed: the refusal is the rare path, and every layer outside moves this future.
         Refused { error: Option<Box<CircuitOpen>> },
+        // The result was returned.
+        Done,
     }
 }
 
@@ -97,20 +99,30 @@ where
     type Output = Result<T, CircuitBreakerError<E>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Direct { fut } => fut.poll(cx).map_err(CircuitBreakerError::Inner),
+        let mut state = self.project().state;
+        let output = match state.as_mut().project() {
+            StateProj::Direct { fut } => ready!(fut.poll(cx)).map_err(CircuitBreakerError::Inner),
             StateProj::Guarded { fut, admission } => {
                 let result = ready!(fut.poll(cx));
                 if !admission.done {
                     admission.record(&result);
                 }
-                Poll::Ready(result.map_err(CircuitBreakerError::Inner))
+                result.map_err(CircuitBreakerError::Inner)
             }
             StateProj::Refused { error } => match error.take() {
-                Some(e) => Poll::Ready(Err(CircuitBreakerError::Open(*e))),
-                // Polled after completion: nothing more will come.
-                None => Poll::Pending,
+                Some(e) => Err(CircuitBreakerError::Open(*e)),
+                None => Err(CircuitBreakerError::PolledAfterCompletion(
+                    crate::PolledAfterCompletion,
+                )),
             },
-        }
+            // Polled after completion: say so, as the crate's other futures do.
+            StateProj::Done => {
+                return Poll::Ready(Err(CircuitBreakerError::PolledAfterCompletion(
+                    crate::PolledAfterCompletion,
+                )))
+            }
+        };
+        state.set(State::Done);
+        Poll::Ready(output)
     }
 }

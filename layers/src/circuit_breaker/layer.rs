@@ -12,7 +12,7 @@ use super::state::{Breaker, Jitter};
 
 /// What the layer's services and their calls share.
 pub(crate) struct Shared<C, K> {
-    pub(crate) breaker: Breaker,
+    pub(crate) breaker: Arc<Breaker>,
     pub(crate) classifier: C,
     pub(crate) key: K,
 }
@@ -91,8 +91,10 @@ impl<C, K> CircuitBreakerLayer<C, K> {
         self.shared.as_ref().map_or(0, |s| s.breaker.len())
     }
 
-    /// Drops closed circuits idle for a whole sampling window (also done every 4096
-    /// calls, and when the key cap is reached).
+    /// Drops the circuits idle for a whole sampling window now (closed ones, and open
+    /// or half-open ones a window past their break), in this call. Under tokio this also
+    /// happens on a task of its own, at most every 10 s (and sooner when the key cap is
+    /// reached), never inside a call; on other executors call this from time to time.
     pub fn maintain(&self) {
         if let Some(s) = &self.shared {
             s.breaker.maintain();
@@ -179,7 +181,7 @@ impl<K> CircuitBreakerBuilder<K> {
     pub fn build<C>(self, classifier: C) -> CircuitBreakerLayer<C, K> {
         CircuitBreakerLayer {
             shared: Some(Arc::new(Shared {
-                breaker: Breaker::new(self.config, self.clock, self.jitter),
+                breaker: Arc::new(Breaker::new(self.config, self.clock, self.jitter)),
                 classifier,
                 key: self.key,
             })),

@@ -25,12 +25,15 @@
 //!   a random jitter so that many clients do not probe together.
 //! - **Half-open**: up to `half_open_probes` calls at a time go through; the others fail
 //!   fast. As many successes close the circuit; one failure opens it again. A probe that
-//!   is throttled, ignored or dropped frees its slot.
+//!   is throttled, ignored or dropped frees its slot. Probes hold their slots on a lease
+//!   (`probe_timeout`, 60 s): a probe to a target that hangs counts as failed when its
+//!   lease ends (the circuit opens again, for a longer break), and refusals meanwhile
+//!   carry the rest of the lease as their `retry_after`.
 //!
 //! What counts is the classifier's business ([`ClassifyCircuit`]); [`FromRetry`] derives
 //! it from the retry layer's classification ([`ClassifyRetry`](crate::retry::ClassifyRetry)),
 //! so both layers agree: server faults count, throttles never do (a rate limiter handles
-//! those), client faults only when configured, errors the target reports itself count
+//! those), nor do local errors ([`Outcome::Local`]), client faults only when configured, errors the target reports itself count
 //! as successes unless configured (per key, for targets known to fail deterministically).
 //!
 //! A result counts only in the state its call was let through in: a slow call let
@@ -40,16 +43,20 @@
 //! counts and the break), `circuit half-open` and `circuit closed` (INFO); refusals at
 //! DEBUG. [`CircuitBreakerLayer::state`] reads a key's state.
 //!
-//! **Memory** is bounded: at most `max_keys` circuits; closed circuits idle for a whole
-//! window (whose window is therefore empty) are dropped every 4096 calls and when the
-//! cap is reached; past the cap, a new key is not guarded. Open and half-open circuits
-//! and those with calls in flight are kept.
+//! **Memory** is bounded: at most `max_keys` circuits; past the cap, a new key is not
+//! guarded. Circuits idle for a whole window are dropped: closed ones unused for a window
+//! (whose window is therefore empty), open ones whose break ended a window ago, half-open
+//! ones with no probe in flight unused for a window; those with calls in flight are kept.
+//! The O(keys) pass never runs inside a call: under tokio a call starts it on a task of
+//! its own at most every 10 s (sooner when the cap is reached; the key that found the
+//! cap full is not guarded, those after the pass are); elsewhere, call
+//! [`CircuitBreakerLayer::maintain`] from time to time.
 //!
 //! # Defaults and why
 //!
 //! See [`CircuitBreakerConfig`]: failure ratio 0.5 over at least 10 calls in a 30 s
 //! window; a 5 s break, doubling per failed probe up to 60 s, with 20 % jitter; one
-//! probe at a time; configuration errors open at once.
+//! probe at a time, on a 60 s lease; configuration errors open at once.
 //!
 //! # Where to place it
 //!

@@ -75,10 +75,12 @@ where
         };
         shared.breaker.tick();
         match shared.breaker.admit(&circuit) {
-            Ok(ticket) => ResponseFuture::guarded(
-                self.inner.call(req),
-                Admission::new(Arc::clone(shared), circuit, ticket),
-            ),
+            Ok(ticket) => {
+                // The admission exists before the inner call: if that call panics, its
+                // drop frees the probe's slot.
+                let admission = Admission::new(Arc::clone(shared), circuit, ticket);
+                ResponseFuture::guarded(self.inner.call(req), admission)
+            }
             Err(open) => ResponseFuture::refused(open),
         }
     }

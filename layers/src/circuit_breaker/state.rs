@@ -15,8 +15,9 @@ use super::error::{CircuitOpen, CircuitState};
 
 /// The window is kept in this many buckets.
 const BUCKETS: usize = 10;
-/// Idle keys are dropped every this many calls.
-const MAINTENANCE_EVERY: u64 = 4096;
+/// A maintenance pass runs at most this often (on a task of its own), more often only
+/// when the key cap is reached (at most once per bucket, and per millisecond).
+pub(crate) const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
 
 pub(crate) type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
 
@@ -71,8 +72,15 @@ impl Window {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Closed,
-    Open { until: Instant },
-    HalfOpen { in_flight: u32, successes: u32 },
+    Open {
+        until: Instant,
+    },
+    HalfOpen {
+        in_flight: u32,
+        successes: u32,
+        /// The probes' lease: when none has answered by then, they count as failed.
+        lease_until: Instant,
+    },
 }
 
 #[derive(Debug)]
@@ -82,7 +90,7 @@ struct Inner {
     /// through in.
     epoch: u64,
     window: Window,
-    /// When the circuit last opened.
+    /// When the circuit first opened since it was last closed.
     opened_at: Instant,
     /// Openings since the circuit was last closed: the break doubles with each.
     opens: u32,
@@ -148,8 +156,8 @@ pub(crate) struct Breaker {
     origin: Instant,
     bucket_nanos: u64,
     keys: RwLock<HashMap<Box<str>, Arc<Circuit>>>,
-    calls: AtomicU64,
-    last_sweep: Mutex<Option<Instant>>,
+    /// When the last maintenance pass was started (nanoseconds since `origin`).
+    last_pass: AtomicU64,
 }
 
 impl Breaker {
@@ -165,8 +173,7 @@ impl Breaker {
             jitter,
             bucket_nanos,
             keys: RwLock::default(),
-            calls: AtomicU64::new(0),
-            last_sweep: Mutex::new(None),
+            last_pass: AtomicU64::new(0),
         }
     }
 
@@ -182,7 +189,7 @@ impl Breaker {
 
     /// The circuit of `key`, made if new; `None` when the key cap is reached and no idle
     /// key can make room (the call is then not guarded).
-    pub(crate) fn circuit(&self, key: &str) -> Option<Arc<Circuit>> {
+    pub(crate) fn circuit(self: &Arc<Self>, key: &str) -> Option<Arc<Circuit>> {
         {
             let map = self.keys.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(c) = map.get(key) {
@@ -195,21 +202,17 @@ impl Breaker {
         }
         let now = self.now();
         if map.len() >= self.config.max_keys {
-            // Sweeping is O(keys): at most once per bucket, however many new keys come.
-            let mut last = lock(&self.last_sweep);
-            let bucket = Duration::from_nanos(self.bucket_nanos);
-            if last.is_none_or(|t| now.saturating_duration_since(t) >= bucket) {
-                *last = Some(now);
-                self.sweep(&mut map, now);
-            }
-            if map.len() >= self.config.max_keys {
-                tracing::debug!(
-                    key,
-                    max_keys = self.config.max_keys,
-                    "circuit breaker full: key not guarded"
-                );
-                return None;
-            }
+            drop(map);
+            // Sweeping is O(keys): never in a call. A pass on its own task makes room
+            // for the keys that come after it.
+            let bucket = Duration::from_nanos(self.bucket_nanos).max(Duration::from_millis(1));
+            self.maintenance_due(now, bucket);
+            tracing::debug!(
+                key,
+                max_keys = self.config.max_keys,
+                "circuit breaker full: key not guarded"
+            );
+            return None;
         }
         let circuit = Arc::new(Circuit {
             key: key.into(),
@@ -227,18 +230,50 @@ impl Breaker {
         Some(circuit)
     }
 
-    /// Drops closed circuits idle for a whole window (their window is empty: nothing is
-    /// lost) and not used by a call in flight.
-    fn sweep(&self, map: &mut HashMap<Box<str>, Arc<Circuit>>, now: Instant) {
+    /// Whether a circuit no call refers to can be dropped:
+    /// closed ones unused for a window (their window is empty: nothing is lost), open
+    /// ones whose break ended a window ago, and half-open ones with no probe in flight
+    /// unused for a window (nobody has wanted the target since its break ended: its
+    /// next call starts closed, and a broken target opens it again).
+    fn droppable(&self, c: &Arc<Circuit>, now: Instant) -> bool {
+        if Arc::strong_count(c) > 1 {
+            return false;
+        }
         let window = self.config.sampling_window;
+        let g = lock(&c.inner);
+        let idle = now.saturating_duration_since(g.last_used) >= window;
+        match g.phase {
+            Phase::Closed => idle,
+            Phase::Open { until } => now.saturating_duration_since(until) >= window,
+            Phase::HalfOpen { in_flight, .. } => in_flight == 0 && idle,
+        }
+    }
+
+    /// Drops the circuits that no call in flight uses and that are idle for a whole
+    /// window. The scan holds the map's read lock (calls of known keys go on); only the
+    /// removals take the write lock. Runs on a task of its own (see
+    /// [`Self::maintenance_due`]), never in a call; callable directly on other executors.
+    pub(crate) fn maintain(&self) {
+        let now = self.now();
+        let stale: Vec<Box<str>> = {
+            let map = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            map.iter()
+                .filter(|(_, c)| self.droppable(c, now))
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        if stale.is_empty() {
+            return;
+        }
+        let mut map = self.keys.write().unwrap_or_else(PoisonError::into_inner);
         let before = map.len();
-        map.retain(|_, c| {
-            if Arc::strong_count(c) > 1 {
-                return true;
+        for key in stale {
+            // Checked again: a call may have taken the circuit since the scan (references
+            // are only taken under the map's lock, which this holds).
+            if map.get(&key).is_some_and(|c| self.droppable(c, now)) {
+                map.remove(&key);
             }
-            let g = lock(&c.inner);
-            g.phase != Phase::Closed || now.saturating_duration_since(g.last_used) < window
-        });
+        }
         if map.len() < before {
             tracing::debug!(
                 dropped = before - map.len(),
@@ -248,19 +283,37 @@ impl Breaker {
         }
     }
 
-    /// Drops idle closed circuits now (also done every 4096 calls).
-    pub(crate) fn maintain(&self) {
-        let now = self.now();
-        let mut map = self.keys.write().unwrap_or_else(PoisonError::into_inner);
-        self.sweep(&mut map, now);
+    /// Starts a maintenance pass if the last one is `every` old: on its own task, so the
+    /// caller does O(1) work (an atomic load). The task holds a weak reference and lives
+    /// for one pass. With no tokio runtime nothing is spawned (call
+    /// [`maintain`](Self::maintain) yourself on other executors).
+    pub(crate) fn maintenance_due(self: &Arc<Self>, now: Instant, every: Duration) {
+        let since = now.saturating_duration_since(self.origin).as_nanos();
+        let now_n = u64::try_from(since).unwrap_or(u64::MAX);
+        let last = self.last_pass.load(Ordering::Relaxed);
+        let every_n = u64::try_from(every.as_nanos()).unwrap_or(u64::MAX);
+        if now_n.saturating_sub(last) < every_n
+            || self
+                .last_pass
+                .compare_exchange(last, now_n, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let breaker = Arc::downgrade(self);
+            runtime.spawn(async move {
+                if let Some(breaker) = breaker.upgrade() {
+                    breaker.maintain();
+                }
+            });
+        }
     }
 
-    /// Counts a call; every 4096th runs the maintenance.
-    pub(crate) fn tick(&self) {
-        let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % MAINTENANCE_EVERY == 0 {
-            self.maintain();
-        }
+    /// Called once per guarded call: starts a pass every [`MAINTENANCE_EVERY`].
+    pub(crate) fn tick(self: &Arc<Self>) {
+        let now = self.now();
+        self.maintenance_due(now, MAINTENANCE_EVERY);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -284,6 +337,16 @@ impl Breaker {
         match phase {
             Phase::Closed => CircuitState::Closed,
             Phase::Open { until } if self.now() < until => CircuitState::Open,
+            // Its probes outlived their lease: it opens again at the next call.
+            Phase::HalfOpen {
+                in_flight,
+                successes,
+                lease_until,
+            } if in_flight.saturating_add(successes) >= self.config.half_open_probes
+                && self.now() >= lease_until =>
+            {
+                CircuitState::Open
+            }
             Phase::Open { .. } | Phase::HalfOpen { .. } => CircuitState::HalfOpen,
         }
     }
@@ -309,11 +372,12 @@ impl Breaker {
                 let now = self.now();
                 g.last_used = now;
                 if now < until {
-                    Err(refusal(circuit, &g, now, Some(until - now)))
+                    Err(refusal(circuit, &g, now, CircuitState::Open, until - now))
                 } else {
                     g.phase = Phase::HalfOpen {
                         in_flight: 1,
                         successes: 0,
+                        lease_until: self.lease_from(now),
                     };
                     g.epoch += 1;
                     transition = Some(Transition::HalfOpen);
@@ -326,19 +390,45 @@ impl Breaker {
             Phase::HalfOpen {
                 in_flight,
                 successes,
+                lease_until,
             } => {
+                let now = self.now();
+                g.last_used = now;
                 if in_flight.saturating_add(successes) < self.config.half_open_probes {
                     g.phase = Phase::HalfOpen {
                         in_flight: in_flight + 1,
                         successes,
+                        lease_until: self.lease_from(now),
                     };
                     Ok(Ticket {
                         epoch: g.epoch,
                         probe: true,
                     })
+                } else if now < lease_until {
+                    Err(refusal(
+                        circuit,
+                        &g,
+                        now,
+                        CircuitState::HalfOpen,
+                        lease_until - now,
+                    ))
                 } else {
-                    let now = self.now();
-                    Err(refusal(circuit, &g, now, None))
+                    // The probes in flight outlived their lease: they count as failed
+                    // (a hung target is not a healthy one), and their late answers,
+                    // of an earlier epoch, will not count.
+                    let t = self.open(&mut g, now, "probe timed out", in_flight, in_flight);
+                    transition = Some(t);
+                    let until = match g.phase {
+                        Phase::Open { until } => until,
+                        _ => now,
+                    };
+                    Err(refusal(
+                        circuit,
+                        &g,
+                        now,
+                        CircuitState::Open,
+                        until.saturating_duration_since(now),
+                    ))
                 }
             }
         };
@@ -366,7 +456,7 @@ impl Breaker {
         let failed = match outcome {
             Outcome::Success => Some(false),
             Outcome::Failure | Outcome::Broken => Some(true),
-            Outcome::Throttled => None,
+            Outcome::Throttled | Outcome::Local => None,
             Outcome::ClientFault => config.count_client_faults.then_some(true),
             Outcome::TargetError => Some(circuit.count_target_errors),
         };
@@ -387,6 +477,7 @@ impl Breaker {
             Phase::HalfOpen {
                 in_flight,
                 successes,
+                lease_until,
             } if ticket.probe => {
                 let in_flight = in_flight.saturating_sub(1);
                 match failed {
@@ -394,6 +485,7 @@ impl Breaker {
                         g.phase = Phase::HalfOpen {
                             in_flight,
                             successes,
+                            lease_until,
                         };
                         None
                     }
@@ -409,6 +501,7 @@ impl Breaker {
                         g.phase = Phase::HalfOpen {
                             in_flight,
                             successes: successes + 1,
+                            lease_until,
                         };
                         None
                     }
@@ -435,14 +528,21 @@ impl Breaker {
             Phase::HalfOpen {
                 in_flight,
                 successes,
+                lease_until,
             },
         ) = (ticket.epoch == g.epoch, g.phase)
         {
             g.phase = Phase::HalfOpen {
                 in_flight: in_flight.saturating_sub(1),
                 successes,
+                lease_until,
             };
         }
+    }
+
+    /// The end of the lease of a probe let through now.
+    fn lease_from(&self, now: Instant) -> Instant {
+        now.checked_add(self.config.probe_timeout).unwrap_or(now)
     }
 
     fn open(
@@ -461,11 +561,22 @@ impl Breaker {
         } else {
             0.0
         };
-        let break_for = full.mul_f64(1.0 - self.config.break_jitter * r);
-        g.phase = Phase::Open {
-            until: now + break_for,
-        };
-        g.opened_at = now;
+        // Saturating: the configuration caps the break, but a panic in a response
+        // future's poll is never the answer.
+        let break_for =
+            Duration::try_from_secs_f64(full.as_secs_f64() * (1.0 - self.config.break_jitter * r))
+                .unwrap_or(full)
+                .min(full);
+        let until = now
+            .checked_add(break_for)
+            .or_else(|| now.checked_add(crate::timeout::MAX_BUDGET))
+            .unwrap_or(now);
+        g.phase = Phase::Open { until };
+        if g.opens == 1 {
+            // The first opening since the circuit was closed: `since` keeps it until the
+            // circuit closes (a failed probe reopens the same outage).
+            g.opened_at = now;
+        }
         g.epoch += 1;
         Transition::Opened {
             reason,
@@ -481,17 +592,14 @@ fn refusal(
     circuit: &Circuit,
     g: &Inner,
     now: Instant,
-    retry_after: Option<Duration>,
+    state: CircuitState,
+    retry_after: Duration,
 ) -> Box<CircuitOpen> {
     Box::new(CircuitOpen {
         key: circuit.key.to_string(),
-        state: if retry_after.is_some() {
-            CircuitState::Open
-        } else {
-            CircuitState::HalfOpen
-        },
+        state,
         since: g.opened_at,
         open_for: now.saturating_duration_since(g.opened_at),
-        retry_after,
+        retry_after: Some(retry_after),
     })
 }

@@ -18,7 +18,7 @@ type Inner = mock::Mock<Req, Resp>;
 type Err = CircuitBreakerError<Box<dyn std::error::Error + Send + Sync>>;
 
 /// A classifier by status: 200 success, 201 a target error, 400 a client fault, 429 a
-/// throttle, 500 a failure, 502 broken.
+/// throttle, 499 a local error, 500 a failure, 502 broken.
 #[derive(Debug, Clone, Copy)]
 struct ByStatus;
 
@@ -29,6 +29,7 @@ impl<E> ClassifyCircuit<Resp, E> for ByStatus {
             Ok(201) => Outcome::TargetError,
             Ok(400) => Outcome::ClientFault,
             Ok(429) => Outcome::Throttled,
+            Ok(499) => Outcome::Local,
             Ok(502) => Outcome::Broken,
             _ => Outcome::Failure,
         }
@@ -217,7 +218,8 @@ async fn half_open_lets_one_probe_through_at_a_time_and_closes_on_its_success() 
     for _ in 0..3 {
         let open = h.refused("a").await;
         assert_eq!(open.state, CircuitState::HalfOpen);
-        assert_eq!(open.retry_after, None);
+        // The rest of the probe's lease (issue 23: was None, for as long as it hung).
+        assert_eq!(open.retry_after, Some(Duration::from_secs(60)));
         assert_eq!(open.open_for, Duration::from_secs(5));
     }
     send.send_response(resp(200));
@@ -518,9 +520,17 @@ async fn memory_is_bounded_by_the_key_cap_and_idle_closed_circuits_are_dropped()
     }
     assert_eq!(layer.state("new"), CircuitState::Closed);
 
-    // A whole window later, a new key makes room: the idle closed circuits go, the open
-    // one stays.
+    // A whole window later, a new key starts a maintenance pass (on its own task, not in
+    // the call: issue 23, item 5) that makes room: the idle closed circuits go, the open
+    // one stays. The next call of the key is guarded.
     tokio::time::advance(Duration::from_secs(30)).await;
+    svc.ready()
+        .await
+        .unwrap()
+        .call(with_status("new", 502))
+        .await
+        .unwrap();
+    tokio::task::yield_now().await;
     svc.ready()
         .await
         .unwrap()
@@ -533,7 +543,7 @@ async fn memory_is_bounded_by_the_key_cap_and_idle_closed_circuits_are_dropped()
 }
 
 #[tokio::test(start_paused = true)]
-async fn maintenance_runs_every_4096_calls_and_keeps_circuits_with_calls_in_flight() {
+async fn maintenance_keeps_circuits_with_calls_in_flight() {
     let mut h = Harness::new(config());
     let (slow, slow_send) = h.start("slow").await;
     let layer = h.layer.clone();
@@ -548,10 +558,9 @@ async fn maintenance_runs_every_4096_calls_and_keeps_circuits_with_calls_in_flig
     }
     tokio::time::advance(Duration::from_secs(30)).await;
     assert_eq!(layer.tracked_keys(), 51);
-    // 51 calls so far; the 4096th runs the maintenance.
-    for _ in 51..4096 {
-        fast.ready().await.unwrap().call(req("hot")).await.unwrap();
-    }
+    // A call after the maintenance period starts a pass, on its own task.
+    fast.ready().await.unwrap().call(req("hot")).await.unwrap();
+    tokio::task::yield_now().await;
     // Kept: `hot` (just used) and `slow` (a call in flight).
     assert_eq!(layer.tracked_keys(), 2);
     slow_send.unwrap().send_response(resp(500));
@@ -669,7 +678,11 @@ fn from_retry_follows_the_retry_classification() {
     for s in [500, 502, 503, 504] {
         assert_eq!(c.outcome(&r(s)), Outcome::Failure, "{s}");
     }
-    assert_eq!(c.outcome(&r(501)), Outcome::Broken);
+    // Issue 23: a 501 (or 505, or a proxy's 52x) is a failure, not broken: a generic
+    // HTTP classifier knows no shape that never heals.
+    for s in [501, 505, 520] {
+        assert_eq!(c.outcome(&r(s)), Outcome::Failure, "{s}");
+    }
     assert_eq!(c.outcome(&r(403)), Outcome::ClientFault);
     let err: Result<Resp, std::io::Error> = Err(std::io::Error::other("reset"));
     assert_eq!(c.outcome(&err), Outcome::Failure);
@@ -694,4 +707,254 @@ fn the_configuration_is_normalized() {
     assert_eq!(c.break_jitter, 1.0);
     assert_eq!(c.break_for(1), Duration::from_secs(10));
     assert_eq!(c.break_for(40), Duration::from_secs(10));
+}
+
+/// Issue 23, item 1: a break of `Duration::MAX` ("never") does not panic when the circuit
+/// trips; it is capped (at 30 years) like the other "never"s of the crate.
+#[tokio::test(start_paused = true)]
+async fn a_break_of_duration_max_is_capped_and_does_not_panic() {
+    for jitter in [0.0, 0.5] {
+        let mut h = Harness::with(
+            CircuitBreakerLayer::builder(CircuitBreakerConfig {
+                break_duration: Duration::MAX,
+                max_break_duration: Duration::MAX,
+                ..config()
+            })
+            .jitter(move || jitter),
+        );
+        h.calls("a", &[502]).await;
+        assert_eq!(h.state("a"), CircuitState::Open);
+        let left = h.refused("a").await.retry_after.unwrap();
+        assert!(left <= crate::timeout::MAX_BUDGET, "{left:?}");
+        assert!(left >= crate::timeout::MAX_BUDGET.mul_f64(0.8), "{left:?}");
+    }
+    let c = CircuitBreakerConfig {
+        break_duration: Duration::MAX,
+        ..CircuitBreakerConfig::default()
+    }
+    .normalized();
+    assert_eq!(
+        (c.break_duration, c.max_break_duration),
+        (crate::timeout::MAX_BUDGET, crate::timeout::MAX_BUDGET)
+    );
+}
+
+/// Issue 23, item 2: an inner service whose `call` panics while a probe's slot is taken
+/// does not leave the circuit half-open for good: the slot is freed.
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_the_inner_call_frees_the_probe_slot() {
+    let layer = CircuitBreakerLayer::builder(config())
+        .jitter(|| 0.0)
+        .build(ByStatus);
+    let mut svc = layer.layer(tower::service_fn(|r: Req| {
+        assert!(
+            !r.headers().contains_key("x-panic"),
+            "the inner call panics"
+        );
+        let status = r
+            .headers()
+            .get("x-status")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(200);
+        std::future::ready(Ok::<_, std::convert::Infallible>(resp(status)))
+    }));
+    svc.ready()
+        .await
+        .unwrap()
+        .call(with_status("a", 502))
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let mut panicking = req("a");
+    panicking.headers_mut().insert("x-panic", 1.into());
+    let ready = svc.ready().await.unwrap();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        drop(ready.call(panicking));
+    }));
+    assert!(caught.is_err());
+    // The probe's slot is free: the next call is the probe, and closes the circuit.
+    let r = svc.ready().await.unwrap().call(req("a")).await;
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(layer.state("a"), CircuitState::Closed);
+}
+
+/// Issue 23, item 3: a probe that hangs holds the half-open slot only for its lease
+/// (`probe_timeout`): the refusals meanwhile say when it ends, and past it the probe
+/// counts as failed (open again, for a longer break); its late answer does not count.
+#[tokio::test(start_paused = true)]
+async fn a_hung_probe_holds_its_slot_only_for_its_lease() {
+    let mut h = Harness::new(CircuitBreakerConfig {
+        probe_timeout: Duration::from_secs(20),
+        ..config()
+    });
+    assert_eq!(
+        CircuitBreakerConfig::default().probe_timeout,
+        Duration::from_secs(60)
+    );
+    h.calls("a", &[502]).await;
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let (hung, sent) = h.start("a").await;
+    let hung_send = sent.expect("the probe reaches the inner service");
+    tokio::time::advance(Duration::from_secs(15)).await;
+    let open = h.refused("a").await;
+    assert_eq!(open.state, CircuitState::HalfOpen);
+    assert_eq!(open.retry_after, Some(Duration::from_secs(5)));
+    tokio::time::advance(Duration::from_secs(5)).await;
+    // The lease is over: the probe counts as failed, the circuit opens for 10 s.
+    let open = h.refused("a").await;
+    assert_eq!(open.state, CircuitState::Open);
+    assert_eq!(open.retry_after, Some(Duration::from_secs(10)));
+    assert_eq!(h.state("a"), CircuitState::Open);
+    // The hung probe answers at last: too late to count.
+    hung_send.send_response(resp(200));
+    hung.await.unwrap();
+    assert_eq!(h.state("a"), CircuitState::Open);
+    tokio::time::advance(Duration::from_secs(10)).await;
+    h.calls("a", &[200]).await;
+    assert_eq!(h.state("a"), CircuitState::Closed);
+}
+
+/// Issue 23, item 4: open circuits whose break ended a window ago, and half-open ones with
+/// no probe in flight idle for a window, no longer fill the key cap for ever.
+#[tokio::test(start_paused = true)]
+async fn long_idle_open_and_half_open_circuits_make_room() {
+    let layer = CircuitBreakerLayer::builder(CircuitBreakerConfig {
+        max_keys: 10,
+        ..config()
+    })
+    .jitter(|| 0.0)
+    .build(ByStatus);
+    let mut svc = layer.layer(instant());
+    let mut call = |r: Req| {
+        let fut = svc.call(r);
+        async move {
+            // Refused or not.
+            let _ = fut.await;
+        }
+    };
+    for i in 0..10 {
+        call(with_status(&format!("k{i}"), 502)).await;
+    }
+    tokio::time::advance(Duration::from_secs(5)).await;
+    // Half of them half-open, their probe throttled: no probe in flight.
+    for i in 0..5 {
+        call(with_status(&format!("k{i}"), 429)).await;
+    }
+    assert_eq!(layer.state("k0"), CircuitState::HalfOpen);
+    assert_eq!(layer.state("k9"), CircuitState::HalfOpen);
+    assert_eq!(layer.tracked_keys(), 10);
+    // Full: a new key is not guarded.
+    call(with_status("new", 502)).await;
+    assert_eq!(layer.state("new"), CircuitState::Closed);
+    // A window after the break, nobody has called them: they make room (the first call
+    // of the new key starts the pass, on its own task).
+    tokio::time::advance(Duration::from_secs(30)).await;
+    call(with_status("new", 502)).await;
+    tokio::task::yield_now().await;
+    call(with_status("new", 502)).await;
+    assert_eq!(layer.state("new"), CircuitState::Open);
+    assert_eq!(layer.tracked_keys(), 1);
+}
+
+/// Issue 23, item 5: no call runs the O(keys) sweep: it runs on a task of its own, at
+/// most every `MAINTENANCE_EVERY`.
+#[tokio::test(start_paused = true)]
+async fn maintenance_runs_beside_the_calls_not_in_them() {
+    let layer = CircuitBreakerLayer::builder(config())
+        .jitter(|| 0.0)
+        .build(ByStatus);
+    let mut svc = layer.layer(instant());
+    for i in 0..4095 {
+        svc.ready()
+            .await
+            .unwrap()
+            .call(req(&format!("k{i}")))
+            .await
+            .unwrap();
+    }
+    // Every key is idle now; the 4096th call must not pay for dropping them.
+    tokio::time::advance(Duration::from_secs(30)).await;
+    svc.ready().await.unwrap().call(req("last")).await.unwrap();
+    assert_eq!(
+        layer.tracked_keys(),
+        4096,
+        "a call ran the maintenance pass"
+    );
+    // The pass runs on its own task, keeping only the key just used.
+    tokio::task::yield_now().await;
+    assert_eq!(layer.tracked_keys(), 1, "the pass dropped idle keys");
+}
+
+/// Issue 23, item 6c: a local error never counts, even counting client faults; a probe
+/// that ends with one frees its slot.
+#[tokio::test(start_paused = true)]
+async fn local_errors_never_count() {
+    let mut h = Harness::new(CircuitBreakerConfig {
+        count_client_faults: true,
+        count_target_errors: true,
+        ..config()
+    });
+    h.calls("a", &[499; 20]).await;
+    assert_eq!(h.window("a"), Some((0, 0)));
+    assert_eq!(h.state("a"), CircuitState::Closed);
+    h.calls("a", &[502]).await;
+    tokio::time::advance(Duration::from_secs(5)).await;
+    h.calls("a", &[499]).await;
+    assert_eq!(h.state("a"), CircuitState::HalfOpen);
+    h.calls("a", &[200]).await;
+    assert_eq!(h.state("a"), CircuitState::Closed);
+}
+
+/// Issue 23, item 8: a refused call's future polled again after its error says so,
+/// instead of pending for ever with no waker.
+#[tokio::test(start_paused = true)]
+async fn a_refused_future_polled_again_says_it_completed() {
+    let mut h = Harness::new(config());
+    h.calls("a", &[502]).await;
+    let (fut, sent) = h.start("a").await;
+    assert!(sent.is_none());
+    let mut fut = tokio_test::task::spawn(fut);
+    assert!(matches!(
+        fut.poll(),
+        Poll::Ready(Err(CircuitBreakerError::Open(_)))
+    ));
+    let again = fut.poll();
+    assert!(
+        matches!(
+            again,
+            Poll::Ready(Err(CircuitBreakerError::PolledAfterCompletion(_)))
+        ),
+        "polled after completion: {again:?}"
+    );
+    // The same for a call let through.
+    let (fut, sent) = h.start("b").await;
+    sent.unwrap().send_response(resp(200));
+    let mut fut = tokio_test::task::spawn(fut);
+    assert!(matches!(fut.poll(), Poll::Ready(Ok(_))));
+    assert!(matches!(
+        fut.poll(),
+        Poll::Ready(Err(CircuitBreakerError::PolledAfterCompletion(_)))
+    ));
+    assert_eq!(h.window("b"), Some((1, 0)));
+}
+
+/// Issue 23, item 9: `since` is when the circuit first opened, until it closes: a failed
+/// probe does not reset it.
+#[tokio::test(start_paused = true)]
+async fn since_keeps_the_first_opening_until_the_circuit_closes() {
+    let mut h = Harness::new(config());
+    h.calls("a", &[502]).await;
+    let first = tokio::time::Instant::now();
+    tokio::time::advance(Duration::from_secs(5)).await;
+    h.calls("a", &[500]).await; // the probe fails: open again, for 10 s
+    let open = h.refused("a").await;
+    assert_eq!(open.since, first);
+    assert_eq!(open.open_for, Duration::from_secs(5));
+    assert_eq!(open.retry_after, Some(Duration::from_secs(10)));
+    tokio::time::advance(Duration::from_secs(10)).await;
+    h.calls("a", &[200]).await; // closed
+    h.calls("a", &[502]).await; // a new outage
+    let open = h.refused("a").await;
+    assert_eq!(open.since, tokio::time::Instant::now());
+    assert_eq!(open.open_for, Duration::ZERO);
 }
