@@ -617,6 +617,9 @@ async fn state_transitions_are_traced() {
     let events = Events::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(events.clone()));
+    // Another test thread may have met these callsites first, with no subscriber:
+    // recompute their interest now that this thread has one.
+    tracing::callsite::rebuild_interest_cache();
     let mut h = Harness::new(config());
     h.calls("a", &[500, 500, 500, 500]).await;
     tokio::time::advance(Duration::from_secs(5)).await;
