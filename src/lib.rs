@@ -23,6 +23,7 @@
 //! live in the `invoke-layers` crate, re-exported as [`layers`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod circuit_breaker;
 pub mod classify;
@@ -34,6 +35,7 @@ pub mod model;
 pub mod stack;
 pub mod telemetry;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 pub mod transport;
 
