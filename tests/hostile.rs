@@ -217,6 +217,24 @@ fn assert_bounded(stats: &Stats, limit: usize) {
     );
 }
 
+/// The usual end of a hostile exchange: one request, a transport error of `kind` that is
+/// the server's fault and retryable, a function that may have run (so, not idempotent,
+/// not retried), and no more taken from the server than `limit` allows.
+fn assert_one_failed_exchange(
+    err: &InvokeError,
+    server: &Server,
+    kind: TransportErrorKind,
+    limit: usize,
+) {
+    assert_eq!(transport_kind(err), kind, "{err}");
+    assert_eq!(err.fault(), Fault::Server);
+    assert!(err.is_retryable());
+    assert_eq!(err.may_have_run(), RunStatus::Unknown);
+    assert_eq!(err.attempts(), 1);
+    assert_eq!(server.stats.requests(), 1);
+    assert_bounded(&server.stats, limit);
+}
+
 /// A response with a body and the given extra header lines (raw bytes).
 fn response(status: &str, headers: &[&[u8]], body: &[u8]) -> Vec<u8> {
     let mut out = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\n", body.len()).into_bytes();
@@ -331,18 +349,8 @@ async fn a_content_length_larger_than_the_body_then_close() {
     ))
     .await;
     let err = call(&client(&server).build().unwrap()).await.unwrap_err();
-    assert_eq!(
-        transport_kind(&err),
-        TransportErrorKind::ResponseBody,
-        "{err}"
-    );
-    assert_eq!(err.fault(), Fault::Server);
-    assert!(err.is_retryable());
     // The function ran (or may have): not retried, as it is not marked idempotent.
-    assert_eq!(err.may_have_run(), RunStatus::Unknown);
-    assert_eq!(err.attempts(), 1);
-    assert_eq!(server.stats.requests(), 1);
-    assert_bounded(&server.stats, 0);
+    assert_one_failed_exchange(&err, &server, TransportErrorKind::ResponseBody, 0);
 }
 
 #[tokio::test]
@@ -435,17 +443,7 @@ async fn a_broken_chunked_encoding() {
     ))
     .await;
     let err = call(&client(&server).build().unwrap()).await.unwrap_err();
-    assert_eq!(
-        transport_kind(&err),
-        TransportErrorKind::ResponseBody,
-        "{err}"
-    );
-    assert_eq!(err.fault(), Fault::Server);
-    assert!(err.is_retryable());
-    assert_eq!(err.may_have_run(), RunStatus::Unknown);
-    assert_eq!(err.attempts(), 1);
-    assert_eq!(server.stats.requests(), 1);
-    assert_bounded(&server.stats, 0);
+    assert_one_failed_exchange(&err, &server, TransportErrorKind::ResponseBody, 0);
 }
 
 /// HTTP/1.0: the body ends when the server closes; the connection is not reused.
