@@ -302,6 +302,14 @@ pub fn sign_request_with_hash<B>(
         .map_err(|e| SigningError::new(e.to_string()))?
         .into_parts();
     instructions.apply_to_request_http1x(req);
+    // The signature and the session token stay out of a caller's `debug!(?request)`:
+    // `HeaderValue`'s `Debug` prints `Sensitive` for these.
+    let headers = req.headers_mut();
+    for name in [AUTHORIZATION, X_AMZ_SECURITY_TOKEN] {
+        if let Some(value) = headers.get_mut(&name) {
+            value.set_sensitive(true);
+        }
+    }
     Ok(())
 }
 
@@ -381,6 +389,26 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 19, item 10: after signing, `Authorization` and `X-Amz-Security-Token` are
+    /// sensitive, so a caller's `Debug` of the request shows neither.
+    #[test]
+    fn signed_secrets_are_marked_sensitive() {
+        let mut req = http::Request::post("https://lambda.us-east-1.amazonaws.com/x")
+            .header("host", "lambda.us-east-1.amazonaws.com")
+            .body(bytes::Bytes::from_static(b"{}"))
+            .unwrap();
+        let creds = Credentials::from_keys("AKID", "SECRET", Some("TOKEN-VALUE".into()));
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        sign_request(&mut req, &creds, &SigningConfig::new("us-east-1"), at).unwrap();
+        let h = req.headers();
+        assert!(h["authorization"].is_sensitive() && h["x-amz-security-token"].is_sensitive());
+        let shown = format!("{req:?}");
+        assert!(!shown.contains("TOKEN-VALUE"), "{shown}");
+        assert!(!shown.contains("Signature="), "{shown}");
+        // What is not secret stays readable.
+        assert!(shown.contains("x-amz-date"), "{shown}");
+    }
 
     #[test]
     fn amz_date_round_trip() {
