@@ -40,6 +40,9 @@ pub mod timeout;
 #[cfg_attr(docsrs, doc(cfg(feature = "trace")))]
 pub mod trace;
 
+#[cfg(any(feature = "rate-limit", feature = "circuit-breaker"))]
+mod maintenance;
+
 /// A response future was polled again after it had returned its result.
 ///
 /// tower's own futures panic then; every future of this crate answers with this error

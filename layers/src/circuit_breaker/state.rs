@@ -2,7 +2,7 @@
 //! with its memory bound.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -290,24 +290,8 @@ impl Breaker {
     pub(crate) fn maintenance_due(self: &Arc<Self>, now: Instant, every: Duration) {
         let since = now.saturating_duration_since(self.origin).as_nanos();
         let now_n = u64::try_from(since).unwrap_or(u64::MAX);
-        let last = self.last_pass.load(Ordering::Relaxed);
         let every_n = u64::try_from(every.as_nanos()).unwrap_or(u64::MAX);
-        if now_n.saturating_sub(last) < every_n
-            || self
-                .last_pass
-                .compare_exchange(last, now_n, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
-        }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let breaker = Arc::downgrade(self);
-            runtime.spawn(async move {
-                if let Some(breaker) = breaker.upgrade() {
-                    breaker.maintain();
-                }
-            });
-        }
+        crate::maintenance::spawn_if_due(self, &self.last_pass, now_n, every_n, Self::maintain);
     }
 
     /// Called once per guarded call: starts a pass every [`MAINTENANCE_EVERY`].

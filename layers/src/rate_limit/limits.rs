@@ -3,7 +3,7 @@
 //! maintenance that keeps memory bounded.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -467,23 +467,13 @@ impl Limits {
             return;
         }
         let now = self.now();
-        let last = self.last_pass.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < nanos(MAINTENANCE_EVERY)
-            || self
-                .last_pass
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
-        }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let limits = Arc::downgrade(self);
-            runtime.spawn(async move {
-                if let Some(limits) = limits.upgrade() {
-                    limits.maintain();
-                }
-            });
-        }
+        crate::maintenance::spawn_if_due(
+            self,
+            &self.last_pass,
+            now,
+            nanos(MAINTENANCE_EVERY),
+            Self::maintain,
+        );
     }
 
     /// Whether some limit keeps state per key.
