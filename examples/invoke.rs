@@ -25,7 +25,7 @@ use invoke_stack::client::FunctionSettings;
 use invoke_stack::layers::sigv4::EnvironmentProvider;
 use invoke_stack::model::{InvocationType, InvokeRequest, LogType};
 use invoke_stack::testing::{Invocation, LocalFunction, LocalLambda};
-use invoke_stack::{InvokeClient, InvokeError};
+use invoke_stack::{CallOptions, InvokeClient, InvokeError};
 
 /// Invoke a Lambda function (flags as `aws lambda invoke`).
 #[derive(Parser, Debug)]
@@ -61,6 +61,14 @@ struct Args {
     /// Total attempts, the first included (1 switches retries off).
     #[arg(long, default_value_t = 3)]
     max_attempts: u32,
+    /// Seconds each attempt may wait for its response (as the AWS CLI's); 0 keeps the
+    /// client's default, the function's whole run plus a margin.
+    #[arg(long, value_name = "SECONDS")]
+    cli_read_timeout: Option<u64>,
+    /// Seconds to establish a connection (DNS, TCP and TLS), as the AWS CLI's; 0 keeps
+    /// the default (3.1 s).
+    #[arg(long, value_name = "SECONDS")]
+    cli_connect_timeout: Option<u64>,
 }
 
 fn echo_with_log() -> LocalFunction {
@@ -120,7 +128,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let name = invoke_stack::model::FunctionName::new(args.function_name.as_str())
         .map_err(InvokeError::from)?;
+    let mut transport = invoke_stack::transport::TransportConfig::default();
+    if let Some(secs) = args.cli_connect_timeout.filter(|s| *s > 0) {
+        transport = transport.connect_timeout(std::time::Duration::from_secs(secs));
+    }
     let client = builder
+        .transport(transport)
         .max_attempts(args.max_attempts)
         .function(
             name.name(),
@@ -138,7 +151,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(cc) = &args.client_context {
         req = req.client_context_base64(cc);
     }
-    let req = req.build().map_err(InvokeError::from)?;
+    // Per-call options: this call's own attempt timeout.
+    let mut options = CallOptions::new();
+    if let Some(secs) = args.cli_read_timeout.filter(|s| *s > 0) {
+        options = options.attempt_timeout(std::time::Duration::from_secs(secs));
+    }
+    let req = req.options(options).build().map_err(InvokeError::from)?;
     let resp = client.invoke(req).await?;
 
     println!("StatusCode: {}", resp.status_code());

@@ -39,7 +39,7 @@ pub mod telemetry;
 pub mod testing;
 pub mod transport;
 
-pub use client::{InvokeClient, InvokeClientBuilder, InvokeFuture};
+pub use client::{CallOptions, InvokeClient, InvokeClientBuilder, InvokeFuture};
 pub use error::{InvokeError, InvokeErrorKind};
 pub use invoke_layers as layers;
 pub use model::{InvokeRequest, InvokeResponse};

@@ -16,6 +16,10 @@
 //! # Ok(()) }
 //! ```
 
+mod options;
+
+pub use options::CallOptions;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -35,13 +39,14 @@ use invoke_layers::rate_limit::{
     RateLimitLayer,
 };
 use invoke_layers::retry::{
-    Idempotent, QuotaConfig, Retry, RetryLayer, RetryPartition, RetryPolicy, RetryQuota, RetryStats,
+    Idempotent, MaxAttempts, QuotaConfig, Retry, RetryLayer, RetryPartition, RetryPolicy,
+    RetryQuota, RetryStats,
 };
 use invoke_layers::sigv4::{
     PayloadHash, ProvideCredentials, ProviderChain, SigV4, SigV4Layer, SigningConfig,
 };
 use invoke_layers::timeout::{
-    AttemptTimeout, DeadlineLayer, DeadlineService, Timeout, TimeoutLayer,
+    AttemptTimeout, Deadline, DeadlineLayer, DeadlineService, Timeout, TimeoutLayer,
 };
 
 use crate::classify::LambdaClassifier;
@@ -653,9 +658,19 @@ impl InvokeClient {
         if req.payload().len() >= HASH_ONCE_FROM {
             ext.insert(PayloadHash::new());
         }
-        let attempt_timeout = self.attempt_timeout(&req);
+        let options = req.options();
+        let attempt_timeout = options
+            .attempt_timeout
+            .unwrap_or_else(|| self.attempt_timeout(&req));
         if self.inner.implied_attempt_timeout != Some(attempt_timeout) {
             ext.insert(AttemptTimeout(attempt_timeout));
+        }
+        if let Some(timeout) = options.timeout {
+            // The deadline layer keeps the earlier of this and the client's own.
+            ext.insert(Deadline::after(timeout));
+        }
+        if let Some(max) = options.max_attempts {
+            ext.insert(MaxAttempts(max));
         }
         // Keys are allocated only for the limits that use them.
         if self.inner.partition_quota {
@@ -669,7 +684,10 @@ impl InvokeClient {
                 req.function_name(),
             )));
         }
-        if let Some(idempotent) = self.inner.functions.get(name).and_then(|f| f.idempotent) {
+        if let Some(idempotent) = options
+            .idempotent
+            .or_else(|| self.inner.functions.get(name).and_then(|f| f.idempotent))
+        {
             ext.insert(Idempotent(idempotent));
         }
         let state = match &self.inner.service {

@@ -29,6 +29,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 use invoke_layers::trace::Untrusted;
 
+use crate::client::CallOptions;
+
 use validation::{check_length, parse_function_name, FUNCTION_NAME_FORMS};
 pub use validation::{
     Field, PayloadLimits, Problem, ValidationError, MAX_CLIENT_CONTEXT_LEN, MAX_DURABLE_NAME_LEN,
@@ -257,6 +259,7 @@ pub struct InvokeRequest {
     qualifier: Option<String>,
     tenant_id: Option<String>,
     durable_execution_name: Option<String>,
+    options: CallOptions,
 }
 
 impl fmt::Debug for InvokeRequest {
@@ -274,6 +277,7 @@ impl fmt::Debug for InvokeRequest {
             .field("payload_len", &self.payload.len())
             .field("tenant_id", &self.tenant_id)
             .field("durable_execution_name", &self.durable_execution_name)
+            .field("options", &self.options)
             .finish()
     }
 }
@@ -292,7 +296,30 @@ impl InvokeRequest {
             durable_execution_name: None,
             limits: PayloadLimits::default(),
             check_json: false,
+            options: CallOptions::default(),
         }
+    }
+
+    /// This call's own options (deadline, attempt timeout, idempotence, attempts).
+    pub fn options(&self) -> &CallOptions {
+        &self.options
+    }
+
+    /// The same request with other per-call options (they are not part of the wire
+    /// request, so nothing is validated again).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use invoke_stack::{CallOptions, InvokeRequest};
+    ///
+    /// let req = InvokeRequest::builder("my-function").build()?;
+    /// let quick = req.with_options(CallOptions::new().timeout(Duration::from_secs(1)));
+    /// assert_eq!(quick.options().timeout, Some(Duration::from_secs(1)));
+    /// # Ok::<(), invoke_stack::model::ValidationError>(())
+    /// ```
+    pub fn with_options(mut self, options: CallOptions) -> Self {
+        self.options = options;
+        self
     }
 
     /// The function to invoke.
@@ -348,9 +375,17 @@ pub struct InvokeRequestBuilder {
     durable_execution_name: Option<String>,
     limits: PayloadLimits,
     check_json: bool,
+    options: CallOptions,
 }
 
 impl InvokeRequestBuilder {
+    /// Sets this call's own options: deadline, attempt timeout, idempotence, attempts
+    /// (see [`CallOptions`]).
+    pub fn options(mut self, options: CallOptions) -> Self {
+        self.options = options;
+        self
+    }
+
     /// Sets the invocation type (default `RequestResponse`).
     pub fn invocation_type(mut self, t: InvocationType) -> Self {
         self.invocation_type = t;
@@ -482,6 +517,7 @@ impl InvokeRequestBuilder {
             qualifier: self.qualifier,
             tenant_id: self.tenant_id,
             durable_execution_name: self.durable_execution_name,
+            options: self.options,
         })
     }
 }

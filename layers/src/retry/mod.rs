@@ -65,7 +65,7 @@ mod service;
 pub use classify::{
     Classification, ClassifyRetry, HttpClassifier, Reached, RetryKind, THROTTLING_CODES,
 };
-pub use policy::{Idempotent, RetryPolicy, RetryStats, StopReason};
+pub use policy::{Idempotent, MaxAttempts, RetryPolicy, RetryStats, StopReason};
 pub use quota::{QuotaConfig, RetryPartition, RetryQuota};
 pub use retry_after::{parse_retry_after, RETRY_AFTER_CAP};
 pub use service::{AttemptNumber, ResponseFuture, Retry, RetryError, RetryLayer};

@@ -70,6 +70,18 @@ impl RetryPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Idempotent(pub bool);
 
+/// The most attempts for one call, in the request's extensions; it overrides
+/// [`RetryPolicy::max_attempts`] for that request (`0` counts as `1`).
+///
+/// ```
+/// use invoke_layers::retry::MaxAttempts;
+///
+/// let mut req = http::Request::new(bytes::Bytes::new());
+/// req.extensions_mut().insert(MaxAttempts(1)); // this call is never retried
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxAttempts(pub u32);
+
 /// Why the retry layer stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -12,7 +12,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::classify::{Classification, ClassifyRetry, Reached, RetryKind};
-use super::policy::{Idempotent, RetryPolicy, RetryStats, StopReason};
+use super::policy::{Idempotent, MaxAttempts, RetryPolicy, RetryStats, StopReason};
 use super::quota::{RetryPartition, RetryQuota};
 use crate::timeout::{Deadline, SendProgress};
 use crate::PolledAfterCompletion;
@@ -377,8 +377,18 @@ impl Operation {
             .and_then(|id| HeaderValue::from_bytes(&id).ok())
         {
             req.headers_mut().insert(AMZ_SDK_INVOCATION_ID, id);
-            if let Some(v) = shared.attempt_headers.get(self.attempt as usize - 1) {
-                req.headers_mut().insert(AMZ_SDK_REQUEST, v.clone());
+            // The prebuilt values name the policy's maximum; a call with its own
+            // (`MaxAttempts`) builds its value.
+            let value = if shared.policy.max_attempts.max(1) == self.max {
+                shared
+                    .attempt_headers
+                    .get(self.attempt as usize - 1)
+                    .cloned()
+            } else {
+                HeaderValue::from_str(&format!("attempt={}; max={}", self.attempt, self.max)).ok()
+            };
+            if let Some(v) = value {
+                req.headers_mut().insert(AMZ_SDK_REQUEST, v);
             }
         }
         req
@@ -532,7 +542,10 @@ where
         let policy = &shared.policy;
         let ext = req.extensions();
         let mut op = Operation {
-            max: policy.max_attempts.max(1),
+            max: ext
+                .get::<MaxAttempts>()
+                .map_or(policy.max_attempts, |m| m.0)
+                .max(1),
             attempt: 0,
             deadline: ext.get::<Deadline>().copied(),
             partition: ext.get::<RetryPartition>().cloned(),

@@ -130,6 +130,48 @@ async fn max_attempts_then_the_last_answer() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_call_sets_its_own_max_attempts() {
+    // Fewer than the policy's: one attempt, no retry.
+    let mut req = http::Request::new(());
+    req.extensions_mut().insert(MaxAttempts(1));
+    let mut h = start(layer(), req);
+    h.answer(resp(429, &[])).await;
+    let r = h.result().await.unwrap();
+    assert_eq!(
+        (stats(&r).attempts, stats(&r).stop),
+        (1, StopReason::MaxAttempts)
+    );
+
+    // More than the policy's 3, and the SDK header names the call's maximum.
+    let mut req = http::Request::new(());
+    req.extensions_mut().insert(MaxAttempts(5));
+    let mut h = start(
+        layer().policy(RetryPolicy {
+            sdk_headers: true,
+            ..RetryPolicy::default()
+        }),
+        req,
+    );
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let (req, _) = h.answer(resp(429, &[])).await;
+        seen.push(
+            req.headers()["amz-sdk-request"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let r = h.result().await.unwrap();
+    assert_eq!(
+        (stats(&r).attempts, stats(&r).stop),
+        (5, StopReason::MaxAttempts)
+    );
+    assert_eq!(seen[0], "attempt=1; max=5");
+    assert_eq!(seen[4], "attempt=5; max=5");
+}
+
+#[tokio::test(start_paused = true)]
 async fn client_faults_are_not_retried() {
     let mut h = start(layer(), http::Request::new(()));
     h.answer(resp(
