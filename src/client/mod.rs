@@ -820,6 +820,44 @@ pin_project_lite::pin_project! {
     }
 }
 
+/// The client is a [`tower::Service`] of [`InvokeRequest`]s, so tower's middleware
+/// (`Buffer`, `ConcurrencyLimit`, `LoadShed`, `Timeout`, a user's own layers) can wrap
+/// the whole client. Each call is [`InvokeClient::invoke`].
+///
+/// `poll_ready` is always ready: the client holds no per-caller capacity. Its own
+/// limits (rate, concurrency, circuit breaker) apply inside each call, where they wait
+/// or fail with a typed error; a `ConcurrencyLimit` or `LoadShed` around the client adds
+/// a limit of the caller's.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tower::{Service, ServiceBuilder, ServiceExt};
+/// use invoke_stack::{InvokeClient, InvokeRequest};
+///
+/// # async fn f() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let client = InvokeClient::builder().region("eu-west-1").build()?;
+/// let mut svc = ServiceBuilder::new()
+///     .buffer(1024)
+///     .concurrency_limit(64)
+///     .service(client);
+/// let req = InvokeRequest::builder("my-function").payload("{}").build()?;
+/// let resp = svc.ready().await?.call(req).await?;
+/// # let _ = resp; Ok(()) }
+/// ```
+impl tower_service::Service<InvokeRequest> for InvokeClient {
+    type Response = InvokeResponse;
+    type Error = InvokeError;
+    type Future = InvokeFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: InvokeRequest) -> Self::Future {
+        self.invoke(req)
+    }
+}
+
 pin_project_lite::pin_project! {
     #[project = CallProj]
     enum CallState {
