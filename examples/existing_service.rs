@@ -55,7 +55,7 @@ async fn serve(listener: tokio::net::TcpListener) {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), tower::BoxError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/prod/orders", listener.local_addr()?);
     tokio::spawn(serve(listener));
@@ -74,7 +74,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
+    // tower's Buffer outside: it needs the layers' errors to convert into a BoxError,
+    // which they do for a service failing with one.
     let svc = ServiceBuilder::new()
+        .buffer(16)
         .layer(RetryLayer::new(HttpClassifier).policy(RetryPolicy {
             transient_base: Duration::from_millis(50),
             idempotent_by_default: true, // GET-like: safe to repeat
@@ -87,7 +90,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .service(plain);
 
     let req = http::Request::get(&url).body(Bytes::new())?;
-    let resp = svc.oneshot(req).await.map_err(|e| e.to_string())?;
+    // The layers' errors (here a BoxError under SigV4 and retry, boxed by the buffer) go
+    // into a boxed error with `?`.
+    let resp = svc.oneshot(req).await?;
     let stats = *resp.extensions().get::<RetryStats>().expect("retry stats");
     println!(
         "status {} after {} attempts: {}",

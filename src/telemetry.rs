@@ -176,6 +176,7 @@ impl ErrorFacts for crate::error::InvokeError {
             K::Signing(_) => "SigningError",
             K::RateLimited(_) => "RateLimited",
             K::CircuitOpen(_) => "CircuitOpen",
+            K::Layer(_) => "LayerError",
         }
     }
     fn fault(&self) -> Fault {

@@ -228,3 +228,73 @@ async fn the_invoke_future_can_be_spawned_and_polled_after_completion() {
         assert!(err.to_string().contains("polled after completion"), "{err}");
     }
 }
+
+/// A blocking policy of the caller's, as a slot whose service fails with a boxed error
+/// of its own (as tower's middleware does): it refuses calls to `blocked`, and passes
+/// every other call through, its inner `InvokeError` boxed.
+#[derive(Clone)]
+struct Gate(BoxService);
+
+#[derive(Debug)]
+struct Blocked;
+
+impl std::fmt::Display for Blocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("blocked by policy")
+    }
+}
+
+impl std::error::Error for Blocked {}
+
+impl tower::Service<Req> for Gate {
+    type Response = http::Response<bytes::Bytes>;
+    type Error = tower::BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        if req.uri().path().contains("/functions/blocked/") {
+            return Box::pin(async { Err(Blocked.into()) });
+        }
+        let call = self.0.call(req);
+        Box::pin(async move { call.await.map_err(Into::into) })
+    }
+}
+
+#[tokio::test]
+async fn a_slot_with_a_boxed_error_maps_into_invoke_error() {
+    let (lambda, _) = common::echo_endpoint().await;
+    let client = common::builder_for(&lambda)
+        .named_stack(|stack| {
+            stack
+                .add_before("sign", "gate", tower::layer::layer_fn(Gate))
+                .unwrap();
+        })
+        .build()
+        .unwrap();
+    // The slot's own error: kept as the source, typed as a layer's error.
+    let err = client.invoke_json("blocked", &1).await.unwrap_err();
+    assert!(
+        matches!(err.kind(), invoke_stack::InvokeErrorKind::Layer(_)),
+        "{err:?}"
+    );
+    assert_eq!(err.type_name(), "LayerError");
+    let source = std::error::Error::source(&err).expect("the layer's error");
+    assert!(source.downcast_ref::<Blocked>().is_some(), "{source:?}");
+    assert_eq!(lambda.requests("blocked"), 0);
+    // An InvokeError boxed by the slot comes back as itself, typed.
+    lambda.script("echo", [Fault::service_exception()]);
+    let err = client.invoke_json("echo", &1).await.unwrap_err();
+    assert_eq!(err.type_name(), "ServiceException");
+    // And calls it lets through work.
+    let resp = client.invoke_json("echo", &2).await.unwrap();
+    assert_eq!(resp.payload().as_ref(), b"2");
+}

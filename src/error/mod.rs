@@ -215,6 +215,73 @@ pub enum InvokeErrorKind {
     /// (see [`crate::circuit_breaker`]).
     #[error(transparent)]
     CircuitOpen(#[from] CircuitOpen),
+    /// A layer of the caller's (a named-stack slot, or tower middleware) failed with an
+    /// error of its own, kept as the source.
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+}
+
+/// The error of a layer that is not invoke-stack's: a named-stack slot, or tower
+/// middleware, whose error converts into a boxed error (tower's `BoxError`).
+///
+/// Nothing is known of it, so it is taken at its most careful: not retryable, and the
+/// function may have run. The layer's own error is the [`source`](std::error::Error::source)
+/// (or [`inner`](Self::inner)) for the caller to downcast.
+///
+/// ```
+/// use invoke_stack::{InvokeError, InvokeErrorKind};
+///
+/// let boxed: Box<dyn std::error::Error + Send + Sync> = "shed: overloaded".into();
+/// let err = InvokeError::from(boxed);
+/// assert!(matches!(err.kind(), InvokeErrorKind::Layer(_)));
+/// assert_eq!(err.to_string(), "a layer failed: shed: overloaded");
+/// ```
+#[derive(Debug)]
+pub struct LayerError {
+    inner: invoke_layers::BoxError,
+}
+
+impl LayerError {
+    /// Wraps a layer's error.
+    pub fn new(inner: impl Into<invoke_layers::BoxError>) -> Self {
+        Self {
+            inner: inner.into(),
+        }
+    }
+
+    /// The layer's error.
+    pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.inner
+    }
+
+    /// The layer's error, owned.
+    pub fn into_inner(self) -> invoke_layers::BoxError {
+        self.inner
+    }
+}
+
+impl fmt::Display for LayerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a layer failed: {}", self.inner)
+    }
+}
+
+impl std::error::Error for LayerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.inner)
+    }
+}
+
+/// A boxed error from a layer or tower middleware. An [`InvokeError`] that was boxed
+/// (by `tower::buffer`, `tower::timeout` or a `map_err(Into::into)`) comes back as
+/// itself; any other error becomes [`InvokeErrorKind::Layer`].
+impl From<invoke_layers::BoxError> for InvokeError {
+    fn from(e: invoke_layers::BoxError) -> Self {
+        match e.downcast::<InvokeError>() {
+            Ok(invoke) => *invoke,
+            Err(other) => InvokeErrorKind::Layer(LayerError { inner: other }).into(),
+        }
+    }
 }
 
 /// Any failure of an Invoke call: what failed last ([`kind`](Self::kind)), how many
@@ -413,6 +480,8 @@ impl InvokeError {
             InvokeErrorKind::Timeout(_) => Fault::Server,
             // The request needs no change: the function is failing.
             InvokeErrorKind::CircuitOpen(_) => Fault::Server,
+            // A layer of the caller's refused or failed the call.
+            InvokeErrorKind::Layer(_) => Fault::Client,
         }
     }
 
@@ -437,6 +506,7 @@ impl InvokeError {
             InvokeErrorKind::Credentials(e) => e.is_retryable(),
             InvokeErrorKind::RateLimited(_) => true,
             InvokeErrorKind::CircuitOpen(_) => true,
+            InvokeErrorKind::Layer(_) => false,
         }
     }
 
@@ -452,6 +522,8 @@ impl InvokeError {
             InvokeErrorKind::Transport(e) if e.request_sent() => RunStatus::Unknown,
             InvokeErrorKind::Timeout(e) if e.request_sent() => RunStatus::Unknown,
             InvokeErrorKind::Transport(_) | InvokeErrorKind::Timeout(_) => RunStatus::NotRun,
+            // Where the layer sits, and whether it had sent the request, is unknown.
+            InvokeErrorKind::Layer(_) => RunStatus::Unknown,
         };
         if self.earlier_may_have_run && last == RunStatus::NotRun {
             RunStatus::Unknown
@@ -489,6 +561,7 @@ impl InvokeError {
             InvokeErrorKind::Signing(_) => "SigningError",
             InvokeErrorKind::RateLimited(_) => "RateLimited",
             InvokeErrorKind::CircuitOpen(_) => "CircuitOpen",
+            InvokeErrorKind::Layer(_) => "LayerError",
         }
     }
 }

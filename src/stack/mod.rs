@@ -174,7 +174,11 @@ impl fmt::Debug for InvokeStack {
 }
 
 /// A tower layer that can be a slot of the named stack: it wraps a [`BoxService`], and
-/// its service's errors convert into [`InvokeError`]. Implemented for every such layer.
+/// its service's errors convert into [`InvokeError`]. Implemented for every such layer:
+/// invoke-stack's own, tower's middleware that passes the inner error through, and any
+/// layer failing with a boxed error (`tower::BoxError`, as tower's `Timeout` and
+/// `LoadShed` do). A boxed `InvokeError` comes back as itself; any other boxed error
+/// becomes [`InvokeErrorKind::Layer`](crate::InvokeErrorKind::Layer), its source kept.
 pub trait StackLayer: Send + Sync + 'static {
     /// The layer as a boxing function.
     fn into_slot(self) -> Arc<dyn Fn(BoxService) -> BoxService + Send + Sync>;

@@ -91,11 +91,13 @@ impl<E: fmt::Display> fmt::Display for CircuitBreakerError<E> {
     }
 }
 
-impl<E: std::error::Error + 'static> std::error::Error for CircuitBreakerError<E> {
+/// `Error` for every inner error that is `Debug + Display`, boxed errors included;
+/// see [`BoxError`](crate::BoxError) for the source.
+impl<E: fmt::Debug + fmt::Display + 'static> std::error::Error for CircuitBreakerError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             CircuitBreakerError::Open(e) => Some(e),
-            CircuitBreakerError::Inner(e) => Some(e),
+            CircuitBreakerError::Inner(e) => crate::inner_source(e),
             CircuitBreakerError::PolledAfterCompletion(e) => Some(e),
         }
     }

@@ -178,11 +178,13 @@ impl<E: fmt::Display> fmt::Display for RateLimitError<E> {
     }
 }
 
-impl<E: std::error::Error + 'static> std::error::Error for RateLimitError<E> {
+/// `Error` for every inner error that is `Debug + Display`, boxed errors included;
+/// see [`BoxError`](crate::BoxError) for the source.
+impl<E: fmt::Debug + fmt::Display + 'static> std::error::Error for RateLimitError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             RateLimitError::Limited(e) => Some(e),
-            RateLimitError::Inner(e) => Some(e),
+            RateLimitError::Inner(e) => crate::inner_source(e),
             RateLimitError::PolledAfterCompletion(e) => Some(e),
         }
     }

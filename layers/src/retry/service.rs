@@ -214,10 +214,12 @@ impl<E: fmt::Display> fmt::Display for RetryError<E> {
     }
 }
 
-impl<E: std::error::Error + 'static> std::error::Error for RetryError<E> {
+/// `Error` for every inner error that is `Debug + Display`, boxed errors included;
+/// see [`BoxError`](crate::BoxError) for the source.
+impl<E: fmt::Debug + fmt::Display + 'static> std::error::Error for RetryError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            RetryError::Failed { error, .. } => Some(error),
+            RetryError::Failed { error, .. } => crate::inner_source(error),
             RetryError::PolledAfterCompletion(p) => Some(p),
         }
     }

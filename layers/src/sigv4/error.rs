@@ -109,12 +109,14 @@ impl<E: fmt::Display> fmt::Display for SigV4Error<E> {
     }
 }
 
-impl<E: std::error::Error + 'static> std::error::Error for SigV4Error<E> {
+/// `Error` for every inner error that is `Debug + Display`, boxed errors included;
+/// see [`BoxError`](crate::BoxError) for the source.
+impl<E: fmt::Debug + fmt::Display + 'static> std::error::Error for SigV4Error<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             SigV4Error::Credentials(e) => Some(e),
             SigV4Error::Signing(e) => Some(e),
-            SigV4Error::Inner(e) => Some(e),
+            SigV4Error::Inner(e) => crate::inner_source(e),
         }
     }
 }

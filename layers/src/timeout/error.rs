@@ -100,11 +100,13 @@ impl<E: fmt::Display> fmt::Display for TimeoutError<E> {
     }
 }
 
-impl<E: std::error::Error + 'static> std::error::Error for TimeoutError<E> {
+/// `Error` for every inner error that is `Debug + Display`, boxed errors included;
+/// see [`BoxError`](crate::BoxError) for the source.
+impl<E: fmt::Debug + fmt::Display + 'static> std::error::Error for TimeoutError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             TimeoutError::Elapsed(e) => Some(e),
-            TimeoutError::Inner(e) => Some(e),
+            TimeoutError::Inner(e) => crate::inner_source(e),
             TimeoutError::PolledAfterCompletion(e) => Some(e),
         }
     }
