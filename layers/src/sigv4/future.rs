@@ -65,7 +65,7 @@ impl<S, B, RB> Future for ResponseFuture<S, B>
 where
     S: Service<http::Request<B>, Response = http::Response<RB>>,
     B: AsRef<[u8]>,
-    RB: AsRef<[u8]>,
+    RB: 'static,
 {
     type Output = Result<S::Response, SigV4Error<S::Error>>;
 

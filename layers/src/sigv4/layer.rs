@@ -6,7 +6,7 @@ use tower_layer::Layer;
 use super::credentials::{ProvideCredentials, SharedCredentialsProvider};
 use super::service::SigV4;
 use super::sign::{Clock, SigningConfig, SystemClock};
-use super::skew::{clock_skew_error, offset_millis, ClockSkew};
+use super::skew::{buffered_body, clock_skew_error, offset_millis, ClockSkew};
 
 /// Layer that signs every request with SigV4; see the [module docs](super).
 #[derive(Clone, Debug)]
@@ -30,7 +30,7 @@ impl Shared {
 
     /// Learns the server's clock from a clock-skew error (see [`ClockSkew`]) that
     /// carries a `Date` header. Costs a status comparison on other responses.
-    pub(crate) fn observe<RB: AsRef<[u8]>>(&self, resp: &mut http::Response<RB>) {
+    pub(crate) fn observe<RB: 'static>(&self, resp: &mut http::Response<RB>) {
         let status = resp.status().as_u16();
         if !matches!(status, 400 | 401 | 403) {
             return;
@@ -43,7 +43,8 @@ impl Shared {
         else {
             return;
         };
-        let Some(code) = clock_skew_error(status, resp.headers(), resp.body()) else {
+        let Some(code) = clock_skew_error(status, resp.headers(), buffered_body(resp.body()))
+        else {
             return;
         };
         let local = self.clock.now();

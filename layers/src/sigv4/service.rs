@@ -26,7 +26,7 @@ impl<S, B, RB> Service<http::Request<B>> for SigV4<S>
 where
     S: Service<http::Request<B>, Response = http::Response<RB>> + Clone,
     B: AsRef<[u8]>,
-    RB: AsRef<[u8]>,
+    RB: 'static,
 {
     type Response = S::Response;
     type Error = SigV4Error<S::Error>;

@@ -111,11 +111,12 @@ const MAX_ERROR_BODY: usize = 8 * 1024;
 /// The code comes from `x-amzn-ErrorType`, else the body: JSON `code`, `__type` or
 /// `Code`, or XML `<Code>`; the message from JSON `message`, `Message` or `errorMessage`,
 /// or XML `<Message>`. The body is read only when the header does not settle the
-/// question, and only up to [`MAX_ERROR_BODY`].
-pub(crate) fn clock_skew_error<B: AsRef<[u8]>>(
+/// question, and only up to [`MAX_ERROR_BODY`]; a body that is not buffered (`None`: a
+/// streaming response) leaves the header alone to decide.
+pub(crate) fn clock_skew_error(
     status: u16,
     headers: &http::HeaderMap,
-    body: &B,
+    body: Option<&[u8]>,
 ) -> Option<&'static str> {
     if !matches!(status, 400 | 401 | 403) {
         return None;
@@ -131,7 +132,7 @@ pub(crate) fn clock_skew_error<B: AsRef<[u8]>>(
         // The header wins over the body: another code is not a clock-skew error.
         SIGNATURE_CODES.iter().find(|c| **c == code)?;
     }
-    let body = body.as_ref();
+    let body = body?;
     if body.len() > MAX_ERROR_BODY {
         return None;
     }
@@ -147,6 +148,25 @@ pub(crate) fn clock_skew_error<B: AsRef<[u8]>>(
         .iter()
         .any(|m| message.contains(m))
         .then_some(*known)
+}
+
+/// The bytes of a response body that is already buffered (`Bytes`, `Vec<u8>`,
+/// `String`, static text), or `None` for any other body type, such as a stream.
+pub(crate) fn buffered_body<RB: 'static>(body: &RB) -> Option<&[u8]> {
+    let any: &dyn std::any::Any = body;
+    if let Some(b) = any.downcast_ref::<bytes::Bytes>() {
+        return Some(b);
+    }
+    if let Some(b) = any.downcast_ref::<Vec<u8>>() {
+        return Some(b);
+    }
+    if let Some(b) = any.downcast_ref::<String>() {
+        return Some(b.as_bytes());
+    }
+    if let Some(b) = any.downcast_ref::<&'static [u8]>() {
+        return Some(b);
+    }
+    any.downcast_ref::<&'static str>().map(|b| b.as_bytes())
 }
 
 /// Spec §3.1: cut at the first `:` (a URL suffix), keep what follows a `#` (a namespace).

@@ -17,6 +17,17 @@
 //! | response body over the size cap | not retried: the same response would come again | maybe |
 //! | reset, truncated body, attempt timeout after the request was written | transient | maybe |
 //! | request rejected locally (invalid, unsigned) | not retried | no |
+//!
+//! With the `tower-http` feature, [`LambdaClassifier`] is also a tower-http
+//! `ClassifyResponse` and `MakeClassifier` (failure class [`LambdaFailureClass`]), for
+//! tower-http's `TraceLayer` and anything else built on its `classify` module.
+
+#[cfg(feature = "tower-http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower-http")))]
+mod tower_http_impl;
+#[cfg(feature = "tower-http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower-http")))]
+pub use tower_http_impl::LambdaFailureClass;
 
 use bytes::Bytes;
 use invoke_layers::retry::{Classification, ClassifyRetry, Reached, RetryKind};
