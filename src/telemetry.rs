@@ -385,6 +385,20 @@ impl LambdaTrace {
         let api = codec::decode_parts(resp.status().as_u16(), resp.headers(), resp.body().clone())
             .err()?;
         span.record("error.type", api.code());
+        span.record("otel.status_code", "ERROR");
+        span.record(
+            "otel.status_description",
+            if api.is_throttle() {
+                format!("throttled: {} ({})", api.code(), api.status())
+            } else {
+                format!(
+                    "{} ({}, {} fault)",
+                    api.code(),
+                    api.status(),
+                    fault_name(api.fault())
+                )
+            },
+        );
         span.record("aws.lambda.fault", fault_name(api.fault()));
         span.record("aws.lambda.may_have_run", run_status(api.may_have_run()));
         if let Some(reason) = api.throttle_reason() {
@@ -422,6 +436,9 @@ impl<E: ErrorFacts + std::fmt::Display> Describe<Bytes, Bytes, E> for LambdaTrac
                     aws.lambda.function_error = Empty,
                     aws.lambda.response_size = Empty,
                     aws.lambda.attempts = Empty,
+                    otel.kind = "client",
+                    otel.status_code = Empty,
+                    otel.status_description = Empty,
                 );
                 if !span.is_disabled() {
                     let (name, qualifier) = target(req.uri());
@@ -451,6 +468,9 @@ impl<E: ErrorFacts + std::fmt::Display> Describe<Bytes, Bytes, E> for LambdaTrac
                     aws.lambda.fault = Empty,
                     aws.lambda.throttle_reason = Empty,
                     aws.lambda.may_have_run = Empty,
+                    otel.kind = "client",
+                    otel.status_code = Empty,
+                    otel.status_description = Empty,
                 );
                 if !span.is_disabled() {
                     let attempt = req.extensions().get::<AttemptNumber>().map_or(1, |a| a.0);
@@ -512,6 +532,11 @@ impl<E: ErrorFacts + std::fmt::Display> Describe<Bytes, Bytes, E> for LambdaTrac
                 let function_error = response_header(h, "x-amz-function-error");
                 if let Some(fe) = &function_error {
                     span.record("aws.lambda.function_error", &**fe);
+                    // The call succeeded, the function failed: a failure for the caller.
+                    // `error.type` stays empty: it names API errors (the call's own), and
+                    // `aws.lambda.function_error` says which kind this is.
+                    span.record("otel.status_code", "ERROR");
+                    span.record("otel.status_description", format!("function error: {fe}"));
                 }
                 let function_error = function_error.as_deref();
                 span.record("aws.lambda.response_size", resp.body().len());
@@ -532,6 +557,11 @@ impl<E: ErrorFacts + std::fmt::Display> Describe<Bytes, Bytes, E> for LambdaTrac
             return;
         }
         span.record("error.type", err.error_type());
+        span.record("otel.status_code", "ERROR");
+        span.record(
+            "otel.status_description",
+            format!("{}: {err}", err.error_type()),
+        );
         span.record("aws.lambda.fault", fault_name(err.fault()));
         span.record("aws.lambda.may_have_run", run_status(err.may_have_run()));
         if self.scope == Scope::Operation {

@@ -77,6 +77,10 @@ pub trait Describe<B, RB, E>: Clone + Send + Sync + 'static {
 
 /// A describer for any HTTP service: a DEBUG span `http.request` with
 /// `http.request.method`, `server.address` and, later, `http.response.status_code`.
+/// For OpenTelemetry (through `tracing-opentelemetry`) the span is of kind client
+/// (`otel.kind`), and a failure (an error, or a 4xx/5xx response) sets
+/// `otel.status_code = "ERROR"` with a description and `error.type`, as the HTTP
+/// semantic conventions say.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HttpDescribe;
 
@@ -88,16 +92,27 @@ impl<B, RB, E: fmt::Display> Describe<B, RB, E> for HttpDescribe {
             "server.address" = req.uri().host().unwrap_or_default(),
             "http.response.status_code" = tracing::field::Empty,
             "error.type" = tracing::field::Empty,
+            "otel.kind" = "client",
+            "otel.status_code" = tracing::field::Empty,
+            "otel.status_description" = tracing::field::Empty,
         )
     }
 
     fn on_response(&self, span: &Span, resp: &http::Response<RB>, elapsed: Duration) {
-        span.record("http.response.status_code", resp.status().as_u16());
+        let status = resp.status();
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_client_error() || status.is_server_error() {
+            span.record("error.type", status.as_str());
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_description", status.as_str());
+        }
         tracing::debug!(parent: span, elapsed_ms = elapsed.as_secs_f64() * 1e3, "response");
     }
 
     fn on_error(&self, span: &Span, err: &E, elapsed: Duration) {
         span.record("error.type", "error");
+        span.record("otel.status_code", "ERROR");
+        span.record("otel.status_description", tracing::field::display(err));
         tracing::debug!(parent: span, elapsed_ms = elapsed.as_secs_f64() * 1e3, error = %err, "failed");
     }
 }
