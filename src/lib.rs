@@ -31,6 +31,9 @@ pub mod client;
 pub mod codec;
 pub mod dead_letter;
 pub mod error;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod model;
 pub mod stack;
 pub mod telemetry;

@@ -24,6 +24,9 @@ pub mod circuit_breaker;
 #[cfg(feature = "keepalive")]
 #[cfg_attr(docsrs, doc(cfg(feature = "keepalive")))]
 pub mod keepalive;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;

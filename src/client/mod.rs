@@ -690,6 +690,14 @@ impl InvokeClient {
         {
             ext.insert(Idempotent(idempotent));
         }
+        #[cfg(feature = "metrics")]
+        let metrics = {
+            let function: Arc<str> = Arc::from(name);
+            ext.insert(invoke_layers::metrics::MetricsTarget(Arc::clone(&function)));
+            Some(crate::metrics::CallMetrics::start(function))
+        };
+        #[cfg(not(feature = "metrics"))]
+        let metrics = ();
         let state = match &self.inner.service {
             ClientService::Static(s) => CallState::Static {
                 call: s.clone().oneshot(http),
@@ -698,7 +706,7 @@ impl InvokeClient {
                 call: service.clone().oneshot(http),
             },
         };
-        InvokeFuture { state }
+        InvokeFuture { state, metrics }
     }
 
     /// The order of the client's layers, outermost first (`"name (step)"`).
@@ -817,6 +825,7 @@ pin_project_lite::pin_project! {
     pub struct InvokeFuture {
         #[pin]
         state: CallState,
+        metrics: MetricsSlot,
     }
 }
 
@@ -858,6 +867,12 @@ impl tower_service::Service<InvokeRequest> for InvokeClient {
     }
 }
 
+/// A call's metrics (nothing without the `metrics` feature).
+#[cfg(feature = "metrics")]
+type MetricsSlot = Option<crate::metrics::CallMetrics>;
+#[cfg(not(feature = "metrics"))]
+type MetricsSlot = ();
+
 pin_project_lite::pin_project! {
     #[project = CallProj]
     enum CallState {
@@ -876,6 +891,7 @@ impl InvokeFuture {
             state: CallState::Ready {
                 result: Some(result),
             },
+            metrics: MetricsSlot::default(),
         }
     }
 
@@ -884,6 +900,8 @@ impl InvokeFuture {
     ) -> Self {
         Self {
             state: CallState::Boxed { fut: Box::pin(fut) },
+            // The call inside records its own metrics.
+            metrics: MetricsSlot::default(),
         }
     }
 }
@@ -898,38 +916,55 @@ impl Future for InvokeFuture {
     type Output = Result<InvokeResponse, InvokeError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
-        let resp = match state.as_mut().project() {
-            CallProj::Ready { result } => {
-                return Poll::Ready(match result.take() {
-                    Some(result) => result,
-                    None => Err(crate::transport::polled_after_completion(true).into()),
-                });
+        #[cfg(feature = "metrics")]
+        {
+            let this = self.project();
+            let result = ready!(poll_call(this.state, cx));
+            if let Some(m) = this.metrics {
+                m.finish(&result);
             }
-            CallProj::Static { call } => ready!(call.poll(cx)).map_err(InvokeError::from),
-            CallProj::Named { call } => ready!(call.poll(cx)),
-            CallProj::Boxed { fut } => {
-                let result = ready!(fut.as_mut().poll(cx));
-                state.set(CallState::Ready { result: None });
-                return Poll::Ready(result);
-            }
-        };
-        // The stack's call is done: drop it now, and never poll it again.
-        state.set(CallState::Ready { result: None });
-        let resp = match resp {
-            Ok(resp) => resp,
-            Err(err) => return Poll::Ready(Err(err)),
-        };
-        // Decode, with the retry statistics on an error.
-        let stats = resp.extensions().get::<RetryStats>().copied();
-        Poll::Ready(codec::decode(resp).map_err(|api| {
-            let err = InvokeError::from(api);
-            match stats {
-                Some(s) => err.with_retry_stats(s),
-                None => err,
-            }
-        }))
+            Poll::Ready(result)
+        }
+        #[cfg(not(feature = "metrics"))]
+        poll_call(self.project().state, cx)
     }
+}
+
+/// Polls a call to its result (decoded, with the retry statistics on an error).
+fn poll_call(
+    mut state: Pin<&mut CallState>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<InvokeResponse, InvokeError>> {
+    let resp = match state.as_mut().project() {
+        CallProj::Ready { result } => {
+            return Poll::Ready(match result.take() {
+                Some(result) => result,
+                None => Err(crate::transport::polled_after_completion(true).into()),
+            });
+        }
+        CallProj::Static { call } => ready!(call.poll(cx)).map_err(InvokeError::from),
+        CallProj::Named { call } => ready!(call.poll(cx)),
+        CallProj::Boxed { fut } => {
+            let result = ready!(fut.as_mut().poll(cx));
+            state.set(CallState::Ready { result: None });
+            return Poll::Ready(result);
+        }
+    };
+    // The stack's call is done: drop it now, and never poll it again.
+    state.set(CallState::Ready { result: None });
+    let resp = match resp {
+        Ok(resp) => resp,
+        Err(err) => return Poll::Ready(Err(err)),
+    };
+    // Decode, with the retry statistics on an error.
+    let stats = resp.extensions().get::<RetryStats>().copied();
+    Poll::Ready(codec::decode(resp).map_err(|api| {
+        let err = InvokeError::from(api);
+        match stats {
+            Some(s) => err.with_retry_stats(s),
+            None => err,
+        }
+    }))
 }
 
 #[cfg(test)]

@@ -367,9 +367,31 @@ struct Operation {
     invocation_id: Option<[u8; 36]>,
     earlier_reached: bool,
     last_cost: Option<u32>,
+    // The metrics' `function` label, and when the attempt in flight began.
+    #[cfg(feature = "metrics")]
+    metrics: (metrics::SharedString, std::time::Instant),
 }
 
 impl Operation {
+    /// Records an attempt's outcome and duration.
+    #[cfg(feature = "metrics")]
+    fn record_attempt(&self, classification: &Classification) {
+        let outcome = match classification {
+            Classification::Final => "final",
+            Classification::NotRetryable => "not_retryable",
+            Classification::Retryable {
+                kind: RetryKind::Throttling,
+                ..
+            } => "throttled",
+            Classification::Retryable { .. } => "transient",
+        };
+        let function = self.metrics.0.clone();
+        metrics::counter!("invoke_attempts_total", "function" => function.clone(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("invoke_attempt_duration_seconds", "function" => function)
+            .record(self.metrics.1.elapsed().as_secs_f64());
+    }
+
     /// Makes `req` the next attempt: its progress, number and SDK headers.
     fn prepare<B, C>(&mut self, mut req: http::Request<B>, shared: &Shared<C>) -> http::Request<B> {
         self.attempt += 1;
@@ -400,6 +422,10 @@ impl Operation {
     /// here, not when the retry is scheduled, so a deadline that fires during the
     /// backoff counts only the attempts made).
     fn begin<B>(&mut self, mut req: http::Request<B>) -> http::Request<B> {
+        #[cfg(feature = "metrics")]
+        {
+            self.metrics.1 = std::time::Instant::now();
+        }
         let progress = self
             .operation_progress
             .as_ref()
@@ -444,7 +470,10 @@ impl Operation {
         C: ClassifyRetry<http::Response<RB>, E>,
     {
         let policy = &shared.policy;
-        let (kind, retry_after, reached) = match shared.classifier.classify(&result) {
+        let classification = shared.classifier.classify(&result);
+        #[cfg(feature = "metrics")]
+        self.record_attempt(&classification);
+        let (kind, retry_after, reached) = match classification {
             Classification::Final => {
                 shared
                     .quota
@@ -515,6 +544,18 @@ impl Operation {
         };
         self.last_cost = Some(cost);
         self.earlier_reached |= reached;
+        #[cfg(feature = "metrics")]
+        {
+            let function = self.metrics.0.clone();
+            let reason = match kind {
+                RetryKind::Throttling => "throttle",
+                _ => "transient",
+            };
+            metrics::counter!("invoke_retries_total", "function" => function.clone(), "reason" => reason)
+                .increment(1);
+            metrics::histogram!("invoke_backoff_seconds", "function" => function)
+                .record(delay.as_secs_f64());
+        }
         tracing::debug!(
             attempt,
             kind = ?kind,
@@ -559,6 +600,8 @@ where
             invocation_id: policy.sdk_headers.then(invocation_id),
             earlier_reached: false,
             last_cost: None,
+            #[cfg(feature = "metrics")]
+            metrics: (crate::metrics::target_of(&req), std::time::Instant::now()),
         };
         // A single attempt needs no copy. Otherwise the first attempt takes the request
         // as given, whose header map may be presized for what the inner layers add (a

@@ -1,0 +1,133 @@
+//! Metrics through the `metrics` facade (feature `metrics`), read back from
+//! metrics-util's debugging recorder, over real loopback HTTP.
+#![cfg(feature = "metrics")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+
+use invoke_stack::error::ThrottleReason;
+use invoke_stack::testing::{Fault, FunctionFailure, LocalFunction, LocalLambda};
+use invoke_stack::{CallOptions, InvokeRequest};
+
+/// `name{label=value,...}` → value, for every metric recorded.
+fn read(snapshotter: &Snapshotter) -> BTreeMap<String, DebugValue> {
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let key = key.key();
+            let mut labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            labels.sort();
+            (format!("{}{{{}}}", key.name(), labels.join(",")), value)
+        })
+        .collect()
+}
+
+fn counter(m: &BTreeMap<String, DebugValue>, key: &str) -> u64 {
+    match m.get(key) {
+        Some(DebugValue::Counter(n)) => *n,
+        None => 0,
+        other => panic!("{key} is not a counter: {other:?}"),
+    }
+}
+
+fn gauge(m: &BTreeMap<String, DebugValue>, key: &str) -> f64 {
+    match m.get(key) {
+        Some(DebugValue::Gauge(g)) => g.into_inner(),
+        other => panic!("{key} is not a gauge: {other:?}"),
+    }
+}
+
+fn samples(m: &BTreeMap<String, DebugValue>, key: &str) -> usize {
+    match m.get(key) {
+        Some(DebugValue::Histogram(h)) => h.len(),
+        other => panic!("{key} is not a histogram: {other:?}"),
+    }
+}
+
+// The recorder is this thread's: the runtime must poll the calls on it.
+#[tokio::test(flavor = "current_thread")]
+async fn calls_attempts_retries_and_in_flight_are_recorded() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+
+    let lambda = LocalLambda::builder()
+        .function("echo", LocalFunction::echo())
+        .function(
+            "crashes",
+            LocalFunction::new(|_| async { Err(FunctionFailure::handled("Oops", "no")) }),
+        )
+        .function(
+            "hang",
+            LocalFunction::new(|_| std::future::pending::<Result<bytes::Bytes, _>>()),
+        )
+        .start()
+        .await
+        .unwrap();
+    let client = common::client_for(&lambda);
+
+    // Throttled once, then it runs: two attempts, one retry, one call.
+    lambda.script(
+        "echo",
+        [Fault::throttle(
+            Some(ThrottleReason::FunctionInvocationRateLimitExceeded),
+            Some(Duration::ZERO),
+        )],
+    );
+    client.invoke_json("echo", &1).await.unwrap();
+    client.invoke_json("echo", &2).await.unwrap();
+    client.invoke_json("crashes", &3).await.unwrap();
+    let req = InvokeRequest::builder("hang")
+        .options(CallOptions::new().timeout(Duration::from_millis(50)))
+        .build()
+        .unwrap();
+    client.invoke(req).await.unwrap_err();
+    // A call dropped by its caller before it ended.
+    let req = InvokeRequest::builder("hang").build().unwrap();
+    let dropped = tokio::time::timeout(Duration::from_millis(50), client.invoke(req)).await;
+    assert!(dropped.is_err());
+
+    let m = read(&snapshotter);
+    assert_eq!(counter(&m, "invoke_calls_total{function=echo,outcome=ok}"), 2);
+    assert_eq!(
+        counter(&m, "invoke_calls_total{function=crashes,outcome=function_error}"),
+        1
+    );
+    assert_eq!(counter(&m, "invoke_calls_total{function=hang,outcome=timeout}"), 1);
+    assert_eq!(
+        counter(&m, "invoke_calls_total{function=hang,outcome=cancelled}"),
+        1
+    );
+    assert_eq!(
+        samples(&m, "invoke_call_duration_seconds{function=echo}"),
+        2
+    );
+    // Nothing is left in flight.
+    for f in ["echo", "crashes", "hang"] {
+        assert_eq!(gauge(&m, &format!("invoke_calls_in_flight{{function={f}}}")), 0.0);
+    }
+    // The retry layer's attempts and retries, by function.
+    assert_eq!(
+        counter(&m, "invoke_attempts_total{function=echo,outcome=throttled}"),
+        1
+    );
+    assert_eq!(counter(&m, "invoke_attempts_total{function=echo,outcome=final}"), 2);
+    assert_eq!(
+        counter(&m, "invoke_retries_total{function=echo,reason=throttle}"),
+        1
+    );
+    assert_eq!(samples(&m, "invoke_backoff_seconds{function=echo}"), 1);
+    assert_eq!(
+        samples(&m, "invoke_attempt_duration_seconds{function=echo}"),
+        3
+    );
+}
