@@ -97,12 +97,21 @@ async fn calls_attempts_retries_and_in_flight_are_recorded() {
     assert!(dropped.is_err());
 
     let m = read(&snapshotter);
-    assert_eq!(counter(&m, "invoke_calls_total{function=echo,outcome=ok}"), 2);
     assert_eq!(
-        counter(&m, "invoke_calls_total{function=crashes,outcome=function_error}"),
+        counter(&m, "invoke_calls_total{function=echo,outcome=ok}"),
+        2
+    );
+    assert_eq!(
+        counter(
+            &m,
+            "invoke_calls_total{function=crashes,outcome=function_error}"
+        ),
         1
     );
-    assert_eq!(counter(&m, "invoke_calls_total{function=hang,outcome=timeout}"), 1);
+    assert_eq!(
+        counter(&m, "invoke_calls_total{function=hang,outcome=timeout}"),
+        1
+    );
     assert_eq!(
         counter(&m, "invoke_calls_total{function=hang,outcome=cancelled}"),
         1
@@ -113,14 +122,20 @@ async fn calls_attempts_retries_and_in_flight_are_recorded() {
     );
     // Nothing is left in flight.
     for f in ["echo", "crashes", "hang"] {
-        assert_eq!(gauge(&m, &format!("invoke_calls_in_flight{{function={f}}}")), 0.0);
+        assert_eq!(
+            gauge(&m, &format!("invoke_calls_in_flight{{function={f}}}")),
+            0.0
+        );
     }
     // The retry layer's attempts and retries, by function.
     assert_eq!(
         counter(&m, "invoke_attempts_total{function=echo,outcome=throttled}"),
         1
     );
-    assert_eq!(counter(&m, "invoke_attempts_total{function=echo,outcome=final}"), 2);
+    assert_eq!(
+        counter(&m, "invoke_attempts_total{function=echo,outcome=final}"),
+        2
+    );
     assert_eq!(
         counter(&m, "invoke_retries_total{function=echo,reason=throttle}"),
         1

@@ -88,3 +88,35 @@ async fn the_typed_error_survives_tower_middleware() {
         .unwrap_err();
     assert!(err.is_throttle());
 }
+
+/// `InvokeFuture`'s poll contract, with tokio-test's mock task: pending while the call
+/// is in flight, woken when it can go on, ready exactly once, then an error.
+#[tokio::test]
+async fn invoke_future_keeps_the_poll_contract() {
+    use std::task::Poll;
+    use tokio_test::{assert_pending, assert_ready_err};
+
+    let (lambda, client) = common::echo_endpoint().await;
+    for fails in [false, true] {
+        if fails {
+            lambda.script("echo", [Fault::service_exception()]);
+        }
+        let mut fut = tokio_test::task::spawn(client.invoke(request("echo")));
+        assert_pending!(fut.poll());
+        // The runtime drives the connection; the call wakes its task when it can go on.
+        let result = loop {
+            while !fut.is_woken() {
+                tokio::task::yield_now().await;
+            }
+            if let Poll::Ready(result) = fut.poll() {
+                break result;
+            }
+        };
+        assert_eq!(result.is_err(), fails, "{result:?}");
+        let again = assert_ready_err!(fut.poll());
+        assert!(
+            again.to_string().contains("polled after completion"),
+            "{again}"
+        );
+    }
+}

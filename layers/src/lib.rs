@@ -102,6 +102,17 @@ pub(crate) fn inner_source<E: 'static>(error: &E) -> Option<&(dyn std::error::Er
     feature = "timeout",
     feature = "retry",
     feature = "rate-limit",
+    feature = "circuit-breaker",
+    feature = "trace"
+))]
+mod contract_tests;
+
+#[cfg(all(
+    test,
+    feature = "sigv4",
+    feature = "timeout",
+    feature = "retry",
+    feature = "rate-limit",
     feature = "circuit-breaker"
 ))]
 mod box_error_tests {

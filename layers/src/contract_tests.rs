@@ -1,0 +1,116 @@
+//! The poll-level contract of every public response future, checked the same way for
+//! each layer with `tokio-test`'s mock task: pending while the inner service is, the
+//! waker registered (woken when the inner service answers), ready exactly once, and an
+//! error (never a panic, never `Pending` forever) when polled after completion. The
+//! trace layer, transparent like tower-http's, passes that last poll to the inner future.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use tokio_test::task;
+use tokio_test::{assert_pending, assert_ready_err, assert_ready_ok};
+use tower::{Layer, Service, ServiceExt};
+use tower_test::mock;
+
+use crate::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, FromRetry};
+use crate::rate_limit::{Rate, RateLimitLayer};
+use crate::retry::{HttpClassifier, RetryLayer};
+use crate::sigv4::{Credentials, SigV4Layer, SigningConfig};
+use crate::timeout::{DeadlineLayer, TimeoutLayer};
+use crate::trace::{HttpDescribe, TraceLayer};
+
+type Req = http::Request<bytes::Bytes>;
+type Resp = http::Response<bytes::Bytes>;
+type Mock = mock::Mock<Req, Resp>;
+
+fn req() -> Req {
+    http::Request::post("https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/f/invocations")
+        .body(bytes::Bytes::from_static(b"{}"))
+        .unwrap()
+}
+
+/// Runs the contract over a layer: once with an answer, once with an inner error.
+async fn contract<L>(name: &str, layer: L)
+where
+    L: Layer<Mock>,
+    L::Service: Service<Req, Response = Resp>,
+    <L::Service as Service<Req>>::Error: Debug,
+{
+    // The inner service answers.
+    let (inner, mut handle) = mock::pair::<Req, Resp>();
+    let mut svc = layer.layer(inner);
+    svc.ready().await.unwrap();
+    let mut fut = task::spawn(svc.call(req()));
+    assert_pending!(fut.poll(), "{name}: pending while the inner service is");
+    let (_, send) = handle.next_request().await.unwrap();
+    assert_pending!(fut.poll(), "{name}: still pending before the answer");
+    assert!(!fut.is_woken(), "{name}: not woken before the answer");
+    send.send_response(http::Response::new(bytes::Bytes::from_static(b"ok")));
+    assert!(
+        fut.is_woken(),
+        "{name}: woken by the inner service's answer"
+    );
+    let resp = assert_ready_ok!(fut.poll(), "{name}: ready with the answer");
+    assert_eq!(resp.body().as_ref(), b"ok", "{name}");
+    assert_ready_err!(fut.poll(), "{name}: polled after completion");
+    assert_ready_err!(fut.poll(), "{name}: and again");
+
+    // The inner service fails.
+    let (inner, mut handle) = mock::pair::<Req, Resp>();
+    let mut svc = layer.layer(inner);
+    svc.ready().await.unwrap();
+    let mut fut = task::spawn(svc.call(req()));
+    assert_pending!(fut.poll(), "{name}");
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_error(std::io::Error::other("inner failed"));
+    assert!(fut.is_woken(), "{name}: woken by the inner service's error");
+    assert_ready_err!(fut.poll(), "{name}: ready with the inner error");
+    assert_ready_err!(fut.poll(), "{name}: polled after completion");
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_layer_future_keeps_the_poll_contract() {
+    contract("deadline", DeadlineLayer::new(Duration::from_secs(10))).await;
+    contract("timeout", TimeoutLayer::new(Duration::from_secs(10))).await;
+    // One attempt: the inner error is the answer, not retried.
+    contract(
+        "retry",
+        RetryLayer::new(HttpClassifier).policy(crate::retry::RetryPolicy {
+            max_attempts: 1,
+            ..Default::default()
+        }),
+    )
+    .await;
+    contract(
+        "sigv4",
+        SigV4Layer::new(
+            Credentials::from_keys("AKID", "secret", None),
+            SigningConfig::new("us-east-1"),
+        ),
+    )
+    .await;
+    contract(
+        "rate-limit",
+        RateLimitLayer::builder()
+            .global(Rate::per_second(1_000))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    contract(
+        "circuit-breaker",
+        CircuitBreakerLayer::new(FromRetry(HttpClassifier), CircuitBreakerConfig::default()),
+    )
+    .await;
+    // The trace layer is transparent (its error is the inner service's, as tower-http's
+    // is): a poll after completion goes to the inner future, which for this crate's
+    // futures is the error. So it is checked over one of them.
+    contract(
+        "trace over timeout",
+        tower::ServiceBuilder::new()
+            .layer(TraceLayer::new(HttpDescribe))
+            .layer(TimeoutLayer::new(Duration::from_secs(10)))
+            .into_inner(),
+    )
+    .await;
+}
