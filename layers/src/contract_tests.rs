@@ -114,3 +114,60 @@ async fn every_layer_future_keeps_the_poll_contract() {
     )
     .await;
 }
+
+/// tower's conventions: every service has `new(inner, …)`, `layer(…)` and
+/// `get_ref` / `get_mut` / `into_inner`, and `new` behaves as its layer does.
+#[tokio::test(start_paused = true)]
+async fn every_service_follows_towers_constructor_conventions() {
+    use crate::circuit_breaker::CircuitBreaker;
+    use crate::keepalive::{KeepAlive, KeepAliveConnector};
+    use crate::retry::Retry;
+    use crate::sigv4::SigV4;
+    use crate::timeout::{DeadlineService, Timeout};
+    use crate::trace::Trace;
+
+    let secs = Duration::from_secs(10);
+    let (inner, _h) = mock::pair::<Req, Resp>();
+    let mut s = DeadlineService::new(inner, secs);
+    let _: &Mock = s.get_ref();
+    let _: &mut Mock = s.get_mut();
+    let _: Mock = s.into_inner();
+    let _ = DeadlineService::<Mock>::layer(secs);
+
+    let (inner, _h) = mock::pair::<Req, Resp>();
+    let s = Timeout::new(inner, secs);
+    let _ = (s.get_ref(), Timeout::<Mock>::layer(secs));
+
+    let (inner, _h) = mock::pair::<Req, Resp>();
+    let mut s = Retry::new(inner, HttpClassifier);
+    let _ = s.get_mut();
+    let _ = Retry::<Mock, _>::layer(HttpClassifier);
+
+    let creds = Credentials::from_keys("AKID", "secret", None);
+    let (inner, _h) = mock::pair::<Req, Resp>();
+    let s = SigV4::new(inner, creds.clone(), SigningConfig::new("us-east-1"));
+    let _: Mock = s.into_inner();
+    let _ = SigV4::<Mock>::layer(creds, SigningConfig::new("us-east-1"));
+
+    let (inner, _h) = mock::pair::<Req, Resp>();
+    let config = CircuitBreakerConfig::default();
+    let s = CircuitBreaker::new(inner, FromRetry(HttpClassifier), config.clone());
+    let _ = s.get_ref();
+    let _ = CircuitBreaker::<Mock, _, _>::layer(FromRetry(HttpClassifier), config);
+
+    let (inner, _h) = mock::pair::<Req, Resp>();
+    let s = Trace::new(inner, HttpDescribe);
+    let _ = (s.get_ref(), Trace::<Mock, _>::layer(HttpDescribe));
+
+    let k = KeepAliveConnector::new((), KeepAlive::default());
+    let _: () = k.into_inner();
+    let _ = KeepAliveConnector::<()>::layer(KeepAlive::default());
+
+    // `new` is the layer: a service made with it works end to end.
+    let (inner, mut handle) = mock::pair::<Req, Resp>();
+    let svc = Timeout::new(Retry::new(inner, HttpClassifier), secs);
+    let call = tokio::spawn(svc.oneshot(req()));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(http::Response::new(bytes::Bytes::new()));
+    assert!(call.await.unwrap().is_ok());
+}

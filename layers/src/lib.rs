@@ -18,6 +18,28 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// `get_ref`, `get_mut` and `into_inner` for a service wrapping `inner` (as tower-http's
+/// `define_inner_service_accessors!`).
+#[allow(unused_macros)]
+macro_rules! inner_service_accessors {
+    () => {
+        /// The wrapped service.
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        /// The wrapped service, mutably.
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        /// Consumes this service, returning the wrapped one.
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}
+
 #[cfg(feature = "circuit-breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
 pub mod circuit_breaker;
@@ -103,7 +125,8 @@ pub(crate) fn inner_source<E: 'static>(error: &E) -> Option<&(dyn std::error::Er
     feature = "retry",
     feature = "rate-limit",
     feature = "circuit-breaker",
-    feature = "trace"
+    feature = "trace",
+    feature = "keepalive"
 ))]
 mod contract_tests;
 

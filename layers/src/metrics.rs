@@ -37,6 +37,7 @@ use metrics::SharedString;
 pub struct MetricsTarget(pub Arc<str>);
 
 /// The `function` label for a request: its [`MetricsTarget`], or empty.
+#[cfg_attr(not(any(feature = "retry", feature = "rate-limit")), allow(dead_code))]
 pub(crate) fn target_of<B>(req: &http::Request<B>) -> SharedString {
     match req.extensions().get::<MetricsTarget>() {
         Some(t) => SharedString::from(Arc::clone(&t.0)),

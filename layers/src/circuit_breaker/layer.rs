@@ -110,7 +110,7 @@ impl<C, K> CircuitBreakerLayer<C, K> {
 impl<S, C, K> Layer<S> for CircuitBreakerLayer<C, K> {
     type Service = CircuitBreaker<S, C, K>;
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreaker::new(inner, self.shared.clone())
+        CircuitBreaker::from_shared(inner, self.shared.clone())
     }
 }
 

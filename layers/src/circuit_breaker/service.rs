@@ -19,8 +19,26 @@ pub struct CircuitBreaker<S, C, K> {
 }
 
 impl<S, C, K> CircuitBreaker<S, C, K> {
-    pub(crate) fn new(inner: S, shared: Option<Arc<Shared<C, K>>>) -> Self {
+    pub(crate) fn from_shared(inner: S, shared: Option<Arc<Shared<C, K>>>) -> Self {
         Self { inner, shared }
+    }
+
+    inner_service_accessors!();
+}
+
+impl<S, C> CircuitBreaker<S, C, super::ExtensionKey> {
+    /// A breaker of its own over `inner` (use [`CircuitBreakerLayer`](super::CircuitBreakerLayer)
+    /// to share circuits between services, or to choose the keys).
+    pub fn new(inner: S, classifier: C, config: super::CircuitBreakerConfig) -> Self {
+        tower_layer::Layer::layer(&super::CircuitBreakerLayer::new(classifier, config), inner)
+    }
+
+    /// A [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
+    pub fn layer(
+        classifier: C,
+        config: super::CircuitBreakerConfig,
+    ) -> super::CircuitBreakerLayer<C> {
+        super::CircuitBreakerLayer::new(classifier, config)
     }
 }
 

@@ -151,6 +151,20 @@ pub struct KeepAliveConnector<S> {
     settings: KeepAlive,
 }
 
+impl<S> KeepAliveConnector<S> {
+    /// Turns keep-alive on for the connections of `inner`.
+    pub fn new(inner: S, settings: KeepAlive) -> Self {
+        Self { inner, settings }
+    }
+
+    /// A [`KeepAliveLayer`] with these settings.
+    pub fn layer(settings: KeepAlive) -> KeepAliveLayer {
+        KeepAliveLayer::new(settings)
+    }
+
+    inner_service_accessors!();
+}
+
 /// Errors of the wrapped connector, or of setting the socket options.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -162,14 +176,14 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ConnectFuture<S::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        ConnectFuture {
+        ResponseFuture {
             inner: self.inner.call(req),
             settings: self.settings,
             done: false,
@@ -179,7 +193,7 @@ where
 
 pin_project! {
     /// Future of [`KeepAliveConnector`].
-    pub struct ConnectFuture<F> {
+    pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
         settings: KeepAlive,
@@ -187,7 +201,7 @@ pin_project! {
     }
 }
 
-impl<F, T, E> Future for ConnectFuture<F>
+impl<F, T, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<T, E>>,
     T: TcpSocket,

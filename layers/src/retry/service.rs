@@ -140,6 +140,21 @@ pub struct Retry<S, C> {
     shared: Arc<Shared<C>>,
 }
 
+impl<S, C> Retry<S, C> {
+    /// Retries calls of `inner` with `classifier` and the default policy (use
+    /// [`RetryLayer`] to set the policy, quota or jitter).
+    pub fn new(inner: S, classifier: C) -> Self {
+        RetryLayer::new(classifier).layer(inner)
+    }
+
+    /// A [`RetryLayer`] with `classifier`.
+    pub fn layer(classifier: C) -> RetryLayer<C> {
+        RetryLayer::new(classifier)
+    }
+
+    inner_service_accessors!();
+}
+
 impl<S: Clone, C> Clone for Retry<S, C> {
     fn clone(&self) -> Self {
         Self {

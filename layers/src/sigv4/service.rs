@@ -16,10 +16,20 @@ pub struct SigV4<S> {
 }
 
 impl<S> SigV4<S> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
+    /// Signs the requests of `inner` with credentials from `provider`.
+    pub fn new(inner: S, provider: impl ProvideCredentials, config: super::SigningConfig) -> Self {
+        tower_layer::Layer::layer(&super::SigV4Layer::new(provider, config), inner)
     }
+
+    /// A [`SigV4Layer`](super::SigV4Layer).
+    pub fn layer(
+        provider: impl ProvideCredentials,
+        config: super::SigningConfig,
+    ) -> super::SigV4Layer {
+        super::SigV4Layer::new(provider, config)
+    }
+
+    inner_service_accessors!();
 }
 
 impl<S, B, RB> Service<http::Request<B>> for SigV4<S>

@@ -14,6 +14,23 @@ pub struct DeadlineService<S> {
     pub(crate) budget: Option<Duration>,
 }
 
+impl<S> DeadlineService<S> {
+    /// A deadline `budget` after each call of `inner` starts.
+    pub fn new(inner: S, budget: Duration) -> Self {
+        Self {
+            inner,
+            budget: Some(budget),
+        }
+    }
+
+    /// A [`DeadlineLayer`](super::DeadlineLayer) with this budget.
+    pub fn layer(budget: Duration) -> super::DeadlineLayer {
+        super::DeadlineLayer::new(budget)
+    }
+
+    inner_service_accessors!();
+}
+
 impl<S, B> Service<http::Request<B>> for DeadlineService<S>
 where
     S: Service<http::Request<B>>,
@@ -50,6 +67,23 @@ where
 pub struct Timeout<S> {
     pub(crate) inner: S,
     pub(crate) default: Option<Duration>,
+}
+
+impl<S> Timeout<S> {
+    /// Attempts of `inner` time out after `timeout` unless the request says otherwise.
+    pub fn new(inner: S, timeout: Duration) -> Self {
+        Self {
+            inner,
+            default: Some(timeout),
+        }
+    }
+
+    /// A [`TimeoutLayer`](super::TimeoutLayer) with this timeout.
+    pub fn layer(timeout: Duration) -> super::TimeoutLayer {
+        super::TimeoutLayer::new(timeout)
+    }
+
+    inner_service_accessors!();
 }
 
 impl<S, B> Service<http::Request<B>> for Timeout<S>

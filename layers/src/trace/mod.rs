@@ -147,6 +147,20 @@ pub struct Trace<S, D> {
     describe: D,
 }
 
+impl<S, D> Trace<S, D> {
+    /// Traces the calls of `inner` with `describe`.
+    pub fn new(inner: S, describe: D) -> Self {
+        Self { inner, describe }
+    }
+
+    /// A [`TraceLayer`] with `describe`.
+    pub fn layer(describe: D) -> TraceLayer<D> {
+        TraceLayer::new(describe)
+    }
+
+    inner_service_accessors!();
+}
+
 impl<S, D, B, RB> Service<http::Request<B>> for Trace<S, D>
 where
     S: Service<http::Request<B>, Response = http::Response<RB>>,
