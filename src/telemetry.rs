@@ -37,7 +37,30 @@ use tracing::Span;
 use crate::codec;
 use crate::error::{Fault, RunStatus, TimeoutError, TransportError};
 
-/// What the tracing layers record of an error of the stack.
+/// What the tracing layers record of an error of the stack. Implement it for the error
+/// of a layer of your own that sits under [`LambdaTrace`].
+///
+/// ```
+/// use invoke_stack::error::{Fault, RunStatus};
+/// use invoke_stack::telemetry::ErrorFacts;
+///
+/// /// A layer of the caller's that refuses calls outside business hours.
+/// #[derive(Debug)]
+/// struct OutOfHours;
+///
+/// impl ErrorFacts for OutOfHours {
+///     fn error_type(&self) -> &'static str {
+///         "OutOfHours"
+///     }
+///     fn fault(&self) -> Fault {
+///         Fault::Client
+///     }
+///     fn may_have_run(&self) -> RunStatus {
+///         RunStatus::NotRun // refused before sending
+///     }
+/// }
+/// assert_eq!(OutOfHours.may_have_run(), RunStatus::NotRun);
+/// ```
 pub trait ErrorFacts {
     /// `error.type`: the error's type name.
     fn error_type(&self) -> &'static str;

@@ -37,7 +37,36 @@ use invoke_layers::timeout::TimeoutError as LayerTimeoutError;
 use crate::codec;
 use crate::error::{ApiError, RunStatus, TimeoutError, Timer, TransportError};
 
-/// Classifies a failure of the stack below the retry layer.
+/// Classifies a failure of the stack below the retry layer, for [`LambdaClassifier`].
+/// Implement it for the error of a layer of your own that sits under the retry layer.
+///
+/// ```
+/// use invoke_stack::classify::ClassifyError;
+/// use invoke_stack::layers::retry::{Classification, Reached, RetryKind};
+///
+/// /// A layer of the caller's that waits for a token and may give up.
+/// #[derive(Debug)]
+/// enum TokenError {
+///     /// No token in time: nothing was sent, trying again may work.
+///     Busy,
+///     /// The token store refused: trying again will not help.
+///     Denied,
+/// }
+///
+/// impl ClassifyError for TokenError {
+///     fn classification(&self) -> Classification {
+///         match self {
+///             TokenError::Busy => Classification::Retryable {
+///                 kind: RetryKind::Throttling,
+///                 retry_after: None,
+///                 reached: Reached::No,
+///             },
+///             TokenError::Denied => Classification::NotRetryable,
+///         }
+///     }
+/// }
+/// assert_eq!(TokenError::Denied.classification(), Classification::NotRetryable);
+/// ```
 pub trait ClassifyError {
     /// What this error means for retrying.
     fn classification(&self) -> Classification;

@@ -29,6 +29,30 @@ pub enum Outcome {
 
 /// Classifies the result of one call for the circuit breaker. Implement it to use the
 /// layer on any service; [`FromRetry`] derives it from a retry classifier.
+///
+/// ```
+/// use invoke_layers::circuit_breaker::{
+///     CircuitBreakerConfig, CircuitBreakerLayer, ClassifyCircuit, Outcome,
+/// };
+///
+/// /// 5xx and errors are failures, 429 is throttling, other 4xx the caller's fault.
+/// struct ByStatus;
+///
+/// impl<B, E> ClassifyCircuit<http::Response<B>, E> for ByStatus {
+///     fn outcome(&self, result: &Result<http::Response<B>, E>) -> Outcome {
+///         match result.as_ref().map(|r| r.status().as_u16()) {
+///             Ok(429) => Outcome::Throttled,
+///             Ok(s) if s >= 500 => Outcome::Failure,
+///             Ok(s) if s >= 400 => Outcome::ClientFault,
+///             Ok(_) => Outcome::Success,
+///             Err(_) => Outcome::Failure,
+///         }
+///     }
+/// }
+///
+/// let breaker = CircuitBreakerLayer::new(ByStatus, CircuitBreakerConfig::default());
+/// # let _ = breaker;
+/// ```
 pub trait ClassifyCircuit<Res, E>: Send + Sync + 'static {
     /// What this result says of the target's health.
     fn outcome(&self, result: &Result<Res, E>) -> Outcome;

@@ -6,6 +6,26 @@ use std::borrow::Cow;
 pub struct CircuitKey(pub String);
 
 /// Where a request's key comes from.
+///
+/// ```
+/// use std::borrow::Cow;
+/// use invoke_layers::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, ExtractKey, FromRetry};
+/// use invoke_layers::retry::HttpClassifier;
+///
+/// /// One circuit per host.
+/// struct ByHost;
+///
+/// impl<B> ExtractKey<http::Request<B>> for ByHost {
+///     fn key<'r>(&self, req: &'r http::Request<B>) -> Option<Cow<'r, str>> {
+///         req.uri().host().map(Cow::Borrowed)
+///     }
+/// }
+///
+/// let breaker = CircuitBreakerLayer::builder(CircuitBreakerConfig::default())
+///     .key(ByHost)
+///     .build(FromRetry(HttpClassifier));
+/// # let _ = breaker;
+/// ```
 pub trait ExtractKey<Req>: Send + Sync + 'static {
     /// The key, or `None` for a request no circuit guards (it goes through, uncounted).
     fn key<'r>(&self, req: &'r Req) -> Option<Cow<'r, str>>;

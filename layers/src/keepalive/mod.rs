@@ -104,6 +104,23 @@ impl KeepAlive {
 }
 
 /// A connection type that has a TCP socket to configure.
+///
+/// ```
+/// use invoke_layers::keepalive::TcpSocket;
+/// use socket2::SockRef;
+///
+/// /// A connection of the application's, over a TCP stream.
+/// struct Metered {
+///     stream: tokio::net::TcpStream,
+///     bytes: u64,
+/// }
+///
+/// impl TcpSocket for Metered {
+///     fn socket(&self) -> SockRef<'_> {
+///         SockRef::from(&self.stream)
+///     }
+/// }
+/// ```
 pub trait TcpSocket {
     /// The socket.
     fn socket(&self) -> SockRef<'_>;

@@ -44,6 +44,29 @@ pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(60);
 pub struct RateLimitKey(pub String);
 
 /// Where a request's key comes from.
+///
+/// ```
+/// use invoke_layers::rate_limit::{KeyExtractor, Rate, RateLimitLayer};
+///
+/// /// One rate per tenant, from a header.
+/// struct ByTenant;
+///
+/// impl<B> KeyExtractor<B> for ByTenant {
+///     fn key(&self, req: &http::Request<B>) -> Option<String> {
+///         req.headers()
+///             .get("x-tenant")
+///             .and_then(|v| v.to_str().ok())
+///             .map(str::to_owned)
+///     }
+/// }
+///
+/// let limiter = RateLimitLayer::builder()
+///     .per_key(Rate::per_second(10))
+///     .key(ByTenant)
+///     .build()?;
+/// # let _ = limiter;
+/// # Ok::<(), invoke_layers::rate_limit::InvalidLimit>(())
+/// ```
 pub trait KeyExtractor<B>: Send + Sync + 'static {
     /// The key, or `None` for requests limited only globally.
     fn key(&self, req: &http::Request<B>) -> Option<String>;

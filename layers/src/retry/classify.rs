@@ -46,6 +46,38 @@ pub enum Classification {
 
 /// Classifies the outcome of one attempt. The retry layer asks only this; implement it to
 /// use the layer on any service.
+///
+/// ```
+/// use std::time::Duration;
+/// use invoke_layers::retry::{Classification, ClassifyRetry, Reached, RetryKind, RetryLayer};
+///
+/// /// A service that answers 503 while it warms up: safe to retry, it did nothing.
+/// #[derive(Clone)]
+/// struct WarmingUp;
+///
+/// impl<B, E> ClassifyRetry<http::Response<B>, E> for WarmingUp {
+///     fn classify(&self, result: &Result<http::Response<B>, E>) -> Classification {
+///         match result {
+///             Ok(r) if r.status() == 503 => Classification::Retryable {
+///                 kind: RetryKind::Transient,
+///                 retry_after: Some(Duration::from_millis(200)),
+///                 reached: Reached::No,
+///             },
+///             Ok(r) if r.status().is_success() => Classification::Final,
+///             Ok(_) => Classification::NotRetryable,
+///             // A connection error: ask the transport whether the request left.
+///             Err(_) => Classification::Retryable {
+///                 kind: RetryKind::Transient,
+///                 retry_after: None,
+///                 reached: Reached::IfSent,
+///             },
+///         }
+///     }
+/// }
+///
+/// let retry = RetryLayer::new(WarmingUp);
+/// # let _ = retry;
+/// ```
 pub trait ClassifyRetry<Res, E>: Send + Sync + 'static {
     /// What this outcome means.
     fn classify(&self, result: &Result<Res, E>) -> Classification;

@@ -83,6 +83,30 @@ impl Future for CredentialsFuture {
 ///
 /// The returned future must not borrow `self` (clone what it needs, e.g. an `Arc`), so
 /// signing services can hold it across an await.
+///
+/// ```
+/// use invoke_layers::sigv4::{
+///     Credentials, CredentialsCache, CredentialsError, CredentialsFuture, ProvideCredentials,
+///     SigV4Layer, SigningConfig,
+/// };
+///
+/// /// Keys from a secret store of the application's (here, a fixed answer).
+/// #[derive(Debug)]
+/// struct FromVault;
+///
+/// impl ProvideCredentials for FromVault {
+///     fn provide_credentials(&self) -> CredentialsFuture {
+///         CredentialsFuture::new(async {
+///             // An async lookup; an error says whether trying again may help.
+///             Ok::<_, CredentialsError>(Credentials::from_keys("AKID", "secret", None))
+///         })
+///     }
+/// }
+///
+/// // Cached, and refreshed before expiry, like any provider.
+/// let signer = SigV4Layer::new(CredentialsCache::new(FromVault), SigningConfig::new("us-east-1"));
+/// # let _ = signer;
+/// ```
 pub trait ProvideCredentials: Send + Sync + fmt::Debug + 'static {
     /// Returns credentials, or why there are none.
     fn provide_credentials(&self) -> CredentialsFuture;

@@ -66,6 +66,45 @@ mod untrusted;
 pub use untrusted::{Untrusted, MAX_UNTRUSTED_CHARS};
 
 /// Describes calls of a service in spans.
+///
+/// ```
+/// use std::time::Duration;
+/// use invoke_layers::trace::{Describe, TraceLayer, Untrusted};
+/// use tracing::{field::Empty, Span};
+///
+/// /// A span per call of a queue API, with the queue's name and the answer's status.
+/// #[derive(Clone)]
+/// struct QueueCalls;
+///
+/// impl<B, RB, E: std::fmt::Display> Describe<B, RB, E> for QueueCalls {
+///     fn make_span(&self, req: &http::Request<B>) -> Span {
+///         tracing::info_span!(
+///             "queue.send",
+///             queue = req.uri().path(),
+///             otel.kind = "client",
+///             http.response.status_code = Empty,
+///             otel.status_code = Empty,
+///         )
+///     }
+///     fn on_response(&self, span: &Span, resp: &http::Response<RB>, elapsed: Duration) {
+///         span.record("http.response.status_code", resp.status().as_u16());
+///         if !resp.status().is_success() {
+///             span.record("otel.status_code", "ERROR");
+///         }
+///         // Text from the server goes through `Untrusted` (capped, escaped).
+///         let request_id = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok());
+///         tracing::debug!(parent: span, elapsed_ms = elapsed.as_millis() as u64,
+///             request_id = request_id.map(|v| Untrusted::new(v).to_string()), "sent");
+///     }
+///     fn on_error(&self, span: &Span, err: &E, _elapsed: Duration) {
+///         span.record("otel.status_code", "ERROR");
+///         tracing::debug!(parent: span, error = %err, "failed");
+///     }
+/// }
+///
+/// let trace = TraceLayer::new(QueueCalls);
+/// # let _ = trace;
+/// ```
 pub trait Describe<B, RB, E>: Clone + Send + Sync + 'static {
     /// The span for this call. Fields to fill later are declared `tracing::field::Empty`.
     fn make_span(&self, req: &http::Request<B>) -> Span;
