@@ -130,7 +130,7 @@ fn response_outcome(resp: &http::Response<Bytes>) -> Outcome {
             Outcome::Success
         };
     }
-    let Err(api) = codec::decode_parts(status, resp.headers(), resp.body().clone()) else {
+    let Some(api) = codec::api_error(resp) else {
         return Outcome::Success;
     };
     if is_throttle(api.classification()) {

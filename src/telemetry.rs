@@ -405,8 +405,7 @@ fn fault_name(f: Fault) -> &'static str {
 impl LambdaTrace {
     /// Records what an error response says (code, fault, throttle reason).
     fn record_api_error(span: &Span, resp: &http::Response<Bytes>) -> Option<String> {
-        let api = codec::decode_parts(resp.status().as_u16(), resp.headers(), resp.body().clone())
-            .err()?;
+        let api = codec::api_error(resp)?;
         span.record("error.type", api.code());
         span.record("otel.status_code", "ERROR");
         span.record(

@@ -171,3 +171,84 @@ async fn every_service_follows_towers_constructor_conventions() {
     send.send_response(http::Response::new(bytes::Bytes::new()));
     assert!(call.await.unwrap().is_ok());
 }
+
+/// Issue 19, item 8: an attempt is classified once. With a classifier that shares its
+/// answer (`cache_key`), the rate-limit feedback (inner) classifies each attempt and the
+/// retry layer and the circuit breaker (outer) reuse it; without, each classifies again.
+#[tokio::test(start_paused = true)]
+async fn each_attempt_is_classified_once_when_the_classifier_shares() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use crate::rate_limit::{Adaptive, RateLimitKey};
+    use crate::retry::{Classification, ClassifyRetry, RetryPolicy};
+
+    #[derive(Clone)]
+    struct Counting {
+        calls: Arc<AtomicU32>,
+        share: bool,
+    }
+    impl<B, E> ClassifyRetry<http::Response<B>, E> for Counting {
+        fn classify(&self, result: &Result<http::Response<B>, E>) -> Classification {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            HttpClassifier.classify(result)
+        }
+        fn cache_key(&self) -> Option<u64> {
+            self.share.then_some(7)
+        }
+    }
+
+    for share in [true, false] {
+        let classifier = Counting {
+            calls: Arc::default(),
+            share,
+        };
+        let limiter = RateLimitLayer::builder()
+            .adaptive(Adaptive::default())
+            .build()
+            .unwrap();
+        let svc = tower::ServiceBuilder::new()
+            .layer(CircuitBreakerLayer::new(
+                FromRetry(classifier.clone()),
+                CircuitBreakerConfig::default(),
+            ))
+            .layer(RetryLayer::new(classifier.clone()).policy(RetryPolicy {
+                throttle_base: Duration::from_millis(1),
+                ..RetryPolicy::default()
+            }))
+            .layer(limiter.feedback(classifier.clone()))
+            .service_fn({
+                let n = Arc::new(AtomicU32::new(0));
+                move |_req: Req| {
+                    // Throttled once, then OK.
+                    let status = if n.fetch_add(1, Ordering::SeqCst) == 0 {
+                        429
+                    } else {
+                        200
+                    };
+                    async move {
+                        Ok::<_, std::io::Error>(
+                            http::Response::builder()
+                                .status(status)
+                                .body(bytes::Bytes::new())
+                                .unwrap(),
+                        )
+                    }
+                }
+            });
+        let svc = limiter.layer(svc);
+        let mut r = req();
+        r.extensions_mut().insert(RateLimitKey("f".into()));
+        r.extensions_mut()
+            .insert(crate::circuit_breaker::CircuitKey("f".into()));
+        let resp = svc.oneshot(r).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        // Two attempts: feedback classifies each; retry and breaker reuse when shared.
+        let expected = if share { 2 } else { 2 + 2 + 1 };
+        assert_eq!(
+            classifier.calls.load(Ordering::SeqCst),
+            expected,
+            "share = {share}"
+        );
+    }
+}

@@ -230,10 +230,10 @@ impl<E: ClassifyError> ClassifyRetry<http::Response<Bytes>, E> for LambdaClassif
                 Classification::Final
             };
         }
-        match codec::decode_parts(status, resp.headers(), resp.body().clone()) {
+        match codec::api_error(resp) {
             // Signing again helps only when the signer corrected its clock offset from
             // this answer; one beyond its limit (or no signer) would fail the same way.
-            Err(api) if api.is_clock_skew() => {
+            Some(api) if api.is_clock_skew() => {
                 let corrected = resp
                     .extensions()
                     .get::<ClockSkewCorrected>()
@@ -244,8 +244,14 @@ impl<E: ClassifyError> ClassifyRetry<http::Response<Bytes>, E> for LambdaClassif
                     Classification::NotRetryable
                 }
             }
-            Err(api) => api.classification(),
-            Ok(_) => Classification::Final,
+            Some(api) => api.classification(),
+            None => Classification::Final,
         }
+    }
+
+    /// Two Lambda classifiers with the same settings classify alike: an attempt is
+    /// classified once, by the innermost layer, and the others reuse it.
+    fn cache_key(&self) -> Option<u64> {
+        Some(u64::from(self.retry_unhandled))
     }
 }

@@ -191,8 +191,49 @@ fn clean(text: &str) -> String {
     Untrusted::new(text).to_cow().into_owned()
 }
 
-/// Decodes a response: any 2xx is success; anything else is an [`ApiError`].
-pub fn decode(resp: http::Response<Bytes>) -> Result<InvokeResponse, ApiError> {
+/// An error response's [`ApiError`], decoded once by the transport when the body
+/// arrived and kept in the response's extensions, so that the classifiers (retry, rate
+/// limit, circuit breaker), the spans and the final decoding read it instead of parsing
+/// the body again.
+#[derive(Debug, Clone)]
+pub struct DecodedError(pub std::sync::Arc<ApiError>);
+
+/// Decodes an error response once, into its extensions ([`DecodedError`]); a success
+/// response is left alone.
+pub fn keep_decoded_error(resp: &mut http::Response<Bytes>) {
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) || resp.extensions().get::<DecodedError>().is_some() {
+        return;
+    }
+    if let Err(api) = decode_parts(status, resp.headers(), resp.body().clone()) {
+        resp.extensions_mut()
+            .insert(DecodedError(std::sync::Arc::new(api)));
+    }
+}
+
+/// The error of an error response: the one kept by [`keep_decoded_error`], or decoded
+/// now; `None` for a success.
+pub fn api_error(resp: &http::Response<Bytes>) -> Option<std::borrow::Cow<'_, ApiError>> {
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) {
+        return None;
+    }
+    if let Some(DecodedError(api)) = resp.extensions().get::<DecodedError>() {
+        return Some(std::borrow::Cow::Borrowed(&**api));
+    }
+    decode_parts(status, resp.headers(), resp.body().clone())
+        .err()
+        .map(std::borrow::Cow::Owned)
+}
+
+/// Decodes a response: any 2xx is success; anything else is an [`ApiError`] (the one
+/// the transport kept, if it did).
+pub fn decode(mut resp: http::Response<Bytes>) -> Result<InvokeResponse, ApiError> {
+    if let Some(DecodedError(api)) = resp.extensions_mut().remove::<DecodedError>() {
+        if !(200..300).contains(&resp.status().as_u16()) {
+            return Err(std::sync::Arc::try_unwrap(api).unwrap_or_else(|shared| (*shared).clone()));
+        }
+    }
     let (parts, body) = resp.into_parts();
     decode_parts(parts.status.as_u16(), &parts.headers, body)
 }
@@ -541,6 +582,49 @@ mod tests {
                 .status_code(),
             204
         );
+    }
+
+    /// Issue 19, item 8: an error body is decoded once, by the transport; the
+    /// classifiers, spans and the final decoding read that one.
+    #[test]
+    fn an_error_response_is_decoded_once_and_read_from_its_extensions() {
+        use invoke_layers::retry::{Classification, ClassifyRetry, RetryKind};
+
+        let mut resp = http::Response::builder()
+            .status(429)
+            .header("x-amzn-errortype", "TooManyRequestsException")
+            .body(Bytes::from_static(br#"{"message":"Rate exceeded"}"#))
+            .unwrap();
+        keep_decoded_error(&mut resp);
+        assert!(matches!(
+            api_error(&resp),
+            Some(std::borrow::Cow::Borrowed(_))
+        ));
+        // What is kept is what is read: replace it with another error, and the classifier
+        // (and the final decoding) follow the extension, not the body.
+        let other = ApiError::new(ApiErrorKind::from_code("ServiceException", 500), 500, None);
+        resp.extensions_mut()
+            .insert(DecodedError(std::sync::Arc::new(other)));
+        let result: Result<_, crate::error::TransportError> = Ok(resp);
+        let class = crate::classify::LambdaClassifier::default().classify(&result);
+        assert!(
+            !matches!(
+                class,
+                Classification::Retryable {
+                    kind: RetryKind::Throttling,
+                    ..
+                }
+            ),
+            "{class:?}"
+        );
+        let Ok(resp) = result else { unreachable!() };
+        let err = decode(resp).unwrap_err();
+        assert_eq!(err.code(), "ServiceException");
+        // A success is never decoded as an error.
+        let mut ok = http::Response::new(Bytes::from_static(b"{}"));
+        keep_decoded_error(&mut ok);
+        assert!(ok.extensions().get::<DecodedError>().is_none());
+        assert!(api_error(&ok).is_none());
     }
 
     #[test]

@@ -721,7 +721,10 @@ fn poll_state(
                                 (None, Some(chunk)) => chunk,
                                 (None, None) => Bytes::new(),
                             };
-                            return Poll::Ready(Ok(http::Response::from_parts(parts, data)));
+                            let mut resp = http::Response::from_parts(parts, data);
+                            // Decoded once here, read by every classifier and span.
+                            crate::codec::keep_decoded_error(&mut resp);
+                            return Poll::Ready(Ok(resp));
                         }
                     };
                     // Trailers carry nothing Lambda uses; only data counts.

@@ -94,7 +94,12 @@ where
     C: ClassifyRetry<http::Response<B>, E>,
 {
     fn outcome(&self, result: &Result<http::Response<B>, E>) -> Outcome {
-        match self.0.classify(result) {
+        // The retry layer inside already classified the final attempt's response.
+        let class = match result {
+            Ok(resp) => crate::retry::classify::cached(&self.0, resp),
+            Err(_) => None,
+        };
+        match class.unwrap_or_else(|| self.0.classify(result)) {
             Classification::Final => Outcome::Success,
             Classification::Retryable {
                 kind: RetryKind::Throttling,

@@ -652,7 +652,7 @@ where
             let call = svc.call(req);
             let mut accepted = false;
             let after = limits.adaptive.and_then(|a| a.accepted_after);
-            let result = match (&admitted, &state, after) {
+            let mut result = match (&admitted, &state, after) {
                 (Some(_), Some(s), Some(after)) => {
                     let mut call = std::pin::pin!(call);
                     match tokio::time::timeout(after, call.as_mut()).await {
@@ -667,7 +667,8 @@ where
                 _ => call.await,
             };
             if let (Some((slot, epoch)), Some(s)) = (admitted, &state) {
-                let class = shared.classifier.classify(&result);
+                // Kept in the response for the retry layer outside (classified once).
+                let class = crate::retry::classify_once(&shared.classifier, &mut result);
                 limits.feedback(s, epoch, class, accepted);
                 drop(slot);
             }

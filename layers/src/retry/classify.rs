@@ -81,6 +81,92 @@ pub enum Classification {
 pub trait ClassifyRetry<Res, E>: Send + Sync + 'static {
     /// What this outcome means.
     fn classify(&self, result: &Result<Res, E>) -> Classification;
+
+    /// Identifies this classifier's settings, when two classifiers of the same type with
+    /// the same key classify every outcome alike. Then the first layer to classify an
+    /// attempt's response keeps the answer in its extensions ([`Classified`]) and the
+    /// layers outside it reuse it instead of classifying again (see [`classify_once`]).
+    /// `None` (the default) never shares.
+    fn cache_key(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// One attempt's classification, kept in its response's extensions by the first layer
+/// that made it, with the classifier that did (its type and [`cache_key`]), so that the
+/// layers outside (rate-limit feedback, retry, circuit breaker) reuse it.
+///
+/// [`cache_key`]: ClassifyRetry::cache_key
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Classified {
+    /// What the response means.
+    pub classification: Classification,
+    classifier: (std::any::TypeId, u64),
+}
+
+/// The classification of `result` by `classifier`: the one kept in the response's
+/// extensions by an inner layer with the same classifier, or a new one, then kept there
+/// for the layers outside. An error result is classified each time (errors carry no
+/// extensions, and classifying one reads no body).
+///
+/// ```
+/// use invoke_layers::retry::{classify_once, Classification, ClassifyRetry};
+///
+/// struct Counting(std::sync::atomic::AtomicU32);
+/// impl<B, E> ClassifyRetry<http::Response<B>, E> for Counting {
+///     fn classify(&self, _: &Result<http::Response<B>, E>) -> Classification {
+///         self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+///         Classification::Final
+///     }
+///     fn cache_key(&self) -> Option<u64> {
+///         Some(0)
+///     }
+/// }
+/// let c = Counting(Default::default());
+/// let mut result: Result<_, ()> = Ok(http::Response::new(()));
+/// classify_once(&c, &mut result);
+/// classify_once(&c, &mut result); // a layer outside: reused
+/// assert_eq!(c.0.into_inner(), 1);
+/// ```
+pub fn classify_once<C, B, E>(
+    classifier: &C,
+    result: &mut Result<http::Response<B>, E>,
+) -> Classification
+where
+    C: ClassifyRetry<http::Response<B>, E>,
+{
+    let Some(key) = classifier.cache_key() else {
+        return classifier.classify(result);
+    };
+    let id = (std::any::TypeId::of::<C>(), key);
+    if let Ok(resp) = &*result {
+        if let Some(c) = resp.extensions().get::<Classified>() {
+            if c.classifier == id {
+                return c.classification;
+            }
+        }
+    }
+    let classification = classifier.classify(result);
+    if let Ok(resp) = result {
+        resp.extensions_mut().insert(Classified {
+            classification,
+            classifier: id,
+        });
+    }
+    classification
+}
+
+/// The classification kept in a response's extensions by `classifier`'s type and
+/// settings, if an inner layer made one.
+pub(crate) fn cached<C, B, E>(classifier: &C, resp: &http::Response<B>) -> Option<Classification>
+where
+    C: ClassifyRetry<http::Response<B>, E>,
+{
+    let key = classifier.cache_key()?;
+    resp.extensions()
+        .get::<Classified>()
+        .filter(|c| c.classifier == (std::any::TypeId::of::<C>(), key))
+        .map(|c| c.classification)
 }
 
 /// AWS throttling error codes (standard retry mode).

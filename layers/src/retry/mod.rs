@@ -56,14 +56,15 @@
 //! Give the layer a fixed jitter ([`RetryLayer::jitter`]) and use paused tokio time:
 //! delays are then exact and take no time.
 
-mod classify;
+pub(crate) mod classify;
 mod policy;
 mod quota;
 mod retry_after;
 mod service;
 
 pub use classify::{
-    Classification, ClassifyRetry, HttpClassifier, Reached, RetryKind, THROTTLING_CODES,
+    classify_once, Classification, Classified, ClassifyRetry, HttpClassifier, Reached, RetryKind,
+    THROTTLING_CODES,
 };
 pub use policy::{Idempotent, MaxAttempts, RetryPolicy, RetryStats, StopReason};
 pub use quota::{QuotaConfig, RetryPartition, RetryQuota};

@@ -485,7 +485,8 @@ impl Operation {
         C: ClassifyRetry<http::Response<RB>, E>,
     {
         let policy = &shared.policy;
-        let classification = shared.classifier.classify(&result);
+        let mut result = result;
+        let classification = super::classify::classify_once(&shared.classifier, &mut result);
         #[cfg(feature = "metrics")]
         self.record_attempt(&classification);
         let (kind, retry_after, reached) = match classification {
