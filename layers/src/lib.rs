@@ -43,6 +43,8 @@ macro_rules! inner_service_accessors {
 #[cfg(feature = "circuit-breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
 pub mod circuit_breaker;
+pub mod classify;
+pub mod deadline;
 #[cfg(feature = "keepalive")]
 #[cfg_attr(docsrs, doc(cfg(feature = "keepalive")))]
 pub mod keepalive;

@@ -1,4 +1,4 @@
-use crate::retry::{Classification, ClassifyRetry, RetryKind};
+use crate::classify::{Classification, ClassifyRetry, RetryKind};
 
 /// What one call's result means for the health of its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,7 +96,7 @@ where
     fn outcome(&self, result: &Result<http::Response<B>, E>) -> Outcome {
         // The retry layer inside already classified the final attempt's response.
         let class = match result {
-            Ok(resp) => crate::retry::classify::cached(&self.0, resp),
+            Ok(resp) => crate::classify::cached(&self.0, resp),
             Err(_) => None,
         };
         match class.unwrap_or_else(|| self.0.classify(result)) {

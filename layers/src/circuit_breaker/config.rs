@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::timeout::MAX_BUDGET;
+use crate::deadline::MAX_BUDGET;
 
 /// When a circuit opens, how long it stays open, how it probes, and what counts.
 ///
@@ -35,7 +35,7 @@ pub struct CircuitBreakerConfig {
     /// doubles it, up to `max_break_duration`.
     pub break_duration: Duration,
     /// The longest break (default 60 s). Breaks are capped at 30 years
-    /// ([`MAX_BUDGET`](crate::timeout::MAX_BUDGET)): `Duration::MAX` means "until a
+    /// ([`MAX_BUDGET`](crate::deadline::MAX_BUDGET)): `Duration::MAX` means "until a
     /// probe may go in 30 years", not a panic.
     pub max_break_duration: Duration,
     /// Each break is shortened by a random fraction up to this (default 0.2).

@@ -31,7 +31,7 @@
 //!   carry the rest of the lease as their `retry_after`.
 //!
 //! What counts is the classifier's business ([`ClassifyCircuit`]); [`FromRetry`] derives
-//! it from the retry layer's classification ([`ClassifyRetry`](crate::retry::ClassifyRetry)),
+//! it from the retry layer's classification ([`ClassifyRetry`](crate::classify::ClassifyRetry)),
 //! so both layers agree: server faults count, throttles never do (a rate limiter handles
 //! those), nor do local errors ([`Outcome::Local`]), client faults only when configured, errors the target reports itself count
 //! as successes unless configured (per key, for targets known to fail deterministically).

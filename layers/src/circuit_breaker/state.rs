@@ -553,7 +553,7 @@ impl Breaker {
                 .min(full);
         let until = now
             .checked_add(break_for)
-            .or_else(|| now.checked_add(crate::timeout::MAX_BUDGET))
+            .or_else(|| now.checked_add(crate::deadline::MAX_BUDGET))
             .unwrap_or(now);
         g.phase = Phase::Open { until };
         if g.opens == 1 {

@@ -73,7 +73,7 @@ pub enum LimitKind {
 pub enum Refusal {
     /// The limiter is in [`Mode::FailFast`](super::Mode::FailFast).
     FailFast,
-    /// The wait would pass, or reached, the operation [`Deadline`](crate::timeout::Deadline).
+    /// The wait would pass, or reached, the operation [`Deadline`](crate::deadline::Deadline).
     Deadline,
     /// The wait would pass, or reached, the limiter's
     /// [maximum wait](super::RateLimitBuilder::max_wait).

@@ -22,7 +22,7 @@
 //!   without that layer only operations count). [`RateCount::Operations`] counts calls.
 //! - **Wait or fail fast** ([`Mode`]). A call that must wait for a rate first sleeps a
 //!   random part of the jitter, then queues. Waits never pass the operation
-//!   [`Deadline`](crate::timeout::Deadline) nor the limiter's
+//!   [`Deadline`](crate::deadline::Deadline) nor the limiter's
 //!   [maximum wait](RateLimitBuilder::max_wait) (default [`DEFAULT_MAX_WAIT`], so a call
 //!   with no deadline never waits forever): a rate wait that would is refused at once with
 //!   [`RateLimited`] carrying the earliest time a call could go; a wait in a queue that

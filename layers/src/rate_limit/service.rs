@@ -13,8 +13,9 @@ use super::limits::{
     lock, Adaptive, AdaptiveSlots, AdaptiveState, KeyState, Limits, Rate, Settings,
 };
 use super::wait::{adaptive_slot, rate_cells, static_slot, Budget};
-use crate::retry::{AttemptNumber, Classification, ClassifyRetry, RetryKind};
-use crate::timeout::Deadline;
+use crate::classify::{Classification, ClassifyRetry, RetryKind};
+use crate::deadline::AttemptNumber;
+use crate::deadline::Deadline;
 
 /// What to do when a limit is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -668,7 +669,7 @@ where
             };
             if let (Some((slot, epoch)), Some(s)) = (admitted, &state) {
                 // Kept in the response for the retry layer outside (classified once).
-                let class = crate::retry::classify_once(&shared.classifier, &mut result);
+                let class = crate::classify::classify_once(&shared.classifier, &mut result);
                 limits.feedback(s, epoch, class, accepted);
                 drop(slot);
             }

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::error::{LimitKind, RateLimited, Refusal};
 use super::limits::{KeyState, Limits};
 use super::Mode;
-use crate::timeout::Deadline;
+use crate::deadline::Deadline;
 
 /// How long one wait in the limiter may last: until the operation deadline or the
 /// limiter's maximum wait, whichever comes first; not at all in fail-fast mode.

@@ -56,20 +56,19 @@
 //! Give the layer a fixed jitter ([`RetryLayer::jitter`]) and use paused tokio time:
 //! delays are then exact and take no time.
 
-pub(crate) mod classify;
 mod policy;
 mod quota;
-mod retry_after;
 mod service;
 
-pub use classify::{
-    classify_once, Classification, Classified, ClassifyRetry, HttpClassifier, Reached, RetryKind,
-    THROTTLING_CODES,
+/// The classification types, at home in [`crate::classify`].
+pub use crate::classify::{
+    classify_once, parse_retry_after, Classification, Classified, ClassifyRetry, HttpClassifier,
+    Reached, RetryKind, RETRY_AFTER_CAP, THROTTLING_CODES,
 };
+pub use crate::deadline::AttemptNumber;
 pub use policy::{Idempotent, MaxAttempts, RetryPolicy, RetryStats, StopReason};
 pub use quota::{QuotaConfig, RetryPartition, RetryQuota};
-pub use retry_after::{parse_retry_after, RETRY_AFTER_CAP};
-pub use service::{AttemptNumber, ResponseFuture, Retry, RetryError, RetryLayer};
+pub use service::{ResponseFuture, Retry, RetryError, RetryLayer};
 
 #[cfg(test)]
 mod tests;

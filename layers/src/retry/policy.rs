@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use super::classify::RetryKind;
+use crate::classify::RetryKind;
 
 /// How many attempts, how long between them, and which failures are safe to repeat.
 ///

@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::classify::RetryKind;
+use crate::classify::RetryKind;
 
 /// Token costs and capacity of the retry quota (spec §4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

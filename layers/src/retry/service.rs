@@ -11,10 +11,10 @@ use tokio::time::Sleep;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::classify::{Classification, ClassifyRetry, Reached, RetryKind};
 use super::policy::{Idempotent, MaxAttempts, RetryPolicy, RetryStats, StopReason};
 use super::quota::{RetryPartition, RetryQuota};
-use crate::timeout::{Deadline, SendProgress};
+use crate::classify::{Classification, ClassifyRetry, Reached, RetryKind};
+use crate::deadline::{AttemptNumber, Deadline, SendProgress};
 use crate::PolledAfterCompletion;
 
 type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
@@ -172,10 +172,6 @@ impl<S: fmt::Debug, C> fmt::Debug for Retry<S, C> {
             .finish_non_exhaustive()
     }
 }
-
-/// The number of the attempt (1 for the first), in each attempt's request extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AttemptNumber(pub u32);
 
 /// The error of [`Retry`]: the last failure and what the retry layer did before giving
 /// up, or a misuse of its future.
@@ -486,7 +482,7 @@ impl Operation {
     {
         let policy = &shared.policy;
         let mut result = result;
-        let classification = super::classify::classify_once(&shared.classifier, &mut result);
+        let classification = crate::classify::classify_once(&shared.classifier, &mut result);
         #[cfg(feature = "metrics")]
         self.record_attempt(&classification);
         let (kind, retry_after, reached) = match classification {

@@ -5,8 +5,8 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
-use super::deadline::{Deadline, SendProgress};
 use super::error::{Elapsed, TimeoutError, Timer};
+use crate::deadline::{Deadline, SendProgress};
 use crate::PolledAfterCompletion;
 
 pin_project! {

@@ -51,13 +51,15 @@
 //! Use `#[tokio::test(start_paused = true)]`: timers fire as soon as the runtime is idle,
 //! so a test of a 15-minute timeout takes no time and asserts exact durations.
 
-mod deadline;
 mod error;
 mod future;
 mod layer;
 mod service;
 
-pub use deadline::{AttemptTimeout, Deadline, SendProgress, WouldExceedDeadline, MAX_BUDGET};
+/// The deadline types, at home in [`crate::deadline`].
+pub use crate::deadline::{
+    AttemptTimeout, Deadline, SendProgress, WouldExceedDeadline, MAX_BUDGET,
+};
 pub use error::{Elapsed, TimeoutError, Timer};
 pub use future::ResponseFuture;
 pub use layer::{DeadlineLayer, TimeoutLayer};

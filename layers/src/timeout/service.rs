@@ -3,9 +3,9 @@ use std::time::Duration;
 
 use tower_service::Service;
 
-use super::deadline::{AttemptTimeout, Deadline, SendProgress};
 use super::error::{Elapsed, TimeoutError, Timer};
 use super::future::ResponseFuture;
+use crate::deadline::{AttemptTimeout, Deadline, SendProgress};
 
 /// Service of [`DeadlineLayer`](super::DeadlineLayer).
 #[derive(Debug, Clone)]

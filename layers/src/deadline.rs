@@ -1,3 +1,10 @@
+//! The operation's time and progress, shared by the layers that wait or give up
+//! (deadline and attempt timeouts, retry backoff, rate-limit waits): [`Deadline`],
+//! [`AttemptTimeout`], [`SendProgress`].
+//!
+//! Always compiled, so a layer that only reads a deadline does not compile the timeout
+//! layer.
+
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -219,3 +226,7 @@ impl SendProgress {
 /// default (e.g. chosen from the invocation type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttemptTimeout(pub Duration);
+
+/// The number of the attempt (1 for the first), in each attempt's request extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptNumber(pub u32);

@@ -1,6 +1,16 @@
+//! What a response or error means for retrying, shared by the layers that ask it (the
+//! retry layer, the rate limiter's feedback, the circuit breaker): [`Classification`],
+//! the [`ClassifyRetry`] trait, the generic [`HttpClassifier`], `Retry-After`.
+//!
+//! Always compiled, like tower-http's `classify` module, so a layer that only reads a
+//! classification does not compile the retry layer.
+
 use std::time::Duration;
 
-use super::retry_after::retry_after_header;
+mod retry_after;
+
+use retry_after::retry_after_header;
+pub use retry_after::{parse_retry_after, RETRY_AFTER_CAP};
 
 /// Why a failure may succeed when tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,7 +31,7 @@ pub enum Reached {
     No,
     /// Perhaps (sent, and the answer was lost; or the server said it does not know).
     Maybe,
-    /// Ask the transport: the attempt's [`SendProgress`](crate::timeout::SendProgress).
+    /// Ask the transport: the attempt's [`SendProgress`](crate::deadline::SendProgress).
     IfSent,
 }
 
@@ -158,6 +168,7 @@ where
 
 /// The classification kept in a response's extensions by `classifier`'s type and
 /// settings, if an inner layer made one.
+#[cfg(feature = "circuit-breaker")]
 pub(crate) fn cached<C, B, E>(classifier: &C, resp: &http::Response<B>) -> Option<Classification>
 where
     C: ClassifyRetry<http::Response<B>, E>,
