@@ -56,6 +56,7 @@
 //! Give the layer a fixed jitter ([`RetryLayer::jitter`]) and use paused tokio time:
 //! delays are then exact and take no time.
 
+mod decide;
 mod policy;
 mod quota;
 mod service;
@@ -66,6 +67,7 @@ pub use crate::classify::{
     Reached, RetryKind, RETRY_AFTER_CAP, THROTTLING_CODES,
 };
 pub use crate::deadline::AttemptNumber;
+pub use decide::{Backoff, RetryBudget, RetryDecision, RetryableFailure};
 pub use policy::{Idempotent, MaxAttempts, RetryPolicy, RetryStats, StopReason};
 pub use quota::{QuotaConfig, RetryPartition, RetryQuota};
 pub use service::{ResponseFuture, Retry, RetryError, RetryLayer};

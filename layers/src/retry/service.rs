@@ -11,6 +11,7 @@ use tokio::time::Sleep;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::decide::{Backoff, RetryBudget, RetryDecision, RetryableFailure};
 use super::policy::{Idempotent, MaxAttempts, RetryPolicy, RetryStats, StopReason};
 use super::quota::{RetryPartition, RetryQuota};
 use crate::classify::{Classification, ClassifyRetry, Reached, RetryKind};
@@ -25,7 +26,10 @@ const AMZ_SDK_REQUEST: HeaderName = HeaderName::from_static("amz-sdk-request");
 struct Shared<C> {
     policy: RetryPolicy,
     classifier: C,
-    quota: RetryQuota,
+    budget: Arc<dyn RetryBudget>,
+    /// A decision and a backoff of the caller's, instead of the policy's.
+    decision: Option<Arc<dyn RetryDecision>>,
+    backoff: Option<Arc<dyn Backoff>>,
     jitter: Jitter,
     /// `amz-sdk-request` values for attempts 1..=max, built once.
     attempt_headers: Vec<HeaderValue>,
@@ -55,7 +59,9 @@ impl<C> fmt::Debug for RetryLayer<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryLayer")
             .field("policy", &self.shared.policy)
-            .field("quota", &self.shared.quota)
+            .field("budget", &self.shared.budget)
+            .field("decision", &self.shared.decision)
+            .field("backoff", &self.shared.backoff)
             .finish_non_exhaustive()
     }
 }
@@ -69,27 +75,36 @@ impl<C> RetryLayer<C> {
                 attempt_headers: attempt_headers(&policy),
                 policy,
                 classifier,
-                quota: RetryQuota::default(),
+                budget: Arc::new(RetryQuota::default()),
+                decision: None,
+                backoff: None,
                 jitter: Arc::new(fastrand::f64),
             }),
         }
     }
 
-    fn rebuild(self, f: impl FnOnce(&mut RetryPolicy, &mut RetryQuota, &mut Jitter)) -> Self
+    fn rebuild(self, f: impl FnOnce(&mut Parts)) -> Self
     where
         C: Clone,
     {
-        let mut policy = self.shared.policy.clone();
-        let mut quota = self.shared.quota.clone();
-        let mut jitter = Arc::clone(&self.shared.jitter);
-        f(&mut policy, &mut quota, &mut jitter);
+        let s = &self.shared;
+        let mut parts = Parts {
+            policy: s.policy.clone(),
+            budget: Arc::clone(&s.budget),
+            decision: s.decision.clone(),
+            backoff: s.backoff.clone(),
+            jitter: Arc::clone(&s.jitter),
+        };
+        f(&mut parts);
         Self {
             shared: Arc::new(Shared {
-                attempt_headers: attempt_headers(&policy),
-                policy,
-                classifier: self.shared.classifier.clone(),
-                quota,
-                jitter,
+                attempt_headers: attempt_headers(&parts.policy),
+                policy: parts.policy,
+                classifier: s.classifier.clone(),
+                budget: parts.budget,
+                decision: parts.decision,
+                backoff: parts.backoff,
+                jitter: parts.jitter,
             }),
         }
     }
@@ -99,7 +114,7 @@ impl<C> RetryLayer<C> {
     where
         C: Clone,
     {
-        self.rebuild(|p, _, _| *p = policy)
+        self.rebuild(|p| p.policy = policy)
     }
 
     /// Draws from this quota (share one between layers to share the budget).
@@ -107,7 +122,32 @@ impl<C> RetryLayer<C> {
     where
         C: Clone,
     {
-        self.rebuild(|_, q, _| *q = quota)
+        self.budget(quota)
+    }
+
+    /// Draws from this budget instead of a [`RetryQuota`] (see [`RetryBudget`]).
+    pub fn budget(self, budget: impl RetryBudget) -> Self
+    where
+        C: Clone,
+    {
+        self.rebuild(|p| p.budget = Arc::new(budget))
+    }
+
+    /// Decides with this instead of the policy (see [`RetryDecision`]).
+    pub fn decision(self, decision: impl RetryDecision) -> Self
+    where
+        C: Clone,
+    {
+        self.rebuild(|p| p.decision = Some(Arc::new(decision)))
+    }
+
+    /// Waits this long before each retry instead of the policy's backoff (see
+    /// [`Backoff`]); the server's `Retry-After` stays a lower bound.
+    pub fn backoff(self, backoff: impl Backoff) -> Self
+    where
+        C: Clone,
+    {
+        self.rebuild(|p| p.backoff = Some(Arc::new(backoff)))
     }
 
     /// The jitter source, a function returning values in `[0, 1)` (for tests).
@@ -115,13 +155,22 @@ impl<C> RetryLayer<C> {
     where
         C: Clone,
     {
-        self.rebuild(|_, _, j| *j = Arc::new(source))
+        self.rebuild(|p| p.jitter = Arc::new(source))
     }
 
-    /// The quota this layer draws from.
-    pub fn retry_quota(&self) -> &RetryQuota {
-        &self.shared.quota
+    /// The budget this layer draws from.
+    pub fn retry_budget(&self) -> &dyn RetryBudget {
+        &*self.shared.budget
     }
+}
+
+/// What [`RetryLayer::rebuild`] may change.
+struct Parts {
+    policy: RetryPolicy,
+    budget: Arc<dyn RetryBudget>,
+    decision: Option<Arc<dyn RetryDecision>>,
+    backoff: Option<Arc<dyn Backoff>>,
+    jitter: Jitter,
 }
 
 impl<S, C> Layer<S> for RetryLayer<C> {
@@ -239,7 +288,7 @@ impl<E: fmt::Debug + fmt::Display + 'static> std::error::Error for RetryError<E>
 /// Gives a retry's tokens back to the quota unless the retry was made: a backoff the
 /// caller cancelled (dropped the future) costs nothing.
 struct Refund {
-    quota: RetryQuota,
+    budget: Arc<dyn RetryBudget>,
     partition: Option<RetryPartition>,
     cost: u32,
 }
@@ -254,7 +303,8 @@ impl Refund {
 impl Drop for Refund {
     fn drop(&mut self) {
         if self.cost > 0 {
-            self.quota.release(self.partition.as_ref(), Some(self.cost));
+            self.budget
+                .deposit(self.partition.as_ref(), Some(self.cost));
         }
     }
 }
@@ -488,8 +538,8 @@ impl Operation {
         let (kind, retry_after, reached) = match classification {
             Classification::Final => {
                 shared
-                    .quota
-                    .release(self.partition.as_ref(), self.last_cost);
+                    .budget
+                    .deposit(self.partition.as_ref(), self.last_cost);
                 return After::Done(self.stop(StopReason::Done, result));
             }
             Classification::NotRetryable => {
@@ -517,16 +567,25 @@ impl Operation {
                 .as_ref()
                 .is_none_or(SendProgress::may_have_been_sent),
         };
-        if reached && !self.idempotent {
-            return After::Done(self.stop(StopReason::MayHaveRun, result));
+        let failure = RetryableFailure {
+            attempt,
+            max_attempts: self.max,
+            kind,
+            retry_after,
+            reached,
+            idempotent: self.idempotent,
+        };
+        let decided = match &shared.decision {
+            Some(decision) => decision.decide(&failure),
+            None => policy.decide(&failure),
+        };
+        if let Err(reason) = decided {
+            return After::Done(self.stop(reason, result));
         }
-        if attempt >= self.max {
-            return After::Done(self.stop(StopReason::MaxAttempts, result));
-        }
-        if retry_after.is_some_and(|h| h > policy.max_retry_after) {
-            return After::Done(self.stop(StopReason::RetryAfterTooLong, result));
-        }
-        let backoff = policy.backoff(kind, attempt, (shared.jitter)());
+        let backoff = match &shared.backoff {
+            Some(b) => b.backoff(kind, attempt),
+            None => policy.backoff(kind, attempt, (shared.jitter)()),
+        };
         let delay = retry_after.map_or(backoff, |hint| hint.max(backoff));
         if let Some(deadline) = self.deadline {
             if deadline.check_wait(delay).is_err() {
@@ -539,10 +598,12 @@ impl Operation {
                 return After::Done(self.stop(StopReason::DeadlineTooClose, result));
             }
         }
-        let cost = shared.quota.cost(kind, retry_after);
-        if !shared.quota.try_acquire(self.partition.as_ref(), cost) {
+        let Some(cost) = shared
+            .budget
+            .withdraw(self.partition.as_ref(), kind, retry_after)
+        else {
             return After::Done(self.stop(StopReason::QuotaExhausted, result));
-        }
+        };
         // The last attempt takes the template. It is always there before the last attempt
         // (kept when `max > 1`); were it not, the quota goes back and the operation stops.
         let next = if attempt + 1 >= self.max {
@@ -551,7 +612,7 @@ impl Operation {
             template.as_ref().map(clone_request)
         };
         let Some(next) = next else {
-            shared.quota.release(self.partition.as_ref(), Some(cost));
+            shared.budget.deposit(self.partition.as_ref(), Some(cost));
             return After::Done(self.stop(StopReason::MaxAttempts, result));
         };
         self.last_cost = Some(cost);
@@ -573,14 +634,14 @@ impl Operation {
             kind = ?kind,
             delay_ms = delay.as_millis() as u64,
             retry_after_ms = retry_after.map(|d| d.as_millis() as u64),
-            quota_left = shared.quota.available(self.partition.as_ref()),
+            quota_left = shared.budget.available(self.partition.as_ref()),
             "retry scheduled"
         );
         After::Retry {
             delay,
             next: self.prepare(next, shared),
             refund: Refund {
-                quota: shared.quota.clone(),
+                budget: Arc::clone(&shared.budget),
                 partition: self.partition.clone(),
                 cost,
             },

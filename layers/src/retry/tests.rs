@@ -632,3 +632,118 @@ async fn deadline_before_the_next_attempt_counts_only_the_attempts_made() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Issue 19, item 7: a decision of the caller's replaces the policy's.
+#[tokio::test(start_paused = true)]
+async fn a_custom_decision_decides() {
+    #[derive(Debug)]
+    struct NeverThrottles;
+    impl RetryDecision for NeverThrottles {
+        fn decide(&self, f: &RetryableFailure) -> Result<(), StopReason> {
+            match f.kind {
+                crate::classify::RetryKind::Throttling => Err(StopReason::NotRetryable),
+                _ => Ok(()),
+            }
+        }
+    }
+    let mut h = start(layer().decision(NeverThrottles), http::Request::new(()));
+    h.answer(resp(429, &[])).await;
+    let r = h.result().await.unwrap();
+    assert_eq!(
+        (stats(&r).attempts, stats(&r).stop),
+        (1, StopReason::NotRetryable)
+    );
+}
+
+/// Issue 19, item 7: a budget of the caller's is withdrawn from for each retry and
+/// refused retries stop with QuotaExhausted.
+#[tokio::test(start_paused = true)]
+async fn a_custom_budget_is_withdrawn_from_and_deposited_to() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    #[derive(Debug, Default)]
+    struct OneRetry {
+        withdrawn: AtomicU32,
+        deposits: AtomicU32,
+    }
+    impl RetryBudget for OneRetry {
+        fn withdraw(
+            &self,
+            _: Option<&RetryPartition>,
+            _: crate::classify::RetryKind,
+            _: Option<Duration>,
+        ) -> Option<u32> {
+            (self.withdrawn.fetch_add(1, Ordering::SeqCst) == 0).then_some(5)
+        }
+        fn deposit(&self, _: Option<&RetryPartition>, withdrawn: Option<u32>) {
+            assert_eq!(withdrawn, Some(5), "the last retry's cost comes back");
+            self.deposits.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let budget = std::sync::Arc::new(OneRetry::default());
+    #[derive(Debug)]
+    struct Shared(std::sync::Arc<OneRetry>);
+    impl RetryBudget for Shared {
+        fn withdraw(
+            &self,
+            p: Option<&RetryPartition>,
+            k: crate::classify::RetryKind,
+            a: Option<Duration>,
+        ) -> Option<u32> {
+            self.0.withdraw(p, k, a)
+        }
+        fn deposit(&self, p: Option<&RetryPartition>, w: Option<u32>) {
+            self.0.deposit(p, w)
+        }
+    }
+    // Throttled three times: one retry allowed, then the budget refuses.
+    let mut h = start(
+        layer().budget(Shared(budget.clone())),
+        http::Request::new(()),
+    );
+    h.answer(resp(429, &[])).await;
+    h.answer(resp(429, &[])).await;
+    let r = h.result().await.unwrap();
+    assert_eq!(
+        (stats(&r).attempts, stats(&r).stop),
+        (2, StopReason::QuotaExhausted)
+    );
+    // Throttled once more then OK under a fresh budget: the cost is deposited back.
+    let budget = std::sync::Arc::new(OneRetry::default());
+    let mut h = start(
+        layer().budget(Shared(budget.clone())),
+        http::Request::new(()),
+    );
+    h.answer(resp(429, &[])).await;
+    h.answer(resp(200, &[])).await;
+    h.result().await.unwrap();
+    assert_eq!(budget.deposits.load(Ordering::SeqCst), 1);
+}
+
+/// Issue 19, item 7: a backoff of the caller's sets the wait; `Retry-After` stays a
+/// lower bound.
+#[tokio::test(start_paused = true)]
+async fn a_custom_backoff_sets_the_wait() {
+    #[derive(Debug)]
+    struct Linear;
+    impl Backoff for Linear {
+        fn backoff(&self, _: crate::classify::RetryKind, retry: u32) -> Duration {
+            Duration::from_millis(100) * retry
+        }
+    }
+    let mut h = start(
+        layer().backoff(Linear).policy(RetryPolicy {
+            max_attempts: 4,
+            ..RetryPolicy::default()
+        }),
+        http::Request::new(()),
+    );
+    let (_, t1) = h.answer(resp(429, &[])).await;
+    let (_, t2) = h.answer(resp(429, &[])).await;
+    let (_, t3) = h.answer(resp(429, &[("retry-after", "1")])).await;
+    let (_, t4) = h.answer(resp(200, &[])).await;
+    h.result().await.unwrap();
+    assert_eq!(t2 - t1, Duration::from_millis(100));
+    assert_eq!(t3 - t2, Duration::from_millis(200));
+    // 300 ms computed, 1 s hinted: the hint wins.
+    assert_eq!(t4 - t3, Duration::from_secs(1));
+}
