@@ -18,7 +18,7 @@ use tokio::time::Instant;
 /// wait that cannot finish in time ([`Deadline::check_wait`]) instead of sleeping into a
 /// certain timeout.
 ///
-/// [`DeadlineLayer`]: super::DeadlineLayer
+/// [`DeadlineLayer`]: crate::timeout::DeadlineLayer
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadline {
     start: Instant,
@@ -222,7 +222,7 @@ impl SendProgress {
     }
 }
 
-/// A per-request attempt timeout, overriding the [`TimeoutLayer`](super::TimeoutLayer)'s
+/// A per-request attempt timeout, overriding the [`TimeoutLayer`](crate::timeout::TimeoutLayer)'s
 /// default (e.g. chosen from the invocation type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttemptTimeout(pub Duration);

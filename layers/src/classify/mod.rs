@@ -199,7 +199,7 @@ pub const THROTTLING_CODES: &[&str] = &[
 ];
 
 /// A classifier for any HTTP or AWS-JSON service: the status, `x-amzn-ErrorType` and
-/// `Retry-After` (seconds or an HTTP date, see [`parse_retry_after`](super::parse_retry_after)). 429 and the AWS throttling codes are throttles; 500, 502, 503
+/// `Retry-After` (seconds or an HTTP date, see [`parse_retry_after`]). 429 and the AWS throttling codes are throttles; 500, 502, 503
 /// and 504 (and `RequestTimeout` codes) are transient and may have reached the server;
 /// other statuses are final. Errors of the inner service are transient, reached if sent.
 #[derive(Debug, Clone, Copy, Default)]

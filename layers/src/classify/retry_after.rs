@@ -2,7 +2,7 @@ use std::time::{Duration, SystemTime};
 
 /// The longest wait [`parse_retry_after`] returns: a longer hint, however it is written
 /// (`864000`, `1e20`, a date next year), reads as this. It is far above any sensible
-/// [`RetryPolicy::max_retry_after`](super::RetryPolicy::max_retry_after), so such a hint
+/// [`RetryPolicy::max_retry_after`](crate::retry::RetryPolicy::max_retry_after), so such a hint
 /// ends the retries instead of being ignored or overflowing.
 pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(24 * 60 * 60);
 

@@ -57,6 +57,9 @@
 //! delays are then exact and take no time.
 
 mod decide;
+mod error;
+mod future;
+mod layer;
 mod policy;
 mod quota;
 mod service;
@@ -68,9 +71,12 @@ pub use crate::classify::{
 };
 pub use crate::deadline::AttemptNumber;
 pub use decide::{Backoff, RetryBudget, RetryDecision, RetryableFailure};
+pub use error::RetryError;
+pub use future::ResponseFuture;
+pub use layer::RetryLayer;
 pub use policy::{Idempotent, MaxAttempts, RetryPolicy, RetryStats, StopReason};
 pub use quota::{QuotaConfig, RetryPartition, RetryQuota};
-pub use service::{ResponseFuture, Retry, RetryError, RetryLayer};
+pub use service::Retry;
 
 #[cfg(test)]
 mod tests;
