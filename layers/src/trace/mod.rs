@@ -50,226 +50,17 @@
 //! # }
 //! ```
 
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
-
-use pin_project_lite::pin_project;
-use tower_layer::Layer;
-use tower_service::Service;
-use tracing::Span;
-
+mod describe;
+mod future;
+mod layer;
+mod service;
 mod untrusted;
 
+pub use describe::{Describe, HttpDescribe};
+pub use future::ResponseFuture;
+pub use layer::TraceLayer;
+pub use service::Trace;
 pub use untrusted::{Untrusted, MAX_UNTRUSTED_CHARS};
-
-/// Describes calls of a service in spans.
-///
-/// ```
-/// use std::time::Duration;
-/// use invoke_layers::trace::{Describe, TraceLayer, Untrusted};
-/// use tracing::{field::Empty, Span};
-///
-/// /// A span per call of a queue API, with the queue's name and the answer's status.
-/// #[derive(Clone)]
-/// struct QueueCalls;
-///
-/// impl<B, RB, E: std::fmt::Display> Describe<B, RB, E> for QueueCalls {
-///     fn make_span(&self, req: &http::Request<B>) -> Span {
-///         tracing::info_span!(
-///             "queue.send",
-///             queue = req.uri().path(),
-///             otel.kind = "client",
-///             http.response.status_code = Empty,
-///             otel.status_code = Empty,
-///         )
-///     }
-///     fn on_response(&self, span: &Span, resp: &http::Response<RB>, elapsed: Duration) {
-///         span.record("http.response.status_code", resp.status().as_u16());
-///         if !resp.status().is_success() {
-///             span.record("otel.status_code", "ERROR");
-///         }
-///         // Text from the server goes through `Untrusted` (capped, escaped).
-///         let request_id = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok());
-///         tracing::debug!(parent: span, elapsed_ms = elapsed.as_millis() as u64,
-///             request_id = request_id.map(|v| Untrusted::new(v).to_string()), "sent");
-///     }
-///     fn on_error(&self, span: &Span, err: &E, _elapsed: Duration) {
-///         span.record("otel.status_code", "ERROR");
-///         tracing::debug!(parent: span, error = %err, "failed");
-///     }
-/// }
-///
-/// let trace = TraceLayer::new(QueueCalls);
-/// # let _ = trace;
-/// ```
-pub trait Describe<B, RB, E>: Clone + Send + Sync + 'static {
-    /// The span for this call. Fields to fill later are declared `tracing::field::Empty`.
-    fn make_span(&self, req: &http::Request<B>) -> Span;
-    /// Records a response (and may emit events) in the span.
-    fn on_response(&self, span: &Span, resp: &http::Response<RB>, elapsed: Duration);
-    /// Records an error in the span.
-    fn on_error(&self, span: &Span, err: &E, elapsed: Duration);
-}
-
-/// A describer for any HTTP service: a DEBUG span `http.request` with
-/// `http.request.method`, `server.address` and, later, `http.response.status_code`.
-/// For OpenTelemetry (through `tracing-opentelemetry`) the span is of kind client
-/// (`otel.kind`), and a failure (an error, or a 4xx/5xx response) sets
-/// `otel.status_code = "ERROR"` with a description and `error.type`, as the HTTP
-/// semantic conventions say.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct HttpDescribe;
-
-impl<B, RB, E: fmt::Display> Describe<B, RB, E> for HttpDescribe {
-    fn make_span(&self, req: &http::Request<B>) -> Span {
-        tracing::debug_span!(
-            "http.request",
-            "http.request.method" = %req.method(),
-            "server.address" = req.uri().host().unwrap_or_default(),
-            "http.response.status_code" = tracing::field::Empty,
-            "error.type" = tracing::field::Empty,
-            "otel.kind" = "client",
-            "otel.status_code" = tracing::field::Empty,
-            "otel.status_description" = tracing::field::Empty,
-        )
-    }
-
-    fn on_response(&self, span: &Span, resp: &http::Response<RB>, elapsed: Duration) {
-        let status = resp.status();
-        span.record("http.response.status_code", status.as_u16());
-        if status.is_client_error() || status.is_server_error() {
-            span.record("error.type", status.as_str());
-            span.record("otel.status_code", "ERROR");
-            span.record("otel.status_description", status.as_str());
-        }
-        tracing::debug!(parent: span, elapsed_ms = elapsed.as_secs_f64() * 1e3, "response");
-    }
-
-    fn on_error(&self, span: &Span, err: &E, elapsed: Duration) {
-        span.record("error.type", "error");
-        span.record("otel.status_code", "ERROR");
-        span.record("otel.status_description", tracing::field::display(err));
-        tracing::debug!(parent: span, elapsed_ms = elapsed.as_secs_f64() * 1e3, error = %err, "failed");
-    }
-}
-
-/// The tracing layer; see the [module docs](self).
-#[derive(Debug, Clone)]
-pub struct TraceLayer<D> {
-    describe: D,
-}
-
-impl<D> TraceLayer<D> {
-    /// Traces calls with `describe`.
-    pub fn new(describe: D) -> Self {
-        Self { describe }
-    }
-}
-
-impl<S, D: Clone> Layer<S> for TraceLayer<D> {
-    type Service = Trace<S, D>;
-    fn layer(&self, inner: S) -> Self::Service {
-        Trace {
-            inner,
-            describe: self.describe.clone(),
-        }
-    }
-}
-
-/// Service of [`TraceLayer`].
-#[derive(Debug, Clone)]
-pub struct Trace<S, D> {
-    inner: S,
-    describe: D,
-}
-
-impl<S, D> Trace<S, D> {
-    /// Traces the calls of `inner` with `describe`.
-    pub fn new(inner: S, describe: D) -> Self {
-        Self { inner, describe }
-    }
-
-    /// A [`TraceLayer`] with `describe`.
-    pub fn layer(describe: D) -> TraceLayer<D> {
-        TraceLayer::new(describe)
-    }
-
-    inner_service_accessors!();
-}
-
-impl<S, D, B, RB> Service<http::Request<B>> for Trace<S, D>
-where
-    S: Service<http::Request<B>, Response = http::Response<RB>>,
-    D: Describe<B, RB, S::Error>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future, D, B>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let span = self.describe.make_span(&req);
-        let fut = {
-            let _entered = span.enter();
-            self.inner.call(req)
-        };
-        // No clock read for a span nobody records.
-        let start = (!span.is_disabled()).then(Instant::now);
-        ResponseFuture {
-            inner: fut,
-            span,
-            describe: self.describe.clone(),
-            start,
-            done: false,
-            _body: std::marker::PhantomData,
-        }
-    }
-}
-
-pin_project! {
-    /// Response future of [`Trace`].
-    pub struct ResponseFuture<F, D, B> {
-        #[pin]
-        inner: F,
-        span: Span,
-        describe: D,
-        start: Option<Instant>,
-        done: bool,
-        _body: std::marker::PhantomData<fn(B)>,
-    }
-}
-
-impl<F, D, B, RB, E> Future for ResponseFuture<F, D, B>
-where
-    F: Future<Output = Result<http::Response<RB>, E>>,
-    D: Describe<B, RB, E>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = {
-            let _entered = this.span.enter();
-            std::task::ready!(this.inner.poll(cx))
-        };
-        // Recorded once: a poll after completion is the inner future's to answer (this
-        // crate's futures answer it with an error), and is not a second outcome.
-        if !std::mem::replace(this.done, true) {
-            let elapsed = this.start.map_or(Duration::ZERO, |s| s.elapsed());
-            match &result {
-                Ok(resp) => this.describe.on_response(this.span, resp, elapsed),
-                Err(e) => this.describe.on_error(this.span, e, elapsed),
-            }
-        }
-        Poll::Ready(result)
-    }
-}
 
 /// Response headers safe to record: no credentials, signatures or user data.
 pub const SAFE_HEADERS: &[&str] = &[
@@ -309,6 +100,7 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
     use tower::ServiceExt;
+    use tower_layer::Layer as _;
     use tracing_subscriber::layer::SubscriberExt;
 
     #[derive(Clone, Default)]
@@ -403,7 +195,7 @@ mod tests {
         struct Values(Arc<Mutex<Vec<String>>>);
         struct Visit<'a>(&'a mut Vec<String>);
         impl tracing::field::Visit for Visit<'_> {
-            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn fmt::Debug) {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
                 if f.name() == "value" {
                     self.0.push(format!("{v:?}"));
                 }
