@@ -4,7 +4,7 @@ use tower_layer::Layer;
 
 use super::service::Trace;
 
-/// The tracing layer; see the [module docs](self).
+/// The tracing layer; see the [module docs](super).
 #[derive(Debug, Clone)]
 pub struct TraceLayer<D> {
     describe: D,
