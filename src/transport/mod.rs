@@ -44,7 +44,6 @@ use tokio::sync::OwnedSemaphorePermit;
 
 pub use endpoint::{is_loopback_host, Endpoint, EndpointError, EndpointVariant};
 pub use invoke_layers::keepalive::KeepAlive;
-use invoke_layers::keepalive::{KeepAliveConnector, KeepAliveLayer};
 use invoke_layers::timeout::SendProgress;
 
 use crate::error::{TransportError, TransportErrorKind};
@@ -160,38 +159,11 @@ impl TransportConfig {
 #[error("cannot build the HTTPS transport: {0}")]
 pub struct TransportBuildError(String);
 
-/// The TCP connector: hyper-util's, with TCP keep-alive when configured.
-#[derive(Clone, Debug)]
-pub enum TcpConnector {
-    /// Keep-alive on every connection.
-    KeepAlive(KeepAliveConnector<HttpConnector>),
-    /// The operating system's defaults (keep-alive off).
-    Plain(HttpConnector),
-}
-
-impl tower_service::Service<http::Uri> for TcpConnector {
-    type Response = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        match self {
-            TcpConnector::KeepAlive(c) => c.poll_ready(cx),
-            TcpConnector::Plain(c) => c.poll_ready(cx).map_err(Into::into),
-        }
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        // Once per new connection, not per request: a box here costs nothing measurable.
-        match self {
-            TcpConnector::KeepAlive(c) => Box::pin(c.call(uri)),
-            TcpConnector::Plain(c) => {
-                let fut = c.call(uri);
-                Box::pin(async move { fut.await.map_err(Into::into) })
-            }
-        }
-    }
-}
+/// The TCP connector: hyper-util's own, with TCP keep-alive configured through its
+/// setters (`set_keepalive`, `set_keepalive_interval`, `set_keepalive_retries`) when
+/// [`TransportConfig::keepalive`] is set. invoke-layers' `KeepAliveLayer` stays for
+/// connectors that have no such settings.
+pub type TcpConnector = HttpConnector;
 
 /// The TCP connector the transport uses for `config` (exposed so tests and users can
 /// check the socket options it sets).
@@ -202,10 +174,12 @@ pub fn tcp_connector(config: &TransportConfig) -> TcpConnector {
     // The transport's own timer covers the whole connect; this one also lets the
     // connector move on to the next address of a name that has several.
     http.set_connect_timeout(Some(config.connect_timeout));
-    match config.keepalive {
-        Some(k) => TcpConnector::KeepAlive(tower::Layer::layer(&KeepAliveLayer::new(k), http)),
-        None => TcpConnector::Plain(http),
+    if let Some(k) = config.keepalive {
+        http.set_keepalive(Some(k.idle));
+        http.set_keepalive_interval(Some(k.interval));
+        http.set_keepalive_retries(Some(k.retries));
     }
+    http
 }
 
 #[cfg(feature = "rustls")]
