@@ -18,12 +18,11 @@
 //! | reset, truncated body, attempt timeout after the request was written | transient | maybe |
 //! | request rejected locally (invalid, unsigned) | not retried | no |
 
-use bytes::Bytes;
 use invoke_layers::retry::{Classification, ClassifyRetry, Reached, RetryKind};
 use invoke_layers::sigv4::{ClockSkewCorrected, CredentialsError, SigV4Error, SigningError};
 use invoke_layers::timeout::TimeoutError as LayerTimeoutError;
 
-use crate::codec;
+use crate::codec::{self, BufferedBody};
 use crate::error::{ApiError, RunStatus, TimeoutError, Timer, TransportError};
 
 /// Classifies a failure of the stack below the retry layer.
@@ -172,8 +171,8 @@ impl LambdaClassifier {
     }
 }
 
-impl<E: ClassifyError> ClassifyRetry<http::Response<Bytes>, E> for LambdaClassifier {
-    fn classify(&self, result: &Result<http::Response<Bytes>, E>) -> Classification {
+impl<E: ClassifyError, RB: BufferedBody> ClassifyRetry<http::Response<RB>, E> for LambdaClassifier {
+    fn classify(&self, result: &Result<http::Response<RB>, E>) -> Classification {
         let resp = match result {
             Ok(r) => r,
             Err(e) => return e.classification(),
@@ -190,7 +189,8 @@ impl<E: ClassifyError> ClassifyRetry<http::Response<Bytes>, E> for LambdaClassif
                 Classification::Final
             };
         }
-        match codec::decode_parts(status, resp.headers(), resp.body().clone()) {
+        let body = resp.body().buffered_bytes().cloned().unwrap_or_default();
+        match codec::decode_parts(status, resp.headers(), body) {
             // Signing again helps only when the signer corrected its clock offset from
             // this answer; one beyond its limit (or no signer) would fail the same way.
             Err(api) if api.is_clock_skew() => {

@@ -191,6 +191,23 @@ fn clean(text: &str) -> String {
     Untrusted::new(text).to_cow().into_owned()
 }
 
+/// What the stack's classifiers and tracing need of a response body: its bytes when they
+/// were read (always for `Invoke`; for an error answer of `InvokeWithResponseStream`,
+/// whose successful bodies are read later, by the caller).
+pub trait BufferedBody {
+    /// The body, if it has been read.
+    fn buffered_bytes(&self) -> Option<&Bytes>;
+    /// Gives the operation span to a body read later, so that it can record how the
+    /// reading ended (nothing to do for a body already read).
+    fn attach_span(&self, _span: &tracing::Span) {}
+}
+
+impl BufferedBody for Bytes {
+    fn buffered_bytes(&self) -> Option<&Bytes> {
+        Some(self)
+    }
+}
+
 /// Decodes a response: any 2xx is success; anything else is an [`ApiError`].
 pub fn decode(resp: http::Response<Bytes>) -> Result<InvokeResponse, ApiError> {
     let (parts, body) = resp.into_parts();

@@ -41,6 +41,7 @@
 mod fault;
 mod function;
 mod server;
+mod stream;
 mod verify;
 
 use std::collections::{HashMap, VecDeque};
@@ -53,6 +54,9 @@ use tokio::sync::watch;
 
 pub use fault::Fault;
 pub use function::{FunctionFailure, Invocation, LocalFunction};
+pub use stream::{
+    ChunkSender, ClientGone, StreamFault, StreamFunction, HTTP_INTEGRATION_CONTENT_TYPE,
+};
 
 use crate::model::InvocationType;
 use verify::KeyPair;
@@ -194,6 +198,12 @@ impl LocalLambdaBuilder {
         self.verify_signatures = yes;
         self
     }
+    /// Registers a streaming function (served by `InvokeWithResponseStream` as chunks,
+    /// and by `Invoke` as one response).
+    pub fn stream_function(self, name: impl Into<String>, f: StreamFunction) -> Self {
+        self.function(name, f.into_local())
+    }
+
     /// Registers a function.
     pub fn function(mut self, name: impl Into<String>, f: LocalFunction) -> Self {
         self.functions.push((name.into(), f));
