@@ -437,7 +437,7 @@ impl InvokeClientBuilder {
                 signing_region.clone(),
             )))
             .layer(breaker.clone())
-            .layer(operation_deadline.clone())
+            .layer(operation_deadline)
             .layer(limiter.clone())
             .layer(retry.clone())
             .layer(TraceLayer::new(LambdaTrace::attempt()))

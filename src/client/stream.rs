@@ -96,7 +96,7 @@ impl InvokeClient {
         }
     }
 
-    #[allow(clippy::type_complexity)]
+    #[allow(clippy::type_complexity, clippy::result_large_err)]
     fn prepare_stream(
         &self,
         req: &InvokeStreamRequest,

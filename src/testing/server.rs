@@ -754,7 +754,7 @@ async fn invoke(
                     request_id: request_id.to_owned(),
                     tail,
                     fault,
-                    _running: _running,
+                    _running,
                 };
                 let mut resp = finish(
                     state,
