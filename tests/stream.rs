@@ -462,3 +462,57 @@ async fn a_plain_function_streams_in_one_chunk_and_a_stream_function_answers_inv
     let resp = client.invoke_json("words", &1).await.expect("invoke");
     assert_eq!(resp.payload().as_ref(), b"ab");
 }
+
+#[tokio::test]
+async fn the_operation_span_records_the_stream() {
+    let (cap, _g) = common::capture::start();
+    let lambda = endpoint("words", StreamFunction::chunks(["ab", "cde"])).await;
+    let client = client_with(&lambda, None);
+    let mut resp = client
+        .invoke_stream(request("words"))
+        .await
+        .expect("headers");
+    let (data, err) = drain(&mut resp).await;
+    assert!(err.is_none());
+    assert_eq!(data, b"abcde");
+    // A failed one records how it ended.
+    lambda.script(
+        "words",
+        [Fault::Stream(StreamFault::CloseWithoutComplete {
+            after: 1,
+        })],
+    );
+    let mut resp = client
+        .invoke_stream(request("words"))
+        .await
+        .expect("headers");
+    let (_, err) = drain(&mut resp).await;
+    assert!(err.is_some());
+    drop(resp);
+
+    let c = cap.0.lock().unwrap();
+    let ops: Vec<_> = c
+        .spans
+        .iter()
+        .filter(|s| s.name == "Lambda.InvokeWithResponseStream")
+        .collect();
+    assert_eq!(ops.len(), 2, "one operation span per call");
+    let ok = ops[0];
+    assert_eq!(ok.field("rpc.method"), Some("InvokeWithResponseStream"));
+    assert_eq!(ok.field("faas.invoked_name"), Some("words"));
+    assert_eq!(ok.field("http.response.status_code"), Some("200"));
+    assert_eq!(ok.field("aws.lambda.stream.bytes"), Some("5"));
+    assert_eq!(ok.field("aws.lambda.stream.chunks"), Some("2"));
+    assert!(ok.field("aws.lambda.stream.first_chunk_ms").is_some());
+    assert_eq!(ok.field("aws.lambda.stream.end"), Some("complete"));
+    let failed = ops[1];
+    assert_eq!(failed.field("aws.lambda.stream.bytes"), Some("2"));
+    assert_eq!(failed.field("aws.lambda.stream.end"), Some("truncated"));
+    assert_eq!(failed.field("error.type"), Some("truncated"));
+    assert_eq!(failed.field("aws.lambda.may_have_run"), Some("ran"));
+    assert!(c.events.iter().any(|e| e.message == "stream finished"
+        && e.span.as_deref() == Some("Lambda.InvokeWithResponseStream")));
+    // Attempt spans are children of the stream's operation span.
+    assert!(c.spans.iter().any(|s| s.name == "Lambda.Invoke.attempt"
+        && s.parent.as_deref() == Some("Lambda.InvokeWithResponseStream")));
+}

@@ -158,6 +158,10 @@ pub enum DecodeError {
 /// ```
 #[derive(Debug)]
 pub struct EventDecoder {
+    // Received bytes not yet decoded: `input` as it arrived (frames in it are decoded
+    // without a copy), `buf` once bytes of a frame must be joined. At most one of them
+    // holds data.
+    input: Bytes,
     buf: BytesMut,
     max_frame: usize,
     // `total_length` of the frame at the front, once its prelude has been checked.
@@ -174,6 +178,7 @@ impl EventDecoder {
     /// A decoder that refuses frames over `max_frame` bytes.
     pub fn new(max_frame: usize) -> Self {
         Self {
+            input: Bytes::new(),
             buf: BytesMut::new(),
             max_frame: max_frame.max(MIN_FRAME_LEN),
             pending: None,
@@ -183,18 +188,52 @@ impl EventDecoder {
     /// Appends received bytes. Fails at once when a prelude is complete and wrong, so
     /// a hostile length is refused before its frame is buffered.
     pub fn push(&mut self, data: &[u8]) -> Result<(), DecodeError> {
+        self.spill(data.len());
         self.buf.extend_from_slice(data);
         self.check_prelude().map(|_| ())
     }
 
+    /// As [`push`](Self::push), without copying `data` when no partial frame is held:
+    /// the whole frames in it are then decoded from it directly.
+    pub fn push_bytes(&mut self, data: Bytes) -> Result<(), DecodeError> {
+        if self.is_empty() {
+            self.input = data;
+        } else {
+            self.spill(data.len());
+            self.buf.extend_from_slice(&data);
+        }
+        self.check_prelude().map(|_| ())
+    }
+
+    /// Moves undecoded input into the joining buffer, before `more` bytes are added.
+    fn spill(&mut self, more: usize) {
+        if self.input.is_empty() {
+            return;
+        }
+        let need = self.input.len() + more;
+        self.buf
+            .reserve(need.max(self.pending.unwrap_or(0)).min(self.max_frame));
+        self.buf.extend_from_slice(&self.input);
+        self.input = Bytes::new();
+    }
+
+    /// The undecoded bytes, in order.
+    fn front(&self) -> &[u8] {
+        if self.input.is_empty() {
+            &self.buf
+        } else {
+            &self.input
+        }
+    }
+
     /// Bytes received and not yet decoded.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.input.len()
     }
 
     /// True when no bytes of an unfinished frame are held.
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.buf.is_empty() && self.input.is_empty()
     }
 
     /// `total_length` of the frame at the front, once its prelude is in and valid.
@@ -202,10 +241,11 @@ impl EventDecoder {
         if let Some(len) = self.pending {
             return Ok(Some(len));
         }
-        if self.buf.len() < PRELUDE_LEN {
+        let front = self.front();
+        if front.len() < PRELUDE_LEN {
             return Ok(None);
         }
-        let prelude = &self.buf[..PRELUDE_LEN];
+        let prelude = &front[..PRELUDE_LEN];
         // Only the prelude's own CRC is checked here, so that a garbled length is
         // reported as corruption rather than as a size; the frame itself is parsed and
         // checked by aws-smithy-eventstream.
@@ -222,7 +262,9 @@ impl EventDecoder {
             });
         }
         // The buffer grows to the frame at most once, not by doubling past it.
-        self.buf.reserve(len.saturating_sub(self.buf.len()));
+        if self.input.is_empty() {
+            self.buf.reserve(len.saturating_sub(self.buf.len()));
+        }
         self.pending = Some(len);
         Ok(Some(len))
     }
@@ -232,11 +274,18 @@ impl EventDecoder {
         let Some(len) = self.check_prelude()? else {
             return Ok(None);
         };
-        if self.buf.len() < len {
-            return Ok(None);
-        }
+        let frame = if !self.input.is_empty() {
+            if self.input.len() < len {
+                return Ok(None);
+            }
+            self.input.split_to(len)
+        } else {
+            if self.buf.len() < len {
+                return Ok(None);
+            }
+            self.buf.split_to(len).freeze()
+        };
         self.pending = None;
-        let frame = self.buf.split_to(len).freeze();
         let message = read_message_from(frame).map_err(|e| DecodeError::Frame(e.to_string()))?;
         // A fresh small buffer once a large frame has gone, so a big frame's capacity
         // is not kept for the rest of the stream.

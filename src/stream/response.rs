@@ -273,7 +273,7 @@ impl InvokeStreamResponse {
         self.record_end(err.type_name());
     }
 
-    fn finish(&mut self, completion: Completion) {
+    fn finish(&mut self, completion: Completion, cx: &mut Context<'_>) {
         self.state = ReadState::Done;
         let end = if completion.is_function_error() {
             "function_error"
@@ -287,14 +287,17 @@ impl InvokeStreamResponse {
             );
         }
         self.completion = Some(completion);
-        // InvokeComplete is the last message; a body with more after it is not kept
-        // (dropping it closes the connection rather than reading on).
-        let ended = self
-            .body
-            .as_ref()
-            .is_none_or(http_body::Body::is_end_stream);
-        if !ended || !self.decoder.is_empty() {
-            tracing::debug!("data after InvokeComplete: the connection is closed");
+        // InvokeComplete is the last message. What is already there of the body's end
+        // is read, so that the connection can go back to the pool; anything else (more
+        // data, or an end still on its way) is not waited for: dropping the body then
+        // closes the connection.
+        let mut ended = self.decoder.is_empty();
+        if let Some(body) = self.body.as_mut() {
+            ended &=
+                body.is_end_stream() || matches!(Pin::new(body).poll_frame(cx), Poll::Ready(None));
+        }
+        if !ended {
+            tracing::debug!("no clean end after InvokeComplete: the connection is closed");
         }
         self.body = None;
         self.slot = None;
@@ -351,7 +354,7 @@ impl InvokeStreamResponse {
                     return Poll::Ready(Some(Ok(data)));
                 }
                 Ok(Some(Event::Complete(c))) => {
-                    self.finish(c);
+                    self.finish(c, cx);
                     return Poll::Ready(None);
                 }
                 Ok(Some(Event::Unknown { event_type })) => {
@@ -369,7 +372,7 @@ impl InvokeStreamResponse {
                 Poll::Ready(Some(Ok(frame))) => {
                     self.idle_timer = None;
                     if let Ok(data) = frame.into_data() {
-                        if let Err(e) = self.decoder.push(&data) {
+                        if let Err(e) = self.decoder.push_bytes(data) {
                             return self.failed(StreamErrorKind::Decode(e));
                         }
                     }
