@@ -37,6 +37,14 @@
 //! limits (413), invalid requests (400), unknown functions (404), SigV4 verification
 //! (403 on a wrong secret, an unknown key or a signature more than 5 minutes off the
 //! endpoint's clock, which can be skewed for tests), and the [`Fault`]s.
+//!
+//! `InvokeWithResponseStream` too: [`StreamFunction`]s yield chunks over time (registered
+//! with [`LocalLambdaBuilder::stream_function`]; a plain function answers in one chunk),
+//! sent as event-stream frames in HTTP chunks as the client reads them, then
+//! `InvokeComplete` with the function error and log tail; [`Fault::Stream`] fails a
+//! stream on demand ([`StreamFault`]: stall, close without `InvokeComplete`, cut frame,
+//! corrupted CRC, `error` or `exception` message, oversized prelude, reset), and the
+//! other faults (throttles, 5xx, hangs) apply before the stream as for `Invoke`.
 
 mod fault;
 mod function;

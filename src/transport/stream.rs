@@ -112,8 +112,10 @@ impl BufferedBody for StreamingBody {
     }
 }
 
-/// [`HyperTransport`] for streaming answers; see the [module docs](self). Clones share
-/// the transport's connection pool.
+/// [`HyperTransport`] for streaming answers: ready at the response headers for a 2xx
+/// (the body unread, [`StreamingBody`]), after the body (read up to
+/// [`MAX_ERROR_BODY_BYTES`]) for an error status. Clones share the transport's
+/// connection pool.
 #[derive(Clone, Debug)]
 pub struct StreamingTransport {
     transport: HyperTransport,
