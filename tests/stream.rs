@@ -516,3 +516,30 @@ async fn the_operation_span_records_the_stream() {
     assert!(c.spans.iter().any(|s| s.name == "Lambda.Invoke.attempt"
         && s.parent.as_deref() == Some("Lambda.InvokeWithResponseStream")));
 }
+
+#[tokio::test]
+async fn an_error_answer_is_read_only_up_to_its_cap_and_classified() {
+    // A proxy's 502 with a 1 MiB page: classified by its status, 64 KiB read at most.
+    let lambda = endpoint("f", StreamFunction::chunks(["ok"])).await;
+    let page = bytes::Bytes::from(vec![b'x'; 1024 * 1024]);
+    lambda.script(
+        "f",
+        [Fault::Raw {
+            status: 502,
+            headers: vec![("content-type".into(), "text/html".into())],
+            body: page,
+        }],
+    );
+    let client = common::builder_for(&lambda)
+        .max_attempts(1)
+        .build()
+        .expect("client");
+    let err = tokio::time::timeout(GUARD, client.invoke_stream(request("f")))
+        .await
+        .expect("bounded")
+        .expect_err("502");
+    let api = err.as_api().expect("an API error");
+    assert_eq!(api.status(), 502);
+    assert!(err.is_retryable(), "an unmodeled 502 is transient");
+    assert_eq!(lambda.invocations("f"), 0);
+}

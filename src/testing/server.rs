@@ -843,6 +843,20 @@ fn http_chunk(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A function whose client is gone goes on to its end, as Lambda's does (its output is
+/// dropped), and counts as a run.
+fn run_on_without_client(
+    mut running: super::stream::RunningStream,
+    state: Arc<State>,
+    function: String,
+) {
+    tokio::spawn(async move {
+        while running.chunks.recv().await.is_some() {}
+        let _ = running.run.await;
+        *lock(&state.runs).entry(function).or_insert(0) += 1;
+    });
+}
+
 /// Waits until the client closes the connection (a stalled stream ends with it).
 async fn until_closed(s: &mut TcpStream) {
     use tokio::io::AsyncReadExt;
@@ -877,9 +891,6 @@ async fn serve_stream(mut s: TcpStream, plan: StreamPlan) {
     let started = std::time::Instant::now();
     let mut running = stream.start(invocation);
     let mut sent = 0usize;
-    let counted = move |state: &State| {
-        *lock(&state.runs).entry(function).or_insert(0) += 1;
-    };
     loop {
         if let Some(f) = fault.as_ref().filter(|f| f.after() == sent) {
             let end: &[u8] = b"0\r\n\r\n";
@@ -930,12 +941,7 @@ async fn serve_stream(mut s: TcpStream, plan: StreamPlan) {
                     drop(s);
                 }
             }
-            // The function goes on without its client, as Lambda's does.
-            tokio::spawn(async move {
-                while running.chunks.recv().await.is_some() {}
-                let _ = running.run.await;
-                counted(&state);
-            });
+            run_on_without_client(running, state, function);
             return;
         }
         let Some(chunk) = running.chunks.recv().await else {
@@ -943,6 +949,7 @@ async fn serve_stream(mut s: TcpStream, plan: StreamPlan) {
         };
         let frame = encode::payload_chunk(chunk);
         if s.write_all(&http_chunk(&frame)).await.is_err() {
+            run_on_without_client(running, state, function);
             return;
         }
         sent += 1;
@@ -954,7 +961,7 @@ async fn serve_stream(mut s: TcpStream, plan: StreamPlan) {
             "the handler panicked",
         )),
     };
-    counted(&state);
+    *lock(&state.runs).entry(function).or_insert(0) += 1;
     let mut complete = serde_json::Map::new();
     if let Err(failure) = result {
         complete.insert("ErrorCode".into(), failure.header().into());
