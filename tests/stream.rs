@@ -543,3 +543,67 @@ async fn an_error_answer_is_read_only_up_to_its_cap_and_classified() {
     assert!(err.is_retryable(), "an unmodeled 502 is transient");
     assert_eq!(lambda.invocations("f"), 0);
 }
+
+#[tokio::test]
+async fn the_http_integration_prelude_is_taken_off_when_asked_and_only_for_its_type() {
+    let lambda = LocalLambda::builder()
+        .stream_function(
+            "web",
+            StreamFunction::http_integration(201, serde_json::json!({"x-a": "1"}), "body"),
+        )
+        // The same bytes under another content type: never stripped.
+        .stream_function(
+            "raw",
+            StreamFunction::chunks([&b"{\"statusCode\":1}"[..], &[0u8; 8][..], &b"body"[..]]),
+        )
+        // The delimiter split across chunks.
+        .stream_function(
+            "split",
+            StreamFunction::chunks([
+                &b"{\"statusCode\":202}\0\0\0"[..],
+                &b"\0\0"[..],
+                &b"\0\0\0bo"[..],
+                &b"dy"[..],
+            ])
+            .content_type(HTTP_INTEGRATION_CONTENT_TYPE),
+        )
+        // A prelude that never ends.
+        .stream_function(
+            "endless",
+            StreamFunction::chunks([&b"{\"statusCode\":200}"[..]])
+                .content_type(HTTP_INTEGRATION_CONTENT_TYPE),
+        )
+        .start()
+        .await
+        .expect("start");
+    let mut config = StreamConfig::default();
+    config.strip_http_integration_prelude = true;
+    let client = common::builder_for(&lambda)
+        .stream_config(config)
+        .build()
+        .expect("client");
+    for (name, prelude_status) in [("web", 201), ("split", 202)] {
+        let mut resp = client.invoke_stream(request(name)).await.expect("headers");
+        let (body, err) = drain(&mut resp).await;
+        assert!(err.is_none(), "{name}: {err:?}");
+        assert_eq!(body, b"body", "{name}");
+        let prelude: serde_json::Value =
+            serde_json::from_slice(resp.http_integration_prelude().expect("prelude"))
+                .expect("JSON");
+        assert_eq!(prelude["statusCode"], prelude_status, "{name}");
+    }
+    let mut resp = client.invoke_stream(request("raw")).await.expect("headers");
+    let (body, _) = drain(&mut resp).await;
+    assert_eq!(body.len(), 16 + 8 + 4, "not stripped: another content type");
+    assert!(resp.http_integration_prelude().is_none());
+    let mut resp = client
+        .invoke_stream(request("endless"))
+        .await
+        .expect("headers");
+    let (body, err) = drain(&mut resp).await;
+    assert!(body.is_empty());
+    assert_eq!(
+        err.expect("an error").kind(),
+        &StreamErrorKind::HttpIntegrationPrelude
+    );
+}

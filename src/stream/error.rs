@@ -28,6 +28,11 @@ pub enum StreamErrorKind {
     },
     /// Reading the body failed (a reset, a closed connection, invalid chunked encoding).
     Connection(String),
+    /// The content type announced Lambda's HTTP integration, its prelude was to be taken
+    /// off, and it did not end (8 NUL bytes) within
+    /// [`MAX_HTTP_INTEGRATION_PRELUDE`](super::MAX_HTTP_INTEGRATION_PRELUDE) bytes or
+    /// before `InvokeComplete`.
+    HttpIntegrationPrelude,
     /// [`collect`](super::InvokeStreamResponse::collect) reached its size cap.
     TooLarge {
         /// The cap.
@@ -50,6 +55,9 @@ impl fmt::Display for StreamErrorKind {
                 inside_frame: false,
             } => f.write_str("stream ended without InvokeComplete"),
             Self::Connection(e) => write!(f, "stream connection failed: {e}"),
+            Self::HttpIntegrationPrelude => {
+                f.write_str("HTTP-integration prelude without its end (8 NUL bytes)")
+            }
             Self::TooLarge { max } => write!(f, "stream larger than the {max}-byte cap"),
         }
     }
@@ -131,6 +139,7 @@ impl StreamError {
             StreamErrorKind::Decode(DecodeError::ErrorMessage { .. }) => true,
             StreamErrorKind::Decode(_)
             | StreamErrorKind::Deadline
+            | StreamErrorKind::HttpIntegrationPrelude
             | StreamErrorKind::TooLarge { .. } => false,
         }
     }
@@ -146,6 +155,7 @@ impl StreamError {
             StreamErrorKind::Decode(_) => "decode_error",
             StreamErrorKind::Truncated { .. } => "truncated",
             StreamErrorKind::Connection(_) => "connection",
+            StreamErrorKind::HttpIntegrationPrelude => "http_integration_prelude",
             StreamErrorKind::TooLarge { .. } => "too_large",
         }
     }

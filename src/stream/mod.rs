@@ -61,4 +61,7 @@ mod response;
 pub use decoder::{Completion, DecodeError, Event, EventDecoder, DEFAULT_MAX_FRAME_BYTES};
 pub use error::{StreamError, StreamErrorKind};
 pub use request::{InvokeStreamRequest, InvokeStreamRequestBuilder, OPERATION};
-pub use response::{CollectedStream, InvokeStreamResponse, StreamConfig, StreamReader};
+pub use response::{
+    CollectedStream, InvokeStreamResponse, StreamConfig, StreamReader,
+    HTTP_INTEGRATION_CONTENT_TYPE, MAX_HTTP_INTEGRATION_PRELUDE,
+};

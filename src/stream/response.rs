@@ -28,6 +28,32 @@ pub struct StreamConfig {
     /// Largest frame accepted: a prelude announcing more fails at once, before any of
     /// the frame is buffered. This bounds the memory a stream holds.
     pub max_frame_bytes: usize,
+    /// Take off the HTTP-integration prelude (the JSON with `statusCode` and `headers`
+    /// that a handler using Lambda's `HttpResponseStream` writes first, then 8 NUL
+    /// bytes) when, and only when, the content type is
+    /// [`HTTP_INTEGRATION_CONTENT_TYPE`]; it is then
+    /// [`InvokeStreamResponse::http_integration_prelude`]. Default off: the chunks are
+    /// the function's bytes as they are, as with the AWS SDKs.
+    pub strip_http_integration_prelude: bool,
+}
+
+/// The content type of a function using Lambda's HTTP integration (a JSON prelude,
+/// 8 NUL bytes, then the body).
+pub const HTTP_INTEGRATION_CONTENT_TYPE: &str =
+    "application/vnd.awslambda.http-integration-response";
+
+/// The longest HTTP-integration prelude looked for (status, headers and cookies).
+pub const MAX_HTTP_INTEGRATION_PRELUDE: usize = 64 * 1024;
+
+/// Where the search for the HTTP-integration prelude stands.
+#[derive(Debug)]
+enum Prelude {
+    /// Not looked for.
+    Off,
+    /// The bytes so far, without the delimiter yet.
+    Seeking(BytesMut),
+    /// Found (the JSON, without the delimiter).
+    Found(Bytes),
 }
 
 impl Default for StreamConfig {
@@ -35,6 +61,7 @@ impl Default for StreamConfig {
         Self {
             idle_timeout: None,
             max_frame_bytes: super::decoder::DEFAULT_MAX_FRAME_BYTES,
+            strip_http_integration_prelude: false,
         }
     }
 }
@@ -87,6 +114,7 @@ pub struct InvokeStreamResponse {
     // The connection slot of a capped transport, held while the body is read.
     slot: Option<OwnedSemaphorePermit>,
     span: Option<tracing::Span>,
+    prelude: Prelude,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,10 +163,18 @@ impl InvokeStreamResponse {
         } else {
             (body.body, ReadState::Reading)
         };
+        let content_type = header(&parts.headers, "content-type");
+        let prelude = if config.strip_http_integration_prelude
+            && content_type.as_deref() == Some(HTTP_INTEGRATION_CONTENT_TYPE)
+        {
+            Prelude::Seeking(BytesMut::new())
+        } else {
+            Prelude::Off
+        };
         let mut this = Self {
             status: parts.status.as_u16(),
             executed_version: header(&parts.headers, "x-amz-executed-version"),
-            content_type: header(&parts.headers, "content-type"),
+            content_type,
             request_id: header(&parts.headers, "x-amzn-requestid"),
             attempts,
             body: body_stream,
@@ -154,6 +190,7 @@ impl InvokeStreamResponse {
             first_chunk: None,
             slot: body.slot,
             span: body.span,
+            prelude,
         };
         if this.state == ReadState::Done {
             this.record_end("dry_run");
@@ -201,6 +238,15 @@ impl InvokeStreamResponse {
     /// Time from the headers to the first chunk, once one has arrived.
     pub fn time_to_first_chunk(&self) -> Option<Duration> {
         self.first_chunk
+    }
+
+    /// The HTTP-integration prelude (its JSON), once it has been taken off the stream
+    /// (see [`StreamConfig::strip_http_integration_prelude`]).
+    pub fn http_integration_prelude(&self) -> Option<&Bytes> {
+        match &self.prelude {
+            Prelude::Found(json) => Some(json),
+            _ => None,
+        }
     }
 
     /// `InvokeComplete`, once the stream has ended with it.
@@ -347,6 +393,10 @@ impl InvokeStreamResponse {
                     }
                     self.chunks += 1;
                     self.bytes += data.len() as u64;
+                    let data = match self.take_prelude(data) {
+                        Ok(data) => data,
+                        Err(kind) => return self.failed(kind),
+                    };
                     // An empty chunk is valid; it is counted, not handed out.
                     if data.is_empty() {
                         continue;
@@ -354,6 +404,9 @@ impl InvokeStreamResponse {
                     return Poll::Ready(Some(Ok(data)));
                 }
                 Ok(Some(Event::Complete(c))) => {
+                    if matches!(self.prelude, Prelude::Seeking(_)) {
+                        return self.failed(StreamErrorKind::HttpIntegrationPrelude);
+                    }
                     self.finish(c, cx);
                     return Poll::Ready(None);
                 }
@@ -406,6 +459,28 @@ impl InvokeStreamResponse {
                 }
             }
         }
+    }
+
+    /// While the HTTP-integration prelude is looked for: the chunk's bytes after it
+    /// (empty while it has not ended). The delimiter may span chunks.
+    fn take_prelude(&mut self, data: Bytes) -> Result<Bytes, StreamErrorKind> {
+        let Prelude::Seeking(buf) = &mut self.prelude else {
+            return Ok(data);
+        };
+        // Only the last 7 bytes already held can start a delimiter that ends in `data`.
+        let from = buf.len().saturating_sub(7);
+        buf.extend_from_slice(&data);
+        let Some(at) = buf[from..].windows(8).position(|w| w == [0u8; 8]) else {
+            if buf.len() > MAX_HTTP_INTEGRATION_PRELUDE {
+                return Err(StreamErrorKind::HttpIntegrationPrelude);
+            }
+            return Ok(Bytes::new());
+        };
+        let mut all = std::mem::take(buf).freeze();
+        let rest = all.split_off(from + at + 8);
+        all.truncate(from + at);
+        self.prelude = Prelude::Found(all);
+        Ok(rest)
     }
 
     fn failed(&mut self, kind: StreamErrorKind) -> Poll<Option<Result<Bytes, StreamError>>> {

@@ -15,10 +15,7 @@ use super::function::{FunctionFailure, Invocation, LocalFunction};
 type BoxFuture = Pin<Box<dyn Future<Output = Result<(), FunctionFailure>> + Send>>;
 pub(crate) type StreamHandler = Arc<dyn Fn(Invocation, ChunkSender) -> BoxFuture + Send + Sync>;
 
-/// The content type of a handler that uses Lambda's HTTP integration (a JSON prelude,
-/// then 8 NUL bytes, then the body).
-pub const HTTP_INTEGRATION_CONTENT_TYPE: &str =
-    "application/vnd.awslambda.http-integration-response";
+pub use crate::stream::HTTP_INTEGRATION_CONTENT_TYPE;
 
 /// Where a streaming function writes its response: each [`send`](Self::send) becomes one
 /// `PayloadChunk`, written to the connection as soon as the client reads (the channel
