@@ -186,14 +186,14 @@ async fn a_function_error_arrives_in_the_completion() {
 async fn a_stall_is_an_idle_timeout_with_the_bytes_received() {
     let (data, err, _lambda) = run_fault(
         StreamFault::Stall { after: 1 },
-        Some(Duration::from_millis(300)),
+        Some(Duration::from_secs(1)),
     )
     .await;
     assert_eq!(data, b"one,");
     assert_eq!(
         err.kind(),
         &StreamErrorKind::IdleTimeout {
-            idle: Duration::from_millis(300)
+            idle: Duration::from_secs(1)
         }
     );
     assert_eq!((err.bytes_received(), err.chunks_received()), (4, 1));
@@ -205,7 +205,7 @@ async fn a_stall_is_an_idle_timeout_with_the_bytes_received() {
 async fn a_stall_before_any_chunk_says_no_data_arrived() {
     let (data, err, _lambda) = run_fault(
         StreamFault::Stall { after: 0 },
-        Some(Duration::from_millis(300)),
+        Some(Duration::from_secs(1)),
     )
     .await;
     assert!(data.is_empty());
@@ -298,7 +298,7 @@ async fn the_operation_deadline_covers_the_stream() {
     let lambda = endpoint("f", StreamFunction::chunks(["one,"])).await;
     lambda.script("f", [Fault::Stream(StreamFault::Stall { after: 1 })]);
     let client = common::builder_for(&lambda)
-        .operation_timeout(Duration::from_millis(500))
+        .operation_timeout(Duration::from_secs(2))
         .build()
         .expect("client");
     let mut resp = client.invoke_stream(request("f")).await.expect("headers");
@@ -334,6 +334,31 @@ async fn the_header_timeout_is_the_attempt_timeout() {
         InvokeErrorKind::Timeout(t) => assert_eq!(t.timer(), Timer::Attempt),
         other => panic!("expected a timeout, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn the_header_timeout_can_be_set_for_streams() {
+    let lambda = endpoint("f", StreamFunction::chunks(["x"])).await;
+    lambda.script("f", [Fault::Hang]);
+    let mut config = StreamConfig::default();
+    config.header_timeout = Some(Duration::from_millis(200));
+    let client = common::builder_for(&lambda)
+        .max_attempts(1)
+        .stream_config(config)
+        .build()
+        .expect("client");
+    let err = tokio::time::timeout(GUARD, client.invoke_stream(request("f")))
+        .await
+        .expect("bounded")
+        .expect_err("no headers");
+    match err.kind() {
+        InvokeErrorKind::Timeout(t) => {
+            assert_eq!(t.timer(), Timer::Attempt);
+            assert!(t.waited() >= Duration::from_millis(200));
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_eq!(err.may_have_run(), RunStatus::Unknown);
 }
 
 #[tokio::test]

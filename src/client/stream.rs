@@ -8,7 +8,7 @@ use invoke_layers::circuit_breaker::{CircuitBreaker, ExtensionKey as CircuitExte
 use invoke_layers::rate_limit::{ExtensionKey, Feedback, RateLimit};
 use invoke_layers::retry::{Retry, RetryStats};
 use invoke_layers::sigv4::SigV4;
-use invoke_layers::timeout::{DeadlineService, Timeout};
+use invoke_layers::timeout::{AttemptTimeout, DeadlineService, Timeout};
 use invoke_layers::trace::Trace;
 
 use super::InvokeClient;
@@ -52,7 +52,8 @@ impl InvokeClient {
     /// are [`StreamError`](crate::stream::StreamError)s of the stream, never retried.
     ///
     /// Timers: the attempt timeout (the function's maximum duration plus the sync
-    /// margin, as for a synchronous `invoke`) is the time allowed to the headers; the
+    /// margin, as for a synchronous `invoke`, or [`StreamConfig::header_timeout`]) is
+    /// the time allowed to the headers; the
     /// idle timeout between bytes is [`StreamConfig::idle_timeout`], by default the same
     /// duration (a function may be silent for as long as it runs); the operation
     /// deadline, if set, covers the stream too. Set them with
@@ -118,6 +119,9 @@ impl InvokeClient {
         let inner = req.request();
         self.add_extensions(http.extensions_mut(), inner);
         let mut config = self.inner.stream_config;
+        if let Some(t) = config.header_timeout {
+            http.extensions_mut().insert(AttemptTimeout(t));
+        }
         if config.idle_timeout.is_none() {
             let max = self
                 .inner

@@ -22,6 +22,12 @@ use crate::transport::StreamingBody;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StreamConfig {
+    /// Longest wait for the response headers, per attempt (the attempt timeout of the
+    /// stream's calls; a [`TimeoutError`](crate::error::TimeoutError) of
+    /// [`Timer::Attempt`](crate::error::Timer::Attempt) when it passes); `None` for the
+    /// client's attempt timeout of a synchronous call (the function's maximum duration
+    /// plus the sync margin; 10 s for `DryRun`).
+    pub header_timeout: Option<Duration>,
     /// Longest wait for the next bytes while the caller is waiting for them; `None` for
     /// none (the operation deadline, if any, still applies).
     pub idle_timeout: Option<Duration>,
@@ -59,6 +65,7 @@ enum Prelude {
 impl Default for StreamConfig {
     fn default() -> Self {
         Self {
+            header_timeout: None,
             idle_timeout: None,
             max_frame_bytes: super::decoder::DEFAULT_MAX_FRAME_BYTES,
             strip_http_integration_prelude: false,
