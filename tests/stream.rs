@@ -632,3 +632,28 @@ async fn the_http_integration_prelude_is_taken_off_when_asked_and_only_for_its_t
         &StreamErrorKind::HttpIntegrationPrelude
     );
 }
+
+#[tokio::test]
+async fn a_slow_reader_does_not_trip_the_idle_timeout() {
+    // The idle timeout runs only while the client waits for bytes. The reader takes
+    // 1.5 s over the first chunk, the second comes 2 s after it: the client then waits
+    // 0.5 s, within its 1 s idle timeout, although 2 s passed since the last bytes.
+    let lambda = endpoint(
+        "f",
+        StreamFunction::new(|_, out| async move {
+            out.send("one,").await.ok();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            out.send("two").await.ok();
+            Ok(())
+        }),
+    )
+    .await;
+    let client = client_with(&lambda, Some(Duration::from_secs(1)));
+    let mut resp = client.invoke_stream(request("f")).await.expect("headers");
+    let first = resp.next_chunk().await.expect("a chunk").expect("ok");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (rest, err) = drain(&mut resp).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!([&first[..], &rest[..]].concat(), b"one,two");
+    assert!(resp.completion().is_some());
+}
