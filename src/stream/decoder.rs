@@ -90,7 +90,7 @@ impl Completion {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
-    /// A prelude announced a frame larger than the cap (or smaller than 16 bytes).
+    /// A prelude announced a frame larger than the cap.
     #[error("a frame of {len} bytes announced, at most {max} allowed")]
     FrameTooLarge {
         /// `total_length` of the prelude.
@@ -255,7 +255,12 @@ impl EventDecoder {
         }
         let total = (&prelude[..4]).get_u32();
         let len = usize::try_from(total).unwrap_or(usize::MAX);
-        if len > self.max_frame || len < MIN_FRAME_LEN {
+        if len < MIN_FRAME_LEN {
+            return Err(DecodeError::Frame(format!(
+                "a frame of {len} bytes announced, below the {MIN_FRAME_LEN}-byte minimum"
+            )));
+        }
+        if len > self.max_frame {
             return Err(DecodeError::FrameTooLarge {
                 len: u64::from(total),
                 max: self.max_frame,

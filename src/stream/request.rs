@@ -1,7 +1,5 @@
 //! [`InvokeStreamRequest`]: an [`InvokeRequest`] that `InvokeWithResponseStream` accepts.
 
-use std::borrow::Cow;
-
 use bytes::Bytes;
 
 use crate::codec;
@@ -53,7 +51,7 @@ impl InvokeStreamRequest {
 
     /// The request path and query of this operation.
     pub fn path_and_query(base_path: &str, function_name: &str, qualifier: Option<&str>) -> String {
-        let name: Cow<'_, str> = codec::encode_label(function_name).into();
+        let name = codec::encode_label(function_name);
         let mut out =
             format!("{base_path}/2021-11-15/functions/{name}/response-streaming-invocations");
         if let Some(q) = qualifier {
