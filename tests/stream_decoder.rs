@@ -232,3 +232,78 @@ fn frame_boundary(body: &[u8], cut: usize) -> bool {
     }
     at == cut
 }
+
+fn frame(headers: &[(&'static str, &str)], payload: &[u8]) -> Vec<u8> {
+    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+    let headers = headers
+        .iter()
+        .map(|(k, v)| Header::new(*k, HeaderValue::String(v.to_string().into())))
+        .collect();
+    let mut out = Vec::new();
+    aws_smithy_eventstream::frame::write_message_to(
+        &Message::new_from_parts(headers, Bytes::copy_from_slice(payload)),
+        &mut out,
+    )
+    .expect("encode");
+    out
+}
+
+#[test]
+fn tolerant_where_the_sdks_differ_strict_where_the_format_is() {
+    // A chunk without `:content-type` (the Rust SDK refuses it; botocore and JS do not).
+    let bare = frame(
+        &[(":message-type", "event"), (":event-type", "PayloadChunk")],
+        b"x",
+    );
+    assert_eq!(
+        decode_all(&bare).expect("accepted"),
+        [Event::Chunk("x".into())]
+    );
+    // An unknown event (a future member, a stray initial-response) is reported as such;
+    // the response stream skips it.
+    let unknown = frame(
+        &[
+            (":message-type", "event"),
+            (":event-type", "initial-response"),
+        ],
+        b"{}",
+    );
+    assert_eq!(
+        decode_all(&unknown).expect("accepted"),
+        [Event::Unknown {
+            event_type: "initial-response".into()
+        }]
+    );
+    // InvokeComplete with an empty payload, or unknown keys, or nulls: all fields optional.
+    for payload in [&b""[..], b"{}", br#"{"ErrorCode":null,"Other":1}"#] {
+        let done = frame(
+            &[
+                (":message-type", "event"),
+                (":event-type", "InvokeComplete"),
+            ],
+            payload,
+        );
+        assert_eq!(
+            decode_all(&done).expect("accepted"),
+            [Event::Complete(Completion::default())]
+        );
+    }
+    // No `:message-type`: a protocol error.
+    let untyped = frame(&[(":event-type", "PayloadChunk")], b"x");
+    assert_eq!(
+        decode_all(&untyped),
+        Err(DecodeError::MissingHeader(":message-type"))
+    );
+    // InvokeComplete that is not JSON.
+    let bad = frame(
+        &[
+            (":message-type", "event"),
+            (":event-type", "InvokeComplete"),
+        ],
+        b"nope",
+    );
+    assert!(matches!(
+        decode_all(&bad),
+        Err(DecodeError::InvalidCompletion(_))
+    ));
+}
