@@ -83,7 +83,6 @@
 //! [`CircuitBreakerLayer::builder`]: a break then ends when the test advances the clock,
 //! never while the test runs (`tests/circuit_breaker.rs`).
 
-use bytes::Bytes;
 use invoke_layers::circuit_breaker::{CircuitBreakerError, CircuitOpen, ClassifyCircuit, Outcome};
 use invoke_layers::retry::{Classification, RetryError, RetryKind};
 
@@ -93,7 +92,7 @@ pub use invoke_layers::circuit_breaker::{
 
 use crate::classify::ClassifyError;
 pub use crate::classify::LambdaClassifier;
-use crate::codec;
+use crate::codec::{self, BufferedBody};
 use crate::error::{ApiErrorKind, Fault, InvokeError, RunStatus};
 use crate::telemetry::ErrorFacts;
 
@@ -121,7 +120,7 @@ fn is_throttle(c: Classification) -> bool {
     )
 }
 
-fn response_outcome(resp: &http::Response<Bytes>) -> Outcome {
+fn response_outcome<RB: BufferedBody>(resp: &http::Response<RB>) -> Outcome {
     let status = resp.status().as_u16();
     if (200..300).contains(&status) {
         return if resp.headers().contains_key(codec::X_AMZ_FUNCTION_ERROR) {
@@ -176,11 +175,12 @@ fn is_local(error_type: &str) -> bool {
     )
 }
 
-impl<E> ClassifyCircuit<http::Response<Bytes>, E> for LambdaClassifier
+impl<E, RB> ClassifyCircuit<http::Response<RB>, E> for LambdaClassifier
 where
     E: ClassifyError + ErrorFacts,
+    RB: BufferedBody,
 {
-    fn outcome(&self, result: &Result<http::Response<Bytes>, E>) -> Outcome {
+    fn outcome(&self, result: &Result<http::Response<RB>, E>) -> Outcome {
         match result {
             Ok(resp) => response_outcome(resp),
             Err(e) if is_local(e.error_type()) => Outcome::Local,
@@ -276,6 +276,7 @@ impl<E: Into<InvokeError>> From<CircuitBreakerError<E>> for InvokeError {
 mod tests {
     use super::*;
     use crate::error::{TransportError, TransportErrorKind};
+    use bytes::Bytes;
 
     type R = Result<http::Response<Bytes>, InvokeError>;
 

@@ -34,7 +34,7 @@ use invoke_layers::trace::{trace_headers, Describe, Untrusted};
 use tracing::field::Empty;
 use tracing::Span;
 
-use crate::codec;
+use crate::codec::{self, BufferedBody};
 use crate::error::{Fault, RunStatus, TimeoutError, TransportError};
 
 /// What the tracing layers record of an error of the stack. Implement it for the error
@@ -305,6 +305,9 @@ pub struct LambdaTrace {
     region: Option<std::sync::Arc<str>>,
     scope: Scope,
     log_tail: bool,
+    /// The operation is `InvokeWithResponseStream`: the span is named for it, and the
+    /// stream records its end in it (bytes, chunks, time to first chunk, how it ended).
+    stream: bool,
 }
 
 impl LambdaTrace {
@@ -314,6 +317,17 @@ impl LambdaTrace {
             region: Some(region.into().into()),
             scope: Scope::Operation,
             log_tail: false,
+            stream: false,
+        }
+    }
+    /// The operation span of `InvokeWithResponseStream` calls to `region`
+    /// (`Lambda.InvokeWithResponseStream`), with the stream's fields:
+    /// `aws.lambda.stream.bytes`, `aws.lambda.stream.chunks`,
+    /// `aws.lambda.stream.first_chunk_ms`, `aws.lambda.stream.end`.
+    pub fn stream_operation(region: impl Into<String>) -> Self {
+        Self {
+            stream: true,
+            ..Self::operation(region)
         }
     }
     /// The attempt span (a child of the operation span, which names the region).
@@ -322,6 +336,7 @@ impl LambdaTrace {
             region: None,
             scope: Scope::Attempt,
             log_tail: false,
+            stream: false,
         }
     }
 
@@ -361,7 +376,10 @@ fn target(uri: &http::Uri) -> (String, Option<String>) {
     let label = uri
         .path()
         .rsplit_once("/functions/")
-        .map_or("", |(_, rest)| rest.trim_end_matches("/invocations"));
+        .map_or("", |(_, rest)| {
+            rest.trim_end_matches("/invocations")
+                .trim_end_matches("/response-streaming-invocations")
+        });
     let name = percent_encoding::percent_decode_str(label)
         .decode_utf8_lossy()
         .into_owned();
@@ -403,8 +421,29 @@ fn fault_name(f: Fault) -> &'static str {
 }
 
 impl LambdaTrace {
+    /// Records the request's fields in an operation span.
+    fn record_request(&self, span: &Span, req: &http::Request<Bytes>) {
+        let (name, qualifier) = target(req.uri());
+        span.record("faas.invoked_name", name.as_str());
+        if let Some(region) = &self.region {
+            span.record("faas.invoked_region", &**region);
+        }
+        span.record("server.address", req.uri().host().unwrap_or_default());
+        span.record(
+            "aws.lambda.invocation_type",
+            header(req.headers(), "x-amz-invocation-type").unwrap_or("RequestResponse"),
+        );
+        if let Some(q) = &qualifier {
+            span.record("aws.lambda.qualifier", q.as_str());
+        }
+        span.record("aws.lambda.payload_size", req.body().len());
+    }
+
     /// Records what an error response says (code, fault, throttle reason).
-    fn record_api_error(span: &Span, resp: &http::Response<Bytes>) -> Option<String> {
+    fn record_api_error<RB: BufferedBody>(
+        span: &Span,
+        resp: &http::Response<RB>,
+    ) -> Option<String> {
         let api = codec::api_error(resp)?;
         span.record("error.type", api.code());
         span.record("otel.status_code", "ERROR");
@@ -430,11 +469,43 @@ impl LambdaTrace {
     }
 }
 
-impl<E: ErrorFacts + std::fmt::Display> Describe<Bytes, Bytes, E> for LambdaTrace {
+impl<E: ErrorFacts + std::fmt::Display, RB: BufferedBody> Describe<Bytes, RB, E> for LambdaTrace {
     fn make_span(&self, req: &http::Request<Bytes>) -> Span {
         // Fields are filled only for a span a subscriber wants: a filtered-out span costs
         // a level check, not a decoded path.
         match self.scope {
+            Scope::Operation if self.stream => {
+                let span = tracing::info_span!(
+                    "Lambda.InvokeWithResponseStream",
+                    rpc.system = "aws-api",
+                    rpc.service = "Lambda",
+                    rpc.method = "InvokeWithResponseStream",
+                    faas.invoked_name = Empty,
+                    faas.invoked_provider = "aws",
+                    faas.invoked_region = Empty,
+                    server.address = Empty,
+                    aws.lambda.invocation_type = Empty,
+                    aws.lambda.qualifier = Empty,
+                    aws.lambda.payload_size = Empty,
+                    aws.request_id = Empty,
+                    http.response.status_code = Empty,
+                    error.type = Empty,
+                    aws.lambda.fault = Empty,
+                    aws.lambda.throttle_reason = Empty,
+                    aws.lambda.may_have_run = Empty,
+                    aws.lambda.executed_version = Empty,
+                    aws.lambda.function_error = Empty,
+                    aws.lambda.attempts = Empty,
+                    aws.lambda.stream.bytes = Empty,
+                    aws.lambda.stream.chunks = Empty,
+                    aws.lambda.stream.first_chunk_ms = Empty,
+                    aws.lambda.stream.end = Empty,
+                );
+                if !span.is_disabled() {
+                    self.record_request(&span, req);
+                }
+                span
+            }
             Scope::Operation => {
                 let span = tracing::info_span!(
                     "Lambda.Invoke",
@@ -463,20 +534,7 @@ impl<E: ErrorFacts + std::fmt::Display> Describe<Bytes, Bytes, E> for LambdaTrac
                     otel.status_description = Empty,
                 );
                 if !span.is_disabled() {
-                    let (name, qualifier) = target(req.uri());
-                    span.record("faas.invoked_name", name.as_str());
-                    if let Some(region) = &self.region {
-                        span.record("faas.invoked_region", &**region);
-                    }
-                    span.record("server.address", req.uri().host().unwrap_or_default());
-                    span.record(
-                        "aws.lambda.invocation_type",
-                        header(req.headers(), "x-amz-invocation-type").unwrap_or("RequestResponse"),
-                    );
-                    if let Some(q) = &qualifier {
-                        span.record("aws.lambda.qualifier", q.as_str());
-                    }
-                    span.record("aws.lambda.payload_size", req.body().len());
+                    self.record_request(&span, req);
                 }
                 span
             }
@@ -504,7 +562,7 @@ impl<E: ErrorFacts + std::fmt::Display> Describe<Bytes, Bytes, E> for LambdaTrac
         }
     }
 
-    fn on_response(&self, span: &Span, resp: &http::Response<Bytes>, elapsed: Duration) {
+    fn on_response(&self, span: &Span, resp: &http::Response<RB>, elapsed: Duration) {
         if span.is_disabled() {
             return;
         }
@@ -561,7 +619,15 @@ impl<E: ErrorFacts + std::fmt::Display> Describe<Bytes, Bytes, E> for LambdaTrac
                     span.record("otel.status_description", format!("function error: {fe}"));
                 }
                 let function_error = function_error.as_deref();
-                span.record("aws.lambda.response_size", resp.body().len());
+                if self.stream && error.is_none() {
+                    // The body is still to come: the stream records how it ends.
+                    resp.body().attach_span(span);
+                    tracing::debug!(parent: span, status, elapsed_ms, attempts, "stream started");
+                    return;
+                }
+                if let Some(body) = resp.body().buffered_bytes() {
+                    span.record("aws.lambda.response_size", body.len());
+                }
                 match error {
                     None => {
                         tracing::info!(parent: span, status, elapsed_ms, attempts, function_error, "invoke finished")

@@ -29,12 +29,11 @@ mod tower_http_impl;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower-http")))]
 pub use tower_http_impl::LambdaFailureClass;
 
-use bytes::Bytes;
 use invoke_layers::retry::{Classification, ClassifyRetry, Reached, RetryKind};
 use invoke_layers::sigv4::{ClockSkewCorrected, CredentialsError, SigV4Error, SigningError};
 use invoke_layers::timeout::TimeoutError as LayerTimeoutError;
 
-use crate::codec;
+use crate::codec::{self, BufferedBody};
 use crate::error::{ApiError, RunStatus, TimeoutError, Timer, TransportError};
 
 /// Classifies a failure of the stack below the retry layer, for [`LambdaClassifier`].
@@ -212,8 +211,8 @@ impl LambdaClassifier {
     }
 }
 
-impl<E: ClassifyError> ClassifyRetry<http::Response<Bytes>, E> for LambdaClassifier {
-    fn classify(&self, result: &Result<http::Response<Bytes>, E>) -> Classification {
+impl<E: ClassifyError, RB: BufferedBody> ClassifyRetry<http::Response<RB>, E> for LambdaClassifier {
+    fn classify(&self, result: &Result<http::Response<RB>, E>) -> Classification {
         let resp = match result {
             Ok(r) => r,
             Err(e) => return e.classification(),

@@ -49,6 +49,9 @@ use invoke_layers::timeout::{
     AttemptTimeout, Deadline, DeadlineLayer, DeadlineService, Timeout, TimeoutLayer,
 };
 
+#[cfg(feature = "stream")]
+mod stream;
+
 use crate::classify::LambdaClassifier;
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::stack::{BoxService, InvokeStack, Step};
@@ -95,6 +98,8 @@ pub struct InvokeClientBuilder {
     named: Option<Customize>,
     inner_service: Option<BoxService>,
     circuit_breaker: Option<CircuitBreakerBuilder>,
+    #[cfg(feature = "stream")]
+    stream_config: crate::stream::StreamConfig,
 }
 
 /// Timeouts, chosen by invocation type (see the table in the crate README).
@@ -342,6 +347,29 @@ impl InvokeClientBuilder {
         self.circuit_breaker = Some(breaker.into());
         self
     }
+    /// How [`InvokeClient::invoke_stream`] reads streams: the idle timeout between bytes
+    /// (default: the function's maximum duration plus the sync margin, 960 s unless set
+    /// per function) and the frame cap (default
+    /// [`DEFAULT_MAX_FRAME_BYTES`](crate::stream::DEFAULT_MAX_FRAME_BYTES)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use invoke_stack::stream::StreamConfig;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut config = StreamConfig::default();
+    /// config.idle_timeout = Some(Duration::from_secs(30));
+    /// config.max_frame_bytes = 1 << 20;
+    /// let client = invoke_stack::InvokeClient::builder()
+    ///     .region("us-east-1")
+    ///     .stream_config(config)
+    ///     .build()?;
+    /// # let _ = client; Ok(()) }
+    /// ```
+    #[cfg(feature = "stream")]
+    pub fn stream_config(mut self, config: crate::stream::StreamConfig) -> Self {
+        self.stream_config = config;
+        self
+    }
     /// Retry `Unhandled` function errors of idempotent functions (default off).
     pub fn retry_unhandled_function_errors(mut self, yes: bool) -> Self {
         self.retry_unhandled = yes;
@@ -406,6 +434,22 @@ impl InvokeClientBuilder {
         // common case), so those calls carry no `AttemptTimeout` extension.
         let sync_attempt = self.timeouts.sync_attempt(None);
         let implied_attempt_timeout = named.is_none().then_some(sync_attempt);
+        // The same layers (sharing their state: limits, quota, circuits, credentials)
+        // over the same connection pool, for `invoke_stream`.
+        #[cfg(feature = "stream")]
+        let stream_service: stream::StreamStack = tower::ServiceBuilder::new()
+            .layer(TraceLayer::new(LambdaTrace::stream_operation(
+                signing_region.clone(),
+            )))
+            .layer(breaker.clone())
+            .layer(operation_deadline)
+            .layer(limiter.clone())
+            .layer(retry.clone())
+            .layer(TraceLayer::new(LambdaTrace::attempt()))
+            .layer(feedback.clone())
+            .layer(TimeoutLayer::new(sync_attempt))
+            .layer(signer.clone())
+            .service(transport.streaming());
         let service = match named {
             None => ClientService::Static(
                 tower::ServiceBuilder::new()
@@ -475,6 +519,10 @@ impl InvokeClientBuilder {
                 keyed_limits,
                 implied_attempt_timeout,
                 breaker,
+                #[cfg(feature = "stream")]
+                stream: stream_service,
+                #[cfg(feature = "stream")]
+                stream_config: self.stream_config,
             }),
         })
     }
@@ -540,6 +588,11 @@ struct Inner {
     implied_attempt_timeout: Option<Duration>,
     /// The circuit breaker (off unless configured).
     breaker: CircuitBreakerLayer<LambdaClassifier>,
+    /// The stack of `invoke_stream`, and how it reads streams.
+    #[cfg(feature = "stream")]
+    stream: stream::StreamStack,
+    #[cfg(feature = "stream")]
+    stream_config: crate::stream::StreamConfig,
 }
 
 /// A Lambda Invoke client. `Clone + Send + Sync`; clones share one connection pool.
@@ -577,6 +630,8 @@ impl InvokeClient {
             named: None,
             inner_service: None,
             circuit_breaker: None,
+            #[cfg(feature = "stream")]
+            stream_config: crate::stream::StreamConfig::default(),
         }
     }
 
@@ -650,8 +705,28 @@ impl InvokeClient {
                 return InvokeFuture::ready(Err(err.into()));
             }
         };
+        self.add_extensions(http.extensions_mut(), &req);
+        #[cfg(feature = "metrics")]
+        let metrics = Some(crate::metrics::CallMetrics::start(Arc::from(
+            req.function_name().name(),
+        )));
+        #[cfg(not(feature = "metrics"))]
+        let metrics = ();
+        let state = match &self.inner.service {
+            ClientService::Static(s) => CallState::Static {
+                call: s.clone().oneshot(http),
+            },
+            ClientService::Named { service, .. } => CallState::Named {
+                call: service.clone().oneshot(http),
+            },
+        };
+        InvokeFuture { state, metrics }
+    }
+
+    /// What the layers need to know of a call, in the request's extensions.
+    #[inline]
+    fn add_extensions(&self, ext: &mut http::Extensions, req: &InvokeRequest) {
         let name = req.function_name().name();
-        let ext = http.extensions_mut();
         // Hash the payload once per operation when re-hashing it on a retry would cost
         // more than the shared cell costs every call (three allocations); see
         // BENCHMARKS.md ("3 attempts, hash once" at 128 B).
@@ -661,7 +736,7 @@ impl InvokeClient {
         let options = req.options();
         let attempt_timeout = options
             .attempt_timeout
-            .unwrap_or_else(|| self.attempt_timeout(&req));
+            .unwrap_or_else(|| self.attempt_timeout(req));
         if self.inner.implied_attempt_timeout != Some(attempt_timeout) {
             ext.insert(AttemptTimeout(attempt_timeout));
         }
@@ -691,22 +766,7 @@ impl InvokeClient {
             ext.insert(Idempotent(idempotent));
         }
         #[cfg(feature = "metrics")]
-        let metrics = {
-            let function: Arc<str> = Arc::from(name);
-            ext.insert(invoke_layers::metrics::MetricsTarget(Arc::clone(&function)));
-            Some(crate::metrics::CallMetrics::start(function))
-        };
-        #[cfg(not(feature = "metrics"))]
-        let metrics = ();
-        let state = match &self.inner.service {
-            ClientService::Static(s) => CallState::Static {
-                call: s.clone().oneshot(http),
-            },
-            ClientService::Named { service, .. } => CallState::Named {
-                call: service.clone().oneshot(http),
-            },
-        };
-        InvokeFuture { state, metrics }
+        ext.insert(invoke_layers::metrics::MetricsTarget(Arc::from(name)));
     }
 
     /// The order of the client's layers, outermost first (`"name (step)"`).

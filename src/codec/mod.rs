@@ -191,6 +191,23 @@ fn clean(text: &str) -> String {
     Untrusted::new(text).to_cow().into_owned()
 }
 
+/// What the stack's classifiers and tracing need of a response body: its bytes when they
+/// were read (always for `Invoke`; for an error answer of `InvokeWithResponseStream`,
+/// whose successful bodies are read later, by the caller).
+pub trait BufferedBody {
+    /// The body, if it has been read.
+    fn buffered_bytes(&self) -> Option<&Bytes>;
+    /// Gives the operation span to a body read later, so that it can record how the
+    /// reading ended (nothing to do for a body already read).
+    fn attach_span(&self, _span: &tracing::Span) {}
+}
+
+impl BufferedBody for Bytes {
+    fn buffered_bytes(&self) -> Option<&Bytes> {
+        Some(self)
+    }
+}
+
 /// An error response's [`ApiError`], decoded once by the transport when the body
 /// arrived and kept in the response's extensions, so that the classifiers (retry, rate
 /// limit, circuit breaker), the spans and the final decoding read it instead of parsing
@@ -200,20 +217,23 @@ pub struct DecodedError(pub std::sync::Arc<ApiError>);
 
 /// Decodes an error response once, into its extensions ([`DecodedError`]); a success
 /// response is left alone.
-pub fn keep_decoded_error(resp: &mut http::Response<Bytes>) {
+pub fn keep_decoded_error<RB: BufferedBody>(resp: &mut http::Response<RB>) {
     let status = resp.status().as_u16();
     if (200..300).contains(&status) || resp.extensions().get::<DecodedError>().is_some() {
         return;
     }
-    if let Err(api) = decode_parts(status, resp.headers(), resp.body().clone()) {
+    let body = resp.body().buffered_bytes().cloned().unwrap_or_default();
+    if let Err(api) = decode_parts(status, resp.headers(), body) {
         resp.extensions_mut()
             .insert(DecodedError(std::sync::Arc::new(api)));
     }
 }
 
 /// The error of an error response: the one kept by [`keep_decoded_error`], or decoded
-/// now; `None` for a success.
-pub fn api_error(resp: &http::Response<Bytes>) -> Option<std::borrow::Cow<'_, ApiError>> {
+/// now (from the body if it was read, else from the headers); `None` for a success.
+pub fn api_error<RB: BufferedBody>(
+    resp: &http::Response<RB>,
+) -> Option<std::borrow::Cow<'_, ApiError>> {
     let status = resp.status().as_u16();
     if (200..300).contains(&status) {
         return None;
@@ -221,7 +241,8 @@ pub fn api_error(resp: &http::Response<Bytes>) -> Option<std::borrow::Cow<'_, Ap
     if let Some(DecodedError(api)) = resp.extensions().get::<DecodedError>() {
         return Some(std::borrow::Cow::Borrowed(&**api));
     }
-    decode_parts(status, resp.headers(), resp.body().clone())
+    let body = resp.body().buffered_bytes().cloned().unwrap_or_default();
+    decode_parts(status, resp.headers(), body)
         .err()
         .map(std::borrow::Cow::Owned)
 }

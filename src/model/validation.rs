@@ -22,6 +22,8 @@ pub enum Field {
     DurableExecutionName,
     /// The request body.
     Payload,
+    /// `X-Amz-Invocation-Type`.
+    InvocationType,
 }
 
 impl Field {
@@ -35,6 +37,7 @@ impl Field {
             Field::TenantId => "TenantId",
             Field::DurableExecutionName => "DurableExecutionName",
             Field::Payload => "Payload",
+            Field::InvocationType => "InvocationType",
         }
     }
 }
@@ -102,6 +105,14 @@ pub enum Problem {
     TailRequiresRequestResponse {
         /// The invocation type that was requested.
         invocation_type: InvocationType,
+    },
+    /// The field (or this value of it) is not accepted by the operation, for example
+    /// `InvocationType=Event` or a `DurableExecutionName` for `InvokeWithResponseStream`.
+    NotAllowedFor {
+        /// The operation.
+        operation: &'static str,
+        /// What it accepts instead.
+        accepted: &'static str,
     },
     /// The function name carries a qualifier that differs from the `Qualifier` field.
     QualifierConflict {
@@ -171,6 +182,10 @@ impl fmt::Display for ValidationError {
                 "LogType=Tail is only returned for RequestResponse invocations, not {}",
                 invocation_type.as_str()
             ),
+            Problem::NotAllowedFor {
+                operation,
+                accepted,
+            } => write!(f, "not accepted by {operation}: {accepted}"),
             Problem::QualifierConflict {
                 in_function_name,
                 in_qualifier,

@@ -49,6 +49,9 @@ pub enum Fault {
         /// HTTP status.
         status: u16,
     },
+    /// For `InvokeWithResponseStream`: answer 200, run the function, and fail the
+    /// stream this way (applied as the other faults to `Invoke`, which it leaves alone).
+    Stream(super::StreamFault),
 }
 
 impl Fault {

@@ -140,6 +140,8 @@ impl FunctionFailure {
 #[derive(Clone)]
 pub struct LocalFunction {
     pub(crate) handler: Handler,
+    /// The streaming handler, for a function registered as a [`super::StreamFunction`].
+    pub(crate) stream: Option<super::StreamFunction>,
     pub(crate) versions: BTreeSet<String>,
     pub(crate) aliases: HashMap<String, String>,
 }
@@ -162,6 +164,7 @@ impl LocalFunction {
     {
         Self {
             handler: Arc::new(move |inv| Box::pin(handler(inv))),
+            stream: None,
             versions: BTreeSet::new(),
             aliases: HashMap::new(),
         }

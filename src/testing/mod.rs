@@ -37,10 +37,19 @@
 //! limits (413), invalid requests (400), unknown functions (404), SigV4 verification
 //! (403 on a wrong secret, an unknown key or a signature more than 5 minutes off the
 //! endpoint's clock, which can be skewed for tests), and the [`Fault`]s.
+//!
+//! `InvokeWithResponseStream` too: [`StreamFunction`]s yield chunks over time (registered
+//! with [`LocalLambdaBuilder::stream_function`]; a plain function answers in one chunk),
+//! sent as event-stream frames in HTTP chunks as the client reads them, then
+//! `InvokeComplete` with the function error and log tail; [`Fault::Stream`] fails a
+//! stream on demand ([`StreamFault`]: stall, close without `InvokeComplete`, cut frame,
+//! corrupted CRC, `error` or `exception` message, oversized prelude, reset), and the
+//! other faults (throttles, 5xx, hangs) apply before the stream as for `Invoke`.
 
 mod fault;
 mod function;
 mod server;
+mod stream;
 mod verify;
 
 use std::collections::{HashMap, VecDeque};
@@ -53,6 +62,9 @@ use tokio::sync::watch;
 
 pub use fault::Fault;
 pub use function::{FunctionFailure, Invocation, LocalFunction};
+pub use stream::{
+    ChunkSender, ClientGone, StreamFault, StreamFunction, HTTP_INTEGRATION_CONTENT_TYPE,
+};
 
 use crate::model::InvocationType;
 use verify::KeyPair;
@@ -194,6 +206,12 @@ impl LocalLambdaBuilder {
         self.verify_signatures = yes;
         self
     }
+    /// Registers a streaming function (served by `InvokeWithResponseStream` as chunks,
+    /// and by `Invoke` as one response).
+    pub fn stream_function(self, name: impl Into<String>, f: StreamFunction) -> Self {
+        self.function(name, f.into_local())
+    }
+
     /// Registers a function.
     pub fn function(mut self, name: impl Into<String>, f: LocalFunction) -> Self {
         self.functions.push((name.into(), f));

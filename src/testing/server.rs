@@ -54,6 +54,8 @@ enum Takeover {
     Reset,
     /// Write these bytes as the raw response, then close.
     Raw(Bytes),
+    /// Serve an `InvokeWithResponseStream` answer on the raw connection, then close.
+    Stream(Box<StreamPlan>),
 }
 
 #[derive(Default)]
@@ -105,6 +107,14 @@ async fn connection(stream: TcpStream, state: Arc<State>, mut shutdown: watch::R
             if let Ok(mut s) = TcpStream::from_std(spare) {
                 let _ = s.write_all(&bytes).await;
                 let _ = s.shutdown().await;
+            }
+        }
+        Some(Takeover::Stream(plan)) => {
+            if let Ok(s) = TcpStream::from_std(spare) {
+                tokio::select! {
+                    () = serve_stream(s, *plan) => {}
+                    _ = shutdown.changed() => {}
+                }
             }
         }
         None => {}
@@ -285,12 +295,18 @@ async fn handle(
         outcome: Outcome::Dropped,
     };
 
-    // Route: POST /2015-03-31/functions/{FunctionName}/invocations
-    let label = parts
-        .uri
-        .path()
-        .strip_prefix("/2015-03-31/functions/")
-        .and_then(|p| p.strip_suffix("/invocations"))
+    // Route: POST /2015-03-31/functions/{FunctionName}/invocations, or
+    // POST /2021-11-15/functions/{FunctionName}/response-streaming-invocations.
+    let path = parts.uri.path();
+    let streaming_label = path
+        .strip_prefix("/2021-11-15/functions/")
+        .and_then(|p| p.strip_suffix("/response-streaming-invocations"));
+    let streaming = streaming_label.is_some();
+    let label = streaming_label
+        .or_else(|| {
+            path.strip_prefix("/2015-03-31/functions/")
+                .and_then(|p| p.strip_suffix("/invocations"))
+        })
         .filter(|l| !l.contains('/'));
     let (Some(label), true) = (label, parts.method == http::Method::POST) else {
         let resp = unknown_error(
@@ -348,17 +364,19 @@ async fn handle(
         }
     };
 
+    let label = label.to_owned();
     let result = invoke(
         &state,
         &request_id,
         &parts,
+        (&label, streaming),
         body,
         fault.as_ref(),
         &mut rec,
         &entry,
     )
     .await;
-    let resp = match result {
+    let mut resp = match result {
         Ok(resp) => resp,
         Err(rejected) => {
             rec.outcome = Outcome::Rejected {
@@ -370,6 +388,14 @@ async fn handle(
         }
     };
     entry.update(&rec);
+    if let Some(plan) = resp
+        .extensions_mut()
+        .remove::<StreamSlot>()
+        .and_then(|slot| lock(&slot.0).take())
+    {
+        control.take_over(Takeover::Stream(Box::new(plan)));
+        return Ok(std::future::pending::<Resp>().await);
+    }
     match fault {
         Some(Fault::ResetAfterRequest) => {
             control.take_over(Takeover::Reset);
@@ -437,10 +463,12 @@ impl Drop for Running {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn invoke(
     state: &Arc<State>,
     request_id: &str,
     parts: &http::request::Parts,
+    (label, streaming): (&str, bool),
     body: Bytes,
     fault: Option<&Fault>,
     rec: &mut RequestRecord,
@@ -461,11 +489,6 @@ async fn invoke(
         .map_err(|r| reject(unknown_error(state, request_id, 403, r.code, &r.message)))?;
     }
 
-    let label = parts
-        .uri
-        .path()
-        .trim_start_matches("/2015-03-31/functions/")
-        .trim_end_matches("/invocations");
     let raw_name = percent_encoding::percent_decode_str(label)
         .decode_utf8_lossy()
         .into_owned();
@@ -543,6 +566,14 @@ async fn invoke(
         })?,
     };
     rec.invocation_type = Some(invocation_type);
+    if streaming && invocation_type == InvocationType::Event {
+        return Err(reject(error_response(
+            state,
+            request_id,
+            &ApiErrorKind::InvalidParameterValue,
+            "1 validation error detected: Value 'Event' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [RequestResponse, DryRun]",
+        )));
+    }
     let tail = match header(parts, "x-amz-log-type") {
         None | Some("None") => false,
         Some("Tail") => true,
@@ -697,6 +728,44 @@ async fn invoke(
             };
             rec.outcome = Outcome::Ran;
             entry.update(rec);
+            if streaming {
+                let stream = function.stream.clone().unwrap_or_else(|| {
+                    // A function that does not stream answers in one chunk, as Lambda.
+                    let handler = Arc::clone(&function.handler);
+                    super::StreamFunction::new(move |inv, out| {
+                        let handler = Arc::clone(&handler);
+                        async move {
+                            let payload = handler(inv).await?;
+                            let _ = out.send(payload).await;
+                            Ok(())
+                        }
+                    })
+                });
+                let fault = match fault {
+                    Some(Fault::Stream(f)) => Some(f.clone()),
+                    _ => None,
+                };
+                let plan = StreamPlan {
+                    state: Arc::clone(state),
+                    function: name.name().to_owned(),
+                    stream,
+                    invocation,
+                    version,
+                    request_id: request_id.to_owned(),
+                    tail,
+                    fault,
+                    _running,
+                };
+                let mut resp = finish(
+                    state,
+                    request_id,
+                    Response::builder().status(200),
+                    Bytes::new(),
+                );
+                resp.extensions_mut()
+                    .insert(StreamSlot(Arc::new(Mutex::new(Some(plan)))));
+                return Ok(resp);
+            }
             let log = Arc::clone(&invocation.log);
             let started = std::time::Instant::now();
             let result = (function.handler)(invocation).await;
@@ -719,16 +788,7 @@ async fn invoke(
                 }
             };
             if tail {
-                let user = lock(&log).clone();
-                let text = format!(
-                    "START RequestId: {request_id} Version: {version}\n{user}END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {:.2} ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\tMax Memory Used: 32 MB\n",
-                    started.elapsed().as_secs_f64() * 1000.0
-                );
-                let mut start = text.len().saturating_sub(LOG_TAIL_BYTES);
-                while !text.is_char_boundary(start) {
-                    start += 1;
-                }
-                let encoded = base64::engine::general_purpose::STANDARD.encode(&text[start..]);
+                let encoded = log_tail(&log, request_id, &version, started);
                 if let Ok(v) = HeaderValue::from_str(&encoded) {
                     b = b.header("x-amz-log-result", v);
                 }
@@ -736,4 +796,189 @@ async fn invoke(
             Ok(finish(state, request_id, b, payload))
         }
     }
+}
+
+/// The base64 log tail of a run: the last 4 KB of its log with Lambda's lines around it.
+fn log_tail(
+    log: &Mutex<String>,
+    request_id: &str,
+    version: &str,
+    started: std::time::Instant,
+) -> String {
+    let user = lock(log).clone();
+    let text = format!(
+        "START RequestId: {request_id} Version: {version}\n{user}END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {:.2} ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\tMax Memory Used: 32 MB\n",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    let mut start = text.len().saturating_sub(LOG_TAIL_BYTES);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    base64::engine::general_purpose::STANDARD.encode(&text[start..])
+}
+
+/// A streaming run, handed from the handler to its connection (in the response's
+/// extensions, which need `Clone`).
+#[derive(Clone)]
+struct StreamSlot(Arc<Mutex<Option<StreamPlan>>>);
+
+/// What the connection needs to serve a stream.
+pub(crate) struct StreamPlan {
+    state: Arc<State>,
+    function: String,
+    stream: super::StreamFunction,
+    invocation: Invocation,
+    version: String,
+    request_id: String,
+    tail: bool,
+    fault: Option<super::StreamFault>,
+    _running: Running,
+}
+
+/// One chunk of HTTP/1.1 chunked encoding.
+fn http_chunk(data: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// A function whose client is gone goes on to its end, as Lambda's does (its output is
+/// dropped), and counts as a run.
+fn run_on_without_client(
+    mut running: super::stream::RunningStream,
+    state: Arc<State>,
+    function: String,
+) {
+    tokio::spawn(async move {
+        while running.chunks.recv().await.is_some() {}
+        let _ = running.run.await;
+        *lock(&state.runs).entry(function).or_insert(0) += 1;
+    });
+}
+
+/// Waits until the client closes the connection (a stalled stream ends with it).
+async fn until_closed(s: &mut TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+}
+
+/// Writes the 200 head, then the function's chunks as event-stream frames in HTTP
+/// chunks as they come, then `InvokeComplete`, applying the plan's fault.
+async fn serve_stream(mut s: TcpStream, plan: StreamPlan) {
+    use super::StreamFault as F;
+    use crate::stream::decoder::encode;
+    let StreamPlan {
+        state,
+        function,
+        stream,
+        invocation,
+        version,
+        request_id,
+        tail,
+        fault,
+        _running,
+    } = plan;
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {}\r\nx-amz-executed-version: {version}\r\nx-amzn-requestid: {request_id}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        stream.content_type
+    );
+    if s.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    let log = Arc::clone(&invocation.log);
+    let started = std::time::Instant::now();
+    let mut running = stream.start(invocation);
+    let mut sent = 0usize;
+    loop {
+        if let Some(f) = fault.as_ref().filter(|f| f.after() == sent) {
+            let end: &[u8] = b"0\r\n\r\n";
+            match f {
+                F::Stall { .. } => {
+                    let _ = s.flush().await;
+                    until_closed(&mut s).await;
+                }
+                F::CloseWithoutComplete { .. } => {
+                    let _ = s.write_all(end).await;
+                }
+                F::CutFrame { .. } => {
+                    let frame = encode::payload_chunk(Bytes::from_static(b"cut short"));
+                    let _ = s.write_all(&http_chunk(&frame[..frame.len() / 2])).await;
+                    let _ = s.write_all(end).await;
+                }
+                F::CorruptCrc { .. } => {
+                    let mut frame =
+                        encode::payload_chunk(Bytes::from_static(b"corrupted")).to_vec();
+                    if let Some(last) = frame.last_mut() {
+                        *last ^= 1;
+                    }
+                    let _ = s.write_all(&http_chunk(&frame)).await;
+                    let _ = s.write_all(end).await;
+                }
+                F::ErrorMessage { .. } => {
+                    let frame = encode::error_message("InternalFailure", "mid-stream failure");
+                    let _ = s.write_all(&http_chunk(&frame)).await;
+                    let _ = s.write_all(end).await;
+                }
+                F::Exception { .. } => {
+                    let frame = encode::exception(
+                        "ServiceException",
+                        Bytes::from_static(br#"{"message":"mid-stream exception"}"#),
+                    );
+                    let _ = s.write_all(&http_chunk(&frame)).await;
+                    let _ = s.write_all(end).await;
+                }
+                F::OversizedPrelude { len, .. } => {
+                    let _ = s
+                        .write_all(&http_chunk(&super::stream::oversized_prelude(*len)))
+                        .await;
+                    let _ = s.flush().await;
+                    until_closed(&mut s).await;
+                }
+                F::Reset { .. } => {
+                    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+                    drop(s);
+                }
+            }
+            run_on_without_client(running, state, function);
+            return;
+        }
+        let Some(chunk) = running.chunks.recv().await else {
+            break;
+        };
+        let frame = encode::payload_chunk(chunk);
+        if s.write_all(&http_chunk(&frame)).await.is_err() {
+            run_on_without_client(running, state, function);
+            return;
+        }
+        sent += 1;
+    }
+    let result = match (&mut running.run).await {
+        Ok(r) => r,
+        Err(_) => Err(FunctionFailure::unhandled(
+            "Runtime.Crash",
+            "the handler panicked",
+        )),
+    };
+    *lock(&state.runs).entry(function).or_insert(0) += 1;
+    let mut complete = serde_json::Map::new();
+    if let Err(failure) = result {
+        complete.insert("ErrorCode".into(), failure.header().into());
+        complete.insert(
+            "ErrorDetails".into(),
+            String::from_utf8_lossy(&failure.body()).into_owned().into(),
+        );
+    }
+    if tail {
+        complete.insert(
+            "LogResult".into(),
+            log_tail(&log, &request_id, &version, started).into(),
+        );
+    }
+    let json = serde_json::Value::Object(complete).to_string();
+    let frame = encode::invoke_complete(json);
+    let _ = s.write_all(&http_chunk(&frame)).await;
+    let _ = s.write_all(b"0\r\n\r\n").await;
+    let _ = s.shutdown().await;
 }

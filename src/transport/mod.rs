@@ -25,6 +25,8 @@
 
 mod connect;
 mod endpoint;
+#[cfg(feature = "stream")]
+mod stream;
 
 use std::future::Future;
 use std::num::NonZeroUsize;
@@ -43,6 +45,9 @@ use pin_project_lite::pin_project;
 use tokio::sync::OwnedSemaphorePermit;
 
 pub use endpoint::{is_loopback_host, Endpoint, EndpointError, EndpointVariant};
+#[cfg(feature = "stream")]
+pub use stream::{StreamingBody, StreamingFuture, StreamingTransport, MAX_ERROR_BODY_BYTES};
+
 pub use invoke_layers::keepalive::KeepAlive;
 use invoke_layers::timeout::SendProgress;
 
