@@ -412,7 +412,7 @@ fn two_writers_and_a_replayer() -> Res {
     check(acked.len() == 2 * EACH, || {
         format!("{} letters acknowledged", acked.len())
     })?;
-    check(delivered.len() > 0, || {
+    check(!delivered.is_empty(), || {
         "the replayer delivered nothing".into()
     })?;
     for key in &acked {

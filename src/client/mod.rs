@@ -670,7 +670,10 @@ impl InvokeClient {
                                 drop(guard);
                                 result
                             });
-                            task.await.unwrap_or_else(|e| Err(lost_tail(&e)))
+                            match task.await {
+                                Ok(result) => result,
+                                Err(e) => Err(lost_tail(&e)),
+                            }
                         }
                         // Not on a Tokio runtime: nothing to spawn on, the caller's
                         // future does the work (and dropping it stops it).

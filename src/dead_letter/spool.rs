@@ -79,19 +79,36 @@ pub struct SpoolContents {
     pub delivered: usize,
 }
 
-/// A piece of work for the writer: records to append, and who waits for them.
+/// A piece of work for the writer: what to append, and who waits for it.
 struct Job {
-    bytes: Vec<u8>,
-    /// Counts against the size bound (letters do; tombstones do not, or a full spool
-    /// could never be drained).
-    bounded: bool,
+    content: Content,
     reply: oneshot::Sender<Result<(), WriteError>>,
+}
+
+enum Content {
+    /// A letter, encoded by the writer (off the runtime). Counts against the size bound.
+    Letter(Box<DeadLetter>),
+    /// Ready records (tombstones), which do not count against the size bound, or a full
+    /// spool could never be drained.
+    Records(Vec<u8>),
 }
 
 struct WriteError {
     kind: DeadLetterErrorKind,
     error: io::Error,
 }
+
+impl WriteError {
+    fn of(e: &io::Error) -> Self {
+        Self {
+            kind: DeadLetterErrorKind::of_io(e),
+            error: io::Error::new(e.kind(), e.to_string()),
+        }
+    }
+}
+
+/// A job's records, encoded, and whether they count against the size bound.
+type Encoded = Result<(Vec<u8>, bool), WriteError>;
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = OsString::from(path.as_os_str());
@@ -271,8 +288,7 @@ impl FileSpool {
         self.shared
             .tx
             .send(Job {
-                bytes,
-                bounded: false,
+                content: Content::Records(bytes),
                 reply,
             })
             .await
@@ -373,16 +389,6 @@ pub(crate) fn parse_all(bytes: &[u8]) -> SpoolContents {
 
 impl DeadLetterSink for FileSpool {
     fn send(&self, letter: DeadLetter) -> SinkFuture {
-        let bytes = match frame::letter(&letter) {
-            Ok(b) => b,
-            Err(e) => {
-                return Box::pin(std::future::ready(Err(DeadLetterError::new(
-                    DeadLetterErrorKind::Io,
-                    letter,
-                    e,
-                ))))
-            }
-        };
         let tx = self.shared.tx.clone();
         Box::pin(async move {
             let (reply, rx) = oneshot::channel();
@@ -393,9 +399,10 @@ impl DeadLetterSink for FileSpool {
                     "the spool's writer stopped",
                 )
             };
+            // The writer gets a copy to encode; this one comes back to the caller if the
+            // letter cannot be stored, whatever happens to the writer.
             let job = Job {
-                bytes,
-                bounded: true,
+                content: Content::Letter(Box::new(letter.clone())),
                 reply,
             };
             if tx.send(job).await.is_err() {
@@ -434,7 +441,16 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let results = self.commit(&batch);
+            let encoded = batch
+                .iter_mut()
+                .map(|job| match &mut job.content {
+                    Content::Letter(l) => frame::letter(l)
+                        .map(|b| (b, true))
+                        .map_err(|e| WriteError::of(&e.into())),
+                    Content::Records(b) => Ok((std::mem::take(b), false)),
+                })
+                .collect();
+            let results = self.commit(encoded);
             for (job, result) in batch.drain(..).zip(results) {
                 // A sender that went away no longer waits; its letter is stored anyway.
                 let _ = job.reply.send(result);
@@ -443,31 +459,18 @@ impl Writer {
     }
 
     /// Appends the batch under the lock and syncs once. One result per job.
-    fn commit(&self, batch: &[Job]) -> Vec<Result<(), WriteError>> {
-        let fail_all = |e: io::Error| {
-            let kind = DeadLetterErrorKind::of_io(&e);
-            batch
-                .iter()
-                .map(|_| {
-                    Err(WriteError {
-                        kind,
-                        error: io::Error::new(e.kind(), e.to_string()),
-                    })
-                })
-                .collect()
-        };
+    fn commit(&self, batch: Vec<Encoded>) -> Vec<Result<(), WriteError>> {
+        let n = batch.len();
+        let fail_all = |e: io::Error| (0..n).map(|_| Err(WriteError::of(&e))).collect();
         if let Err(e) = self.lock.lock() {
             return fail_all(e);
         }
-        let results = match self.commit_locked(batch) {
-            Ok(r) => r,
-            Err(e) => fail_all(e),
-        };
+        let results = self.commit_locked(batch).unwrap_or_else(fail_all);
         let _ = self.lock.unlock();
         results
     }
 
-    fn commit_locked(&self, batch: &[Job]) -> io::Result<Vec<Result<(), WriteError>>> {
+    fn commit_locked(&self, batch: Vec<Encoded>) -> io::Result<Vec<Result<(), WriteError>>> {
         // Opened per batch: a compaction (under the same lock) may have replaced the file.
         let mut file = private_options()
             .read(true)
@@ -489,9 +492,16 @@ impl Writer {
         let mut size = start + buf.len() as u64;
         let mut results: Vec<Result<(), WriteError>> = Vec::with_capacity(batch.len());
         let mut accepted = Vec::new();
-        for (i, job) in batch.iter().enumerate() {
-            let len = job.bytes.len() as u64;
-            if job.bounded && size.saturating_add(len) > self.max_bytes {
+        for (i, job) in batch.into_iter().enumerate() {
+            let (bytes, bounded) = match job {
+                Ok(job) => job,
+                Err(e) => {
+                    results.push(Err(e));
+                    continue;
+                }
+            };
+            let len = bytes.len() as u64;
+            if bounded && size.saturating_add(len) > self.max_bytes {
                 results.push(Err(WriteError {
                     kind: DeadLetterErrorKind::Full,
                     error: io::Error::new(
@@ -500,7 +510,7 @@ impl Writer {
                     ),
                 }));
             } else {
-                buf.extend_from_slice(&job.bytes);
+                buf.extend_from_slice(&bytes);
                 size += len;
                 results.push(Ok(()));
                 accepted.push(i);
@@ -514,12 +524,8 @@ impl Writer {
             // Nothing of this batch is acknowledged: take its bytes back out, so that
             // no letter refused to its caller turns up in a later read.
             let _ = file.set_len(start).and_then(|()| file.sync_data());
-            let kind = DeadLetterErrorKind::of_io(&e);
             for i in accepted {
-                results[i] = Err(WriteError {
-                    kind,
-                    error: io::Error::new(e.kind(), e.to_string()),
-                });
+                results[i] = Err(WriteError::of(&e));
             }
         }
         Ok(results)
