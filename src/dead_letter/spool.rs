@@ -190,8 +190,10 @@ impl FileSpoolBuilder {
         self
     }
 
-    /// Creates the file (`0600`) and its directory (`0700`) if needed, and starts the
-    /// writer thread.
+    /// Creates the file (`0600`) and missing directories (`0700`) if needed, and starts
+    /// the writer thread. An existing file or directory keeps its mode. It does a little
+    /// file I/O on the calling thread (and may wait for another writer's batch on the
+    /// lock): call it at start-up, or in `spawn_blocking`.
     pub fn open(self) -> io::Result<FileSpool> {
         let path = self.path;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -235,7 +237,8 @@ impl FileSpoolBuilder {
 }
 
 impl FileSpool {
-    /// Opens (creating it if needed) a spool file with the default settings.
+    /// Opens (creating it if needed) a spool file with the default settings (see
+    /// [`FileSpoolBuilder::open`]).
     pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
         Self::builder(path).open()
     }
