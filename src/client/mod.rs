@@ -665,11 +665,16 @@ impl InvokeClient {
                     match tokio::runtime::Handle::try_current() {
                         Ok(rt) => {
                             let guard = TailTracker::enter(tracker);
-                            let task = rt.spawn(async move {
-                                let result = tail.await;
-                                drop(guard);
-                                result
-                            });
+                            // The caller's span stays the parent of the call's spans.
+                            let span = tracing::Span::current();
+                            let task = rt.spawn(tracing::Instrument::instrument(
+                                async move {
+                                    let result = tail.await;
+                                    drop(guard);
+                                    result
+                                },
+                                span,
+                            ));
                             match task.await {
                                 Ok(result) => result,
                                 Err(e) => Err(lost_tail(&e)),
