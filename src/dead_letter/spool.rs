@@ -475,6 +475,8 @@ impl Writer {
 
     fn commit_locked(&self, batch: Vec<Encoded>) -> io::Result<Vec<Result<(), WriteError>>> {
         // Opened per batch: a compaction (under the same lock) may have replaced the file.
+        // If it is gone (removed by hand), the new file's name must be made durable too.
+        let created = !self.path.exists();
         let mut file = private_options()
             .read(true)
             .append(true)
@@ -522,7 +524,16 @@ impl Writer {
         if accepted.is_empty() {
             return Ok(results);
         }
-        let written = file.write_all(&buf).and_then(|()| (self.sync)(&file));
+        let written = file
+            .write_all(&buf)
+            .and_then(|()| (self.sync)(&file))
+            .and_then(|()| {
+                if created {
+                    sync_dir(&self.path)
+                } else {
+                    Ok(())
+                }
+            });
         if let Err(e) = written {
             // Nothing of this batch is acknowledged: take its bytes back out, so that
             // no letter refused to its caller turns up in a later read.
