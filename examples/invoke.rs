@@ -25,6 +25,9 @@
 //!     --dead-letter-spool /tmp/invoke.spool
 //! cargo run --example invoke -- --replay-spool /tmp/invoke.spool
 //! ```
+//!
+//! (The embedded endpoint still has no `missing`, so that replay reports it as failed
+//! again; with `--endpoint-url`, a letter is delivered once its function can take it.)
 
 use std::process::ExitCode;
 
