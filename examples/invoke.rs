@@ -16,12 +16,25 @@
 //! cargo run --example invoke -- --endpoint-url http://127.0.0.1:5000 \
 //!     --function-name arn:aws:lambda:us-east-1:123456789012:function:f:prod --payload @event.json
 //! ```
+//!
+//! Dead letters: an `Event` that finally fails is stored in a spool, and a later run
+//! replays it (here a function that does not exist fails with a 404, not run):
+//!
+//! ```text
+//! cargo run --example invoke -- --invocation-type Event --function-name missing \
+//!     --dead-letter-spool /tmp/invoke.spool
+//! cargo run --example invoke -- --replay-spool /tmp/invoke.spool
+//! ```
+//!
+//! (The embedded endpoint still has no `missing`, so that replay reports it as failed
+//! again; with `--endpoint-url`, a letter is delivered once its function can take it.)
 
 use std::process::ExitCode;
 
 use bytes::Bytes;
 use clap::Parser;
 use invoke_stack::client::FunctionSettings;
+use invoke_stack::dead_letter::{FileSpool, ReplayOptions};
 use invoke_stack::layers::sigv4::EnvironmentProvider;
 use invoke_stack::model::{InvocationType, InvokeRequest, LogType};
 use invoke_stack::testing::{Invocation, LocalFunction, LocalLambda};
@@ -69,6 +82,15 @@ struct Args {
     /// the default (3.1 s).
     #[arg(long, value_name = "SECONDS")]
     cli_connect_timeout: Option<u64>,
+    /// Store an `Event` that finally fails in this dead-letter spool file.
+    #[arg(long, value_name = "PATH")]
+    dead_letter_spool: Option<std::path::PathBuf>,
+    /// Instead of invoking, replay the letters of this spool and print the counts.
+    #[arg(long, value_name = "PATH")]
+    replay_spool: Option<std::path::PathBuf>,
+    /// With `--replay-spool`: also replay letters whose first try may have run.
+    #[arg(long)]
+    replay_may_have_run: bool,
 }
 
 fn echo_with_log() -> LocalFunction {
@@ -132,14 +154,33 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(secs) = args.cli_connect_timeout.filter(|s| *s > 0) {
         transport = transport.connect_timeout(std::time::Duration::from_secs(secs));
     }
-    let client = builder
+    let mut builder = builder
         .transport(transport)
         .max_attempts(args.max_attempts)
         .function(
             name.name(),
             FunctionSettings::default().idempotent(args.idempotent),
-        )
-        .build()?;
+        );
+    if let Some(path) = &args.dead_letter_spool {
+        builder = builder.dead_letter_sink(FileSpool::open(path)?);
+    }
+    let client = builder.build()?;
+
+    if let Some(path) = &args.replay_spool {
+        let spool = FileSpool::open(path)?;
+        let options = ReplayOptions::default().include_may_have_run(args.replay_may_have_run);
+        let report = spool.replay_with(&client, options).await?;
+        println!("Delivered: {}", report.delivered);
+        println!("LeftMayHaveRun: {}", report.left_may_have_run);
+        println!("FailedAgain: {}", report.failed.len());
+        for (id, e) in &report.failed {
+            println!("  {id}: {e}");
+        }
+        println!("Invalid: {}", report.invalid);
+        println!("DamagedLines: {}", report.damaged_lines);
+        drop(local);
+        return Ok(());
+    }
 
     let mut req = InvokeRequest::builder(&args.function_name)
         .invocation_type(args.invocation_type)
@@ -157,7 +198,22 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         options = options.attempt_timeout(std::time::Duration::from_secs(secs));
     }
     let req = req.options(options).build().map_err(InvokeError::from)?;
-    let resp = client.invoke(req).await?;
+    let resp = match client.invoke(req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            if let Some(path) = &args.dead_letter_spool {
+                if e.dead_lettered() {
+                    eprintln!(
+                        "the event was stored in the dead-letter spool {}",
+                        path.display()
+                    );
+                } else if let Some(refused) = e.dead_letter_error() {
+                    eprintln!("the event could NOT be stored in the dead-letter spool: {refused}");
+                }
+            }
+            return Err(e.into());
+        }
+    };
 
     println!("StatusCode: {}", resp.status_code());
     if let Some(v) = resp.executed_version() {

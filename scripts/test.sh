@@ -19,4 +19,12 @@ if [ "$(id -u)" = 0 ] && ! { command -v ip && command -v nft; } >/dev/null 2>&1 
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables >/dev/null
 fi
 
+# The disk-full test (tests/dead_letter_process.rs) mounts a 64 KiB tmpfs: it needs root
+# and `mount`; without them it reports itself as ignored, with the reason.
+if [ "$(id -u)" = 0 ] && ! command -v mount >/dev/null 2>&1 \
+   && command -v apt-get >/dev/null 2>&1; then
+  echo "installing mount for the disk-full test" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mount >/dev/null
+fi
+
 cargo test --workspace --all-features -j2 "$@"

@@ -277,7 +277,7 @@ async fn an_event_refused_by_an_open_circuit_is_dead_lettered() {
     assert!(first.dead_lettered() && refused.dead_lettered());
     assert_eq!(lambda.requests("vault"), 1);
 
-    let letters = spool.read().unwrap().letters;
+    let letters = spool.read().await.unwrap().letters;
     let _ = std::fs::remove_file(&path);
     assert_eq!(letters.len(), 2);
     let l = &letters[1];

@@ -317,7 +317,9 @@ impl InvokeClientBuilder {
         self
     }
     /// Where `Event` invocations that finally fail are stored (default: nowhere, the
-    /// caller gets the error); see [`crate::dead_letter`].
+    /// caller gets the error); see [`crate::dead_letter`]. With a sink, an `Event`'s
+    /// delivery and dead-lettering run in a task of their own, which finishes even if
+    /// the caller drops the future ([`InvokeClient::invoke`]).
     pub fn dead_letter_sink(mut self, sink: impl DeadLetterSink) -> Self {
         self.dead_letter = Some(Arc::new(sink));
         self
@@ -514,6 +516,7 @@ impl InvokeClientBuilder {
                 timeouts: self.timeouts,
                 functions: self.functions,
                 dead_letter: self.dead_letter,
+                dead_letter_tails: Arc::default(),
                 limiter,
                 partition_quota: self.partition_quota,
                 keyed_limits,
@@ -574,12 +577,68 @@ type Stack = Trace<
     LambdaTrace,
 >;
 
+/// Counts the `Event` tasks still delivering or dead-lettering.
+#[derive(Default)]
+struct TailTracker {
+    running: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+struct TailGuard(Arc<TailTracker>);
+
+impl TailTracker {
+    fn enter(this: Arc<Self>) -> TailGuard {
+        this.running
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        TailGuard(this)
+    }
+
+    async fn settled(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.running.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for TailGuard {
+    fn drop(&mut self) {
+        if self
+            .0
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// The error of an `Event` whose task ended without a result (it panicked, or its
+/// runtime shut down): the request may have been sent.
+fn lost_tail(e: &tokio::task::JoinError) -> InvokeError {
+    TransportError::new(
+        TransportErrorKind::Exchange,
+        true,
+        format!("the Event's delivery task ended without a result: {e}"),
+        None,
+    )
+    .into()
+}
+
 struct Inner {
     endpoint: Endpoint,
     service: ClientService,
     timeouts: TimeoutConfig,
     functions: HashMap<String, FunctionSettings>,
     dead_letter: Option<Arc<dyn DeadLetterSink>>,
+    /// `Event` deliveries with a sink still running in their own tasks.
+    dead_letter_tails: Arc<TailTracker>,
     limiter: RateLimitLayer,
     partition_quota: bool,
     keyed_limits: bool,
@@ -644,19 +703,59 @@ impl InvokeClient {
     /// ([`InvokeResponse::function_error`]); every other failure is an [`InvokeError`].
     ///
     /// An `Event` invocation that fails is also handed to the dead-letter sink, if one
-    /// is configured ([`InvokeError::dead_lettered`] says whether it was stored).
+    /// is configured ([`InvokeError::dead_lettered`] says whether it was stored; if the
+    /// sink refused it, [`InvokeError::dead_letter_error`] holds the letter).
     ///
     /// The request is encoded when this is called; the stack runs when the returned
     /// future is first polled. The future holds its own handle on the client's stack:
     /// it is `Send` and `'static`, so it can be spawned.
+    ///
+    /// An `Event` with a dead-letter sink, polled on a Tokio runtime, runs in a task of
+    /// its own from its first poll: if the caller then drops the future (a `timeout`, a
+    /// losing `select!` branch), the event is still delivered or dead-lettered.
+    /// [`dead_letters_settled`](Self::dead_letters_settled) waits for such tasks. A
+    /// future never polled does nothing.
     pub fn invoke(&self, req: InvokeRequest) -> InvokeFuture {
         match (&self.inner.dead_letter, req.invocation_type()) {
             (Some(sink), InvocationType::Event) => {
                 let (client, sink) = (self.clone(), Arc::clone(sink));
-                InvokeFuture::boxed(async move { client.invoke_dead_lettering(&*sink, req).await })
+                let tail = async move { client.invoke_dead_lettering(&*sink, req).await };
+                let tracker = Arc::clone(&self.inner.dead_letter_tails);
+                InvokeFuture::boxed(async move {
+                    match tokio::runtime::Handle::try_current() {
+                        Ok(rt) => {
+                            let guard = TailTracker::enter(tracker);
+                            // The caller's span stays the parent of the call's spans.
+                            let span = tracing::Span::current();
+                            let task = rt.spawn(tracing::Instrument::instrument(
+                                async move {
+                                    let result = tail.await;
+                                    drop(guard);
+                                    result
+                                },
+                                span,
+                            ));
+                            match task.await {
+                                Ok(result) => result,
+                                Err(e) => Err(lost_tail(&e)),
+                            }
+                        }
+                        // Not on a Tokio runtime: nothing to spawn on, the caller's
+                        // future does the work (and dropping it stops it).
+                        Err(_) => tail.await,
+                    }
+                })
             }
             _ => self.invoke_without_dead_letter(req),
         }
+    }
+
+    /// Waits until every `Event` with a dead-letter sink whose future was polled has
+    /// been delivered or handed to the sink (including those whose caller dropped the
+    /// future). Call it before shutting the runtime down: tasks still running then are
+    /// dropped with it.
+    pub async fn dead_letters_settled(&self) {
+        self.inner.dead_letter_tails.settled().await;
     }
 
     /// [`InvokeClient::invoke`] for an `Event` with a dead-letter sink.
@@ -670,21 +769,26 @@ impl InvokeClient {
             Ok(resp) => Ok(resp),
             Err(mut err) => {
                 let letter = DeadLetter::new(&req, &err, started);
-                match sink.send(&letter) {
+                let id = letter.id.clone();
+                match sink.send(letter).await {
                     Ok(()) => {
                         err.mark_dead_lettered();
                         tracing::warn!(
                             function = %req.function_name(),
-                            letter = %letter.id,
+                            letter = %id,
                             error.type = err.type_name(),
                             "event dead-lettered"
                         );
                     }
-                    Err(io) => tracing::error!(
-                        function = %req.function_name(),
-                        error = %io,
-                        "could not store an undeliverable Event in the dead-letter sink"
-                    ),
+                    Err(refused) => {
+                        tracing::error!(
+                            function = %req.function_name(),
+                            letter = %id,
+                            error = %refused,
+                            "could not store an undeliverable Event in the dead-letter sink"
+                        );
+                        err.set_dead_letter_error(refused);
+                    }
                 }
                 Err(err)
             }

@@ -293,6 +293,8 @@ pub struct InvokeError {
     stop: Option<StopReason>,
     earlier_may_have_run: bool,
     dead_lettered: bool,
+    /// The sink refused the letter of this failed `Event`: here it is, with the reason.
+    dead_letter_error: Option<Box<crate::dead_letter::DeadLetterError>>,
 }
 
 impl fmt::Display for InvokeError {
@@ -340,6 +342,7 @@ impl From<InvokeErrorKind> for InvokeError {
             stop,
             earlier_may_have_run: false,
             dead_lettered: false,
+            dead_letter_error: None,
         }
     }
 }
@@ -466,6 +469,24 @@ impl InvokeError {
 
     pub(crate) fn mark_dead_lettered(&mut self) {
         self.dead_lettered = true;
+    }
+
+    /// When the dead-letter sink refused this failed `Event` (spool full, disk full...):
+    /// why, and the letter itself ([`DeadLetterError::letter`]), so that the caller can
+    /// keep it some other way.
+    ///
+    /// [`DeadLetterError::letter`]: crate::dead_letter::DeadLetterError::letter
+    pub fn dead_letter_error(&self) -> Option<&crate::dead_letter::DeadLetterError> {
+        self.dead_letter_error.as_deref()
+    }
+
+    /// Takes the sink's refusal, with its letter, out of the error.
+    pub fn take_dead_letter_error(&mut self) -> Option<crate::dead_letter::DeadLetterError> {
+        self.dead_letter_error.take().map(|b| *b)
+    }
+
+    pub(crate) fn set_dead_letter_error(&mut self, e: crate::dead_letter::DeadLetterError) {
+        self.dead_letter_error = Some(Box::new(e));
     }
 
     /// Whose fault it is.
