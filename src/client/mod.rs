@@ -37,15 +37,17 @@ use invoke_layers::rate_limit::{
 use invoke_layers::retry::{
     Idempotent, QuotaConfig, Retry, RetryLayer, RetryPartition, RetryPolicy, RetryQuota, RetryStats,
 };
-use invoke_layers::sigv4::{
-    PayloadHash, ProvideCredentials, ProviderChain, SigV4, SigV4Layer, SigningConfig,
-};
+use invoke_layers::sigv4::{PayloadHash, ProvideCredentials, SigV4, SigV4Layer, SigningConfig};
 use invoke_layers::timeout::{
     AttemptTimeout, DeadlineLayer, DeadlineService, Timeout, TimeoutLayer,
 };
 
+use tower_http::set_header::SetRequestHeader;
+
 use crate::classify::LambdaClassifier;
+use crate::config::{Env, EnvSettings};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
+use crate::stack::identity::{self, recursion_detection_layer, user_agent_layer, TraceIdFromEnv};
 use crate::stack::{BoxService, InvokeStack, Step};
 use crate::telemetry::LambdaTrace;
 use invoke_layers::trace::{Trace, TraceLayer};
@@ -70,13 +72,20 @@ pub enum BuildError {
     /// A rate limit cannot be enforced as written (a rate of 0, a cap of 0, ...).
     #[error(transparent)]
     RateLimit(#[from] InvalidLimit),
+    /// A setting in the environment or the shared config file is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Builder of [`InvokeClient`].
 pub struct InvokeClientBuilder {
     region: Option<String>,
     endpoint_url: Option<String>,
-    variant: EndpointVariant,
+    fips: Option<bool>,
+    dual_stack: Option<bool>,
+    max_attempts_set: bool,
+    app_id: Option<String>,
+    env: Env,
     credentials: Option<Arc<dyn ProvideCredentials>>,
     transport: TransportConfig,
     timeouts: TimeoutConfig,
@@ -187,7 +196,10 @@ impl fmt::Debug for InvokeClientBuilder {
         f.debug_struct("InvokeClientBuilder")
             .field("region", &self.region)
             .field("endpoint_url", &self.endpoint_url)
-            .field("variant", &self.variant)
+            .field("fips", &self.fips)
+            .field("dual_stack", &self.dual_stack)
+            .field("app_id", &self.app_id)
+            .field("env", &self.env)
             .field("credentials", &self.credentials)
             .field("transport", &self.transport)
             .field("timeouts", &self.timeouts)
@@ -200,28 +212,56 @@ impl fmt::Debug for InvokeClientBuilder {
 
 impl InvokeClientBuilder {
     /// The region (for the endpoint and the signature). Defaults to `AWS_REGION`, then
-    /// `AWS_DEFAULT_REGION`.
+    /// `AWS_DEFAULT_REGION`, then the profile's `region` (see [`crate::config`]).
     pub fn region(mut self, region: impl Into<String>) -> Self {
         self.region = Some(region.into());
         self
     }
-    /// An explicit endpoint URL (the local endpoint, a proxy, LocalStack, ...).
+    /// An explicit endpoint URL (the local endpoint, a proxy, LocalStack, ...). Defaults
+    /// to `AWS_ENDPOINT_URL_LAMBDA`, then `AWS_ENDPOINT_URL`, then the profile's
+    /// `endpoint_url` (none of them when `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` is true).
     pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
         self.endpoint_url = Some(url.into());
         self
     }
-    /// Use the FIPS endpoint.
+    /// Use the FIPS endpoint (default: `AWS_USE_FIPS_ENDPOINT`, the profile's
+    /// `use_fips_endpoint`, else no).
     pub fn use_fips(mut self, yes: bool) -> Self {
-        self.variant.fips = yes;
+        self.fips = Some(yes);
         self
     }
-    /// Use the dual-stack endpoint.
+    /// Use the dual-stack endpoint (default: `AWS_USE_DUALSTACK_ENDPOINT`, the profile's
+    /// `use_dualstack_endpoint`, else no).
     pub fn use_dual_stack(mut self, yes: bool) -> Self {
-        self.variant.dual_stack = yes;
+        self.dual_stack = Some(yes);
         self
     }
-    /// Where credentials come from (default: [`ProviderChain::default_chain`], i.e. the
-    /// environment variables, then the shared profile files, cached).
+    /// The application's id, sent in the User-Agent as `app/{id}` (default:
+    /// `AWS_SDK_UA_APP_ID`, the profile's `sdk_ua_app_id`).
+    pub fn app_id(mut self, id: impl Into<String>) -> Self {
+        self.app_id = Some(id.into());
+        self
+    }
+    /// Where environment variables are read (default: the process environment). The
+    /// settings of [`crate::config`], the default credential chain, the proxy variables
+    /// and recursion detection all read this one. Tests give their own, so they never
+    /// change the process environment:
+    ///
+    /// ```
+    /// use invoke_stack::config::Env;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = invoke_stack::InvokeClient::builder()
+    ///     .env(Env::from_pairs([("AWS_REGION", "eu-west-1"), ("AWS_CONFIG_FILE", "/nonexistent")]))
+    ///     .build()?;
+    /// assert_eq!(client.endpoint().url(), "https://lambda.eu-west-1.amazonaws.com");
+    /// # Ok(()) }
+    /// ```
+    pub fn env(mut self, env: Env) -> Self {
+        self.env = env;
+        self
+    }
+    /// Where credentials come from (default: [`crate::config::lean_credentials_chain`],
+    /// i.e. the environment variables, then the shared profile files, cached).
     pub fn credentials(mut self, provider: impl ProvideCredentials) -> Self {
         self.credentials = Some(Arc::new(provider));
         self
@@ -250,11 +290,14 @@ impl InvokeClientBuilder {
     /// The retry policy (attempts, backoff, `Retry-After` cap); see [`RetryPolicy`].
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
+        self.max_attempts_set = true;
         self
     }
-    /// Total attempts per call, the first included (default 3; 1 switches retries off).
+    /// Total attempts per call, the first included (default: `AWS_MAX_ATTEMPTS`, the
+    /// profile's `max_attempts`, else 3; 1 switches retries off).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.retry.max_attempts = attempts.max(1);
+        self.max_attempts_set = true;
         self
     }
     /// The retry quota's capacity and costs; see [`QuotaConfig`].
@@ -343,27 +386,42 @@ impl InvokeClientBuilder {
         self
     }
 
-    /// Builds the client.
-    pub fn build(self) -> Result<InvokeClient, BuildError> {
-        let env_region = || {
-            std::env::var("AWS_REGION")
-                .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-                .ok()
-                .filter(|r| !r.is_empty())
+    /// Builds the client. Reads the environment and the shared config file's profile
+    /// once, here, for what was not set on the builder (see [`crate::config`]).
+    pub fn build(mut self) -> Result<InvokeClient, BuildError> {
+        let settings = EnvSettings::load(&self.env)?;
+        let region = self.region.or(settings.region);
+        let variant = EndpointVariant {
+            fips: self.fips.or(settings.use_fips).unwrap_or(false),
+            dual_stack: self.dual_stack.or(settings.use_dual_stack).unwrap_or(false),
         };
-        let region = self.region.or_else(env_region);
-        let endpoint = Endpoint::resolve(
-            region.as_deref(),
-            self.endpoint_url.as_deref(),
-            self.variant,
-        )?;
+        let endpoint_url = self.endpoint_url.or(settings.endpoint_url);
+        let endpoint = Endpoint::resolve(region.as_deref(), endpoint_url.as_deref(), variant)?;
         // A custom endpoint needs no region to resolve, but the signature still does;
         // us-east-1 is what the AWS SDKs use for that case.
         let signing_region = region.unwrap_or_else(|| "us-east-1".to_owned());
+        if !self.max_attempts_set {
+            if let Some(n) = settings.max_attempts {
+                self.retry.max_attempts = n;
+            }
+        }
+        let env = self.env.clone();
         let credentials: Arc<dyn ProvideCredentials> = self
             .credentials
-            .unwrap_or_else(|| Arc::new(ProviderChain::default_chain()));
-        let transport = HyperTransport::new(self.transport)?;
+            .unwrap_or_else(|| Arc::new(crate::config::lean_credentials_chain(&env)));
+        let mut transport_config = self.transport;
+        if transport_config.tls.ca_bundle.is_none() {
+            transport_config.tls.ca_bundle = settings.ca_bundle;
+        }
+        if transport_config.env.is_process() {
+            transport_config.env = env.clone();
+        }
+        let transport = HyperTransport::new(transport_config)?;
+        let user_agent = user_agent_layer(identity::user_agent_with(
+            self.app_id.or(settings.app_id).as_deref(),
+            &env,
+        ));
+        let recursion = recursion_detection_layer(TraceIdFromEnv::with_env(env));
         let quota = if self.partition_quota {
             RetryQuota::partitioned(self.quota)
         } else {
@@ -415,6 +473,8 @@ impl InvokeClientBuilder {
                     .layer(feedback)
                     .layer(TimeoutLayer::new(sync_attempt))
                     .layer(signer)
+                    .layer(user_agent)
+                    .layer(recursion)
                     .service(transport),
             ),
             Some(customize) => {
@@ -444,7 +504,9 @@ impl InvokeClientBuilder {
                             TimeoutLayer::per_request(),
                         )
                     })
-                    .and_then(|s| s.add("sign", Step::Attempt, signer));
+                    .and_then(|s| s.add("sign", Step::Attempt, signer))
+                    .and_then(|s| s.add("user-agent", Step::Attempt, user_agent))
+                    .and_then(|s| s.add("recursion-detection", Step::Attempt, recursion));
                 if breaker.is_enabled() {
                     let _ = stack.add_after("trace", "circuit-breaker", breaker.clone());
                 }
@@ -502,6 +564,8 @@ pub const DEFAULT_ORDER: &[&str] = &[
     "rate-limit-feedback (attempt)",
     "attempt-timeout (attempt)",
     "sign (attempt)",
+    "user-agent (attempt)",
+    "recursion-detection (attempt)",
 ];
 
 type Stack = Trace<
@@ -509,7 +573,13 @@ type Stack = Trace<
         DeadlineService<
             RateLimit<
                 Retry<
-                    Trace<Feedback<Timeout<SigV4<HyperTransport>>, LambdaClassifier>, LambdaTrace>,
+                    Trace<
+                        Feedback<
+                            Timeout<SigV4<UserAgent<RecursionDetection<HyperTransport>>>>,
+                            LambdaClassifier,
+                        >,
+                        LambdaTrace,
+                    >,
                     LambdaClassifier,
                 >,
                 ExtensionKey,
@@ -520,6 +590,9 @@ type Stack = Trace<
     >,
     LambdaTrace,
 >;
+
+type UserAgent<S> = SetRequestHeader<SetRequestHeader<S, http::HeaderValue>, http::HeaderValue>;
+type RecursionDetection<S> = SetRequestHeader<S, TraceIdFromEnv>;
 
 struct Inner {
     endpoint: Endpoint,
@@ -558,7 +631,11 @@ impl InvokeClient {
         InvokeClientBuilder {
             region: None,
             endpoint_url: None,
-            variant: EndpointVariant::default(),
+            fips: None,
+            dual_stack: None,
+            max_attempts_set: false,
+            app_id: None,
+            env: Env::process(),
             credentials: None,
             transport: TransportConfig::default(),
             timeouts: TimeoutConfig::default(),
