@@ -45,6 +45,7 @@ use invoke_layers::timeout::{
 use tower_http::set_header::SetRequestHeader;
 
 use crate::classify::LambdaClassifier;
+use crate::config::sdk::SdkSettings;
 use crate::config::{Env, EnvSettings};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::stack::identity::{self, recursion_detection_layer, user_agent_layer, TraceIdFromEnv};
@@ -86,6 +87,10 @@ pub struct InvokeClientBuilder {
     max_attempts_set: bool,
     app_id: Option<String>,
     env: Env,
+    sdk: SdkSettings,
+    rate_limit_set: bool,
+    transport_set: bool,
+    timeouts_set: bool,
     credentials: Option<Arc<dyn ProvideCredentials>>,
     transport: TransportConfig,
     timeouts: TimeoutConfig,
@@ -200,6 +205,7 @@ impl fmt::Debug for InvokeClientBuilder {
             .field("dual_stack", &self.dual_stack)
             .field("app_id", &self.app_id)
             .field("env", &self.env)
+            .field("sdk", &self.sdk)
             .field("credentials", &self.credentials)
             .field("transport", &self.transport)
             .field("timeouts", &self.timeouts)
@@ -242,6 +248,37 @@ impl InvokeClientBuilder {
         self.app_id = Some(id.into());
         self
     }
+    /// Takes the settings and the credential chain of an aws-config `SdkConfig` (feature
+    /// `aws-config`): the full default chain (environment, profiles with SSO, `role_arn`
+    /// or `credential_process`, web identity for EKS, ECS container credentials, EC2
+    /// IMDSv2), cached by [`CredentialsCache`](invoke_layers::sigv4::CredentialsCache).
+    ///
+    /// | `SdkConfig` | here |
+    /// |---|---|
+    /// | region | [`region`](Self::region) |
+    /// | credentials provider | [`credentials`](Self::credentials) |
+    /// | `AWS_ENDPOINT_URL_LAMBDA` (or the profile's `services` section), then the endpoint URL | [`endpoint_url`](Self::endpoint_url) |
+    /// | FIPS, dual-stack | [`use_fips`](Self::use_fips), [`use_dual_stack`](Self::use_dual_stack) |
+    /// | retry config: max attempts, max backoff | [`RetryPolicy`]'s `max_attempts`, `max_backoff` |
+    /// | retry mode `adaptive` | an adaptive concurrency limit per function (AIMD on throttles, [`Adaptive`](invoke_layers::rate_limit::Adaptive)), unless [`rate_limit`](Self::rate_limit) is set; `standard` is this crate's default |
+    /// | timeout config: connect, operation, operation attempt | [`TransportConfig::connect_timeout`], [`operation_timeout`](Self::operation_timeout), the attempt timeout of `Event`/`DryRun` calls and the default maximum function duration (a synchronous attempt gets it plus the margin) |
+    /// | app name | [`app_id`](Self::app_id) |
+    ///
+    /// What is set on this builder wins, whatever the order of the calls; what neither
+    /// sets comes from the environment as without the feature ([`crate::config`]).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    /// let client = invoke_stack::InvokeClient::builder().sdk_config(&sdk).build()?;
+    /// # let _ = client; Ok(()) }
+    /// ```
+    #[cfg(feature = "aws-config")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "aws-config")))]
+    pub fn sdk_config(mut self, config: &aws_types::SdkConfig) -> Self {
+        self.sdk = SdkSettings::from_sdk_config(config);
+        self
+    }
     /// Where environment variables are read (default: the process environment). The
     /// settings of [`crate::config`], the default credential chain, the proxy variables
     /// and recursion detection all read this one. Tests give their own, so they never
@@ -269,17 +306,20 @@ impl InvokeClientBuilder {
     /// Transport settings (timeouts, keep-alive, pool, response cap).
     pub fn transport(mut self, config: TransportConfig) -> Self {
         self.transport = config;
+        self.transport_set = true;
         self
     }
     /// A limit on the whole call (none by default: a synchronous function may run for
     /// 15 minutes).
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {
         self.timeouts.operation = Some(timeout);
+        self.timeouts_set = true;
         self
     }
     /// All timeout settings.
     pub fn timeouts(mut self, timeouts: TimeoutConfig) -> Self {
         self.timeouts = timeouts;
+        self.timeouts_set = true;
         self
     }
     /// Settings for one function (by name, without account or qualifier).
@@ -347,6 +387,7 @@ impl InvokeClientBuilder {
     /// ```
     pub fn rate_limit(mut self, limits: RateLimitBuilder<ExtensionKey>) -> Self {
         self.rate_limit = limits;
+        self.rate_limit_set = true;
         self
     }
     /// Where `Event` invocations that finally fail are stored (default: nowhere, the
@@ -390,26 +431,59 @@ impl InvokeClientBuilder {
     /// once, here, for what was not set on the builder (see [`crate::config`]).
     pub fn build(mut self) -> Result<InvokeClient, BuildError> {
         let settings = EnvSettings::load(&self.env)?;
-        let region = self.region.or(settings.region);
+        let sdk = std::mem::take(&mut self.sdk);
+        let region = self.region.or(sdk.region).or(settings.region);
         let variant = EndpointVariant {
-            fips: self.fips.or(settings.use_fips).unwrap_or(false),
-            dual_stack: self.dual_stack.or(settings.use_dual_stack).unwrap_or(false),
+            fips: self
+                .fips
+                .or(sdk.use_fips)
+                .or(settings.use_fips)
+                .unwrap_or(false),
+            dual_stack: self
+                .dual_stack
+                .or(sdk.use_dual_stack)
+                .or(settings.use_dual_stack)
+                .unwrap_or(false),
         };
-        let endpoint_url = self.endpoint_url.or(settings.endpoint_url);
+        let endpoint_url = self
+            .endpoint_url
+            .or(sdk.endpoint_url)
+            .or(settings.endpoint_url);
         let endpoint = Endpoint::resolve(region.as_deref(), endpoint_url.as_deref(), variant)?;
         // A custom endpoint needs no region to resolve, but the signature still does;
         // us-east-1 is what the AWS SDKs use for that case.
         let signing_region = region.unwrap_or_else(|| "us-east-1".to_owned());
         if !self.max_attempts_set {
-            if let Some(n) = settings.max_attempts {
+            if let Some(n) = sdk.max_attempts.or(settings.max_attempts) {
                 self.retry.max_attempts = n;
+            }
+            if let Some(d) = sdk.max_backoff {
+                self.retry.max_backoff = d;
+            }
+        }
+        if sdk.adaptive && !self.rate_limit_set {
+            self.rate_limit = self
+                .rate_limit
+                .adaptive(invoke_layers::rate_limit::Adaptive::default());
+        }
+        if !self.timeouts_set {
+            self.timeouts.operation = sdk.operation_timeout;
+            if let Some(d) = sdk.attempt_timeout {
+                self.timeouts.async_attempt = d;
+                self.timeouts.max_function_duration = d;
             }
         }
         let env = self.env.clone();
         let credentials: Arc<dyn ProvideCredentials> = self
             .credentials
+            .or(sdk.credentials)
             .unwrap_or_else(|| Arc::new(crate::config::lean_credentials_chain(&env)));
         let mut transport_config = self.transport;
+        if !self.transport_set {
+            if let Some(d) = sdk.connect_timeout {
+                transport_config.connect_timeout = d;
+            }
+        }
         if transport_config.tls.ca_bundle.is_none() {
             transport_config.tls.ca_bundle = settings.ca_bundle;
         }
@@ -418,7 +492,7 @@ impl InvokeClientBuilder {
         }
         let transport = HyperTransport::new(transport_config)?;
         let user_agent = user_agent_layer(identity::user_agent_with(
-            self.app_id.or(settings.app_id).as_deref(),
+            self.app_id.or(sdk.app_id).or(settings.app_id).as_deref(),
             &env,
         ));
         let recursion = recursion_detection_layer(TraceIdFromEnv::with_env(env));
@@ -636,6 +710,10 @@ impl InvokeClient {
             max_attempts_set: false,
             app_id: None,
             env: Env::process(),
+            sdk: SdkSettings::default(),
+            rate_limit_set: false,
+            transport_set: false,
+            timeouts_set: false,
             credentials: None,
             transport: TransportConfig::default(),
             timeouts: TimeoutConfig::default(),

@@ -33,6 +33,8 @@
 //! # Ok::<(), invoke_stack::config::ConfigError>(())
 //! ```
 
+pub(crate) mod sdk;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
