@@ -92,20 +92,10 @@ impl TlsConfig {
         if let Some(config) = &self.client_config {
             return Ok((**config).clone());
         }
-        let mut roots = rustls::RootCertStore::empty();
-        if self.roots == TlsRoots::Platform {
-            let found = crate::config::blocking(rustls_native_certs::load_native_certs);
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                tracing::warn!(
-                    errors = found.errors.len(),
-                    "no trusted root certificates found on this machine; using the bundled webpki roots"
-                );
-            }
-        }
-        if self.roots == TlsRoots::Webpki || roots.is_empty() {
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        }
+        let mut roots = match self.roots {
+            TlsRoots::Platform => platform_roots(),
+            TlsRoots::Webpki => webpki_store(),
+        };
         let mut add_pem = |pem: &[u8], what: &dyn fmt::Display| {
             let mut n = 0;
             for cert in CertificateDer::pem_slice_iter(pem) {
@@ -148,4 +138,33 @@ impl TlsConfig {
         .with_no_client_auth();
         Ok(config)
     }
+}
+
+#[cfg(feature = "rustls")]
+fn webpki_store() -> rustls::RootCertStore {
+    rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    }
+}
+
+/// The platform's roots, read once per process (every transport built later shares
+/// them); the bundled webpki roots when the platform has none.
+#[cfg(feature = "rustls")]
+fn platform_roots() -> rustls::RootCertStore {
+    static ROOTS: std::sync::OnceLock<rustls::RootCertStore> = std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let found = crate::config::blocking(rustls_native_certs::load_native_certs);
+            let mut roots = rustls::RootCertStore::empty();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                tracing::warn!(
+                    errors = found.errors.len(),
+                    "no trusted root certificates found on this machine; using the bundled webpki roots"
+                );
+                return webpki_store();
+            }
+            roots
+        })
+        .clone()
 }
