@@ -3,7 +3,7 @@
 //!
 //! Both are slots of the stack (`user-agent` and `recursion-detection`, after `sign`, so
 //! neither header is signed), built with tower-http's
-//! [`SetRequestHeaderLayer`](tower_http::set_header::SetRequestHeaderLayer). A header the
+//! `tower_http::set_header::SetRequestHeaderLayer`. A header the
 //! caller set already is left as it is.
 //!
 //! ```

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 #[cfg(feature = "rustls")]
 use std::sync::Arc;
 
+#[cfg(feature = "rustls")]
 use super::TransportBuildError;
 
 /// The set of root certificates to start from.
