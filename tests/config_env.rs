@@ -436,3 +436,34 @@ async fn trace_id_only_inside_lambda_and_the_callers_is_kept() {
     let head = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
     assert_eq!(header(&head, "x-amzn-trace-id"), Some("Root=1-from-caller"));
 }
+
+/// A profile the lean chain cannot use (assume-role) says how to get it working.
+#[tokio::test]
+async fn an_assume_role_profile_points_to_the_aws_config_feature() {
+    let dir = TempDir::new("role");
+    let lambda = endpoint("us-east-1").await;
+    let config = dir.file(
+        "config",
+        "[default]\nrole_arn = arn:aws:iam::123456789012:role/r\nsource_profile = base\n",
+    );
+    let env = Env::from_pairs(
+        base_env(&lambda, &dir)
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("AWS_ACCESS") && !k.starts_with("AWS_SECRET"))
+            .chain([("AWS_CONFIG_FILE".to_owned(), config)]),
+    );
+    let err = InvokeClient::builder()
+        .env(env)
+        .build()
+        .unwrap()
+        .invoke_json("echo", &1)
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("role_arn"), "{text}");
+    assert!(
+        text.contains("`aws-config` feature") && text.contains("sdk_config"),
+        "{text}"
+    );
+    assert_eq!(lambda.requests("echo"), 0);
+}

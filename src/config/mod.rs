@@ -216,6 +216,22 @@ impl invoke_layers::sigv4::ProvideCredentials for LeanChain {
     fn provide_credentials(&self) -> invoke_layers::sigv4::CredentialsFuture {
         use invoke_layers::sigv4::{CredentialsError, CredentialsErrorKind, CredentialsFuture};
         let explain = |e: CredentialsError| {
+            if e.kind() == CredentialsErrorKind::InvalidConfiguration
+                && e.source_name() == ProfileProvider::SOURCE
+                && e.to_string().contains("AwsSdkProvider")
+            {
+                // A profile with role_arn, SSO, credential_process or web identity.
+                return CredentialsError::new(
+                    ProfileProvider::SOURCE,
+                    CredentialsErrorKind::InvalidConfiguration,
+                    format!(
+                        "{}; with invoke-stack: enable its `aws-config` feature and pass \
+                         `aws_config::load_defaults(..)` to `InvokeClientBuilder::sdk_config`",
+                        e.to_string()
+                            .trim_start_matches("credentials from profile files: ")
+                    ),
+                );
+            }
             if e.kind() != CredentialsErrorKind::NotLoaded {
                 return e;
             }
