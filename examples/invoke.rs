@@ -9,12 +9,17 @@
 //! RUST_LOG=invoke_stack=debug cargo run --example invoke    # with the spans of the call
 //! ```
 //!
-//! Against any endpoint that speaks the Invoke protocol (credentials from
-//! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`):
+//! Against any endpoint that speaks the Invoke protocol, as the AWS CLI: the endpoint from
+//! `--endpoint-url`, else `AWS_ENDPOINT_URL_LAMBDA`, else `AWS_ENDPOINT_URL`; the region,
+//! `AWS_CA_BUNDLE`, `HTTPS_PROXY` / `NO_PROXY` and the rest from the environment and the
+//! profile; credentials from the richest chain this build has (environment and profile
+//! keys; with `--features aws-config`, aws-config's whole chain: SSO, assume-role, web
+//! identity, ECS, EC2):
 //!
 //! ```text
 //! cargo run --example invoke -- --endpoint-url http://127.0.0.1:5000 \
 //!     --function-name arn:aws:lambda:us-east-1:123456789012:function:f:prod --payload @event.json
+//! AWS_PROFILE=work cargo run --example invoke --features aws-config -- --function-name f
 //! ```
 //!
 //! Dead letters: an `Event` that finally fails is stored in a spool, and a later run
@@ -34,11 +39,11 @@ use std::process::ExitCode;
 use bytes::Bytes;
 use clap::Parser;
 use invoke_stack::client::FunctionSettings;
+use invoke_stack::config::{Env, EnvSettings};
 use invoke_stack::dead_letter::{FileSpool, ReplayOptions};
-use invoke_stack::layers::sigv4::EnvironmentProvider;
 use invoke_stack::model::{InvocationType, InvokeRequest, LogType};
 use invoke_stack::testing::{Invocation, LocalFunction, LocalLambda};
-use invoke_stack::{CallOptions, InvokeClient, InvokeError};
+use invoke_stack::{CallOptions, InvokeClient, InvokeClientBuilder, InvokeError};
 
 /// Invoke a Lambda function (flags as `aws lambda invoke`).
 #[derive(Parser, Debug)]
@@ -62,18 +67,21 @@ struct Args {
     /// Base64 client context.
     #[arg(long)]
     client_context: Option<String>,
-    /// Endpoint URL; without it, an embedded local endpoint with an `echo` function.
+    /// Endpoint URL (default: AWS_ENDPOINT_URL_LAMBDA, then AWS_ENDPOINT_URL); without
+    /// any, an embedded local endpoint with an `echo` function.
     #[arg(long)]
     endpoint_url: Option<String>,
-    /// Region (default: AWS_REGION, AWS_DEFAULT_REGION, then us-east-1).
+    /// Region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's region, then
+    /// us-east-1).
     #[arg(long)]
     region: Option<String>,
     /// The function is idempotent: also retry failures after which it may have run.
     #[arg(long)]
     idempotent: bool,
-    /// Total attempts, the first included (1 switches retries off).
-    #[arg(long, default_value_t = 3)]
-    max_attempts: u32,
+    /// Total attempts, the first included (1 switches retries off; default:
+    /// AWS_MAX_ATTEMPTS, the profile's max_attempts, else 3).
+    #[arg(long)]
+    max_attempts: Option<u32>,
     /// Seconds each attempt may wait for its response (as the AWS CLI's); 0 keeps the
     /// client's default, the function's whole run plus a margin.
     #[arg(long, value_name = "SECONDS")]
@@ -100,6 +108,19 @@ fn echo_with_log() -> LocalFunction {
     })
 }
 
+/// aws-config's whole chain when this build has the feature.
+#[cfg(feature = "aws-config")]
+async fn richest_chain(builder: InvokeClientBuilder) -> InvokeClientBuilder {
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    builder.sdk_config(&sdk)
+}
+
+/// Without aws-config: the builder's own chain (environment, then profile keys).
+#[cfg(not(feature = "aws-config"))]
+async fn richest_chain(builder: InvokeClientBuilder) -> InvokeClientBuilder {
+    builder
+}
+
 fn read_payload(arg: Option<&str>, local: bool) -> Result<Bytes, String> {
     match arg {
         Some(p) => match p.strip_prefix('@') {
@@ -114,32 +135,33 @@ fn read_payload(arg: Option<&str>, local: bool) -> Result<Bytes, String> {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    // The environment and the profile, as the builder reads them.
+    let settings = EnvSettings::load(&Env::process())?;
     let region = args
         .region
         .clone()
-        .or_else(|| std::env::var("AWS_REGION").ok())
-        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+        .or(settings.region.clone())
         .unwrap_or_else(|| "us-east-1".to_owned());
+    let endpoint_url = args.endpoint_url.clone().or(settings.endpoint_url.clone());
 
     // Without an endpoint, serve one here (kept alive until the call is done).
     let mut local = None;
-    let builder = match &args.endpoint_url {
-        Some(url) => {
-            let creds = EnvironmentProvider::new()
-                .load()
-                .map_err(InvokeError::from)?;
-            InvokeClient::builder()
-                .endpoint_url(url)
-                .region(&region)
-                .credentials(creds)
-        }
+    let builder = match endpoint_url {
+        Some(url) => richest_chain(InvokeClient::builder())
+            .await
+            .endpoint_url(url)
+            .region(&region),
         None => {
             let lambda = LocalLambda::builder()
                 .region(&region)
                 .function("echo", echo_with_log().version("1").alias("live", "1"))
                 .start()
                 .await?;
-            eprintln!("local Lambda endpoint on {}", lambda.endpoint_url());
+            eprintln!(
+                "no --endpoint-url, AWS_ENDPOINT_URL_LAMBDA or AWS_ENDPOINT_URL: started the \
+                 embedded local Lambda endpoint on {}",
+                lambda.endpoint_url()
+            );
             let b = InvokeClient::builder()
                 .endpoint_url(lambda.endpoint_url())
                 .region(&region)
@@ -150,17 +172,23 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let name = invoke_stack::model::FunctionName::new(args.function_name.as_str())
         .map_err(InvokeError::from)?;
-    let mut transport = invoke_stack::transport::TransportConfig::default();
-    if let Some(secs) = args.cli_connect_timeout.filter(|s| *s > 0) {
-        transport = transport.connect_timeout(std::time::Duration::from_secs(secs));
-    }
-    let mut builder = builder
-        .transport(transport)
-        .max_attempts(args.max_attempts)
-        .function(
-            name.name(),
-            FunctionSettings::default().idempotent(args.idempotent),
-        );
+    let builder = match args.max_attempts {
+        Some(n) => builder.max_attempts(n),
+        None => builder,
+    };
+    // The connect timeout, as the AWS CLI's (the environment's CA bundle and proxy still
+    // apply: the builder adds them to any transport configuration).
+    let builder = match args.cli_connect_timeout.filter(|s| *s > 0) {
+        Some(secs) => builder.transport(
+            invoke_stack::transport::TransportConfig::default()
+                .connect_timeout(std::time::Duration::from_secs(secs)),
+        ),
+        None => builder,
+    };
+    let mut builder = builder.function(
+        name.name(),
+        FunctionSettings::default().idempotent(args.idempotent),
+    );
     if let Some(path) = &args.dead_letter_spool {
         builder = builder.dead_letter_sink(FileSpool::open(path)?);
     }

@@ -57,6 +57,7 @@ pub mod circuit_breaker;
 pub mod classify;
 pub mod client;
 pub mod codec;
+pub mod config;
 pub mod dead_letter;
 pub mod error;
 #[cfg(feature = "metrics")]

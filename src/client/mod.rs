@@ -42,18 +42,20 @@ use invoke_layers::retry::{
     Idempotent, MaxAttempts, QuotaConfig, Retry, RetryLayer, RetryPartition, RetryPolicy,
     RetryQuota, RetryStats,
 };
-use invoke_layers::sigv4::{
-    PayloadHash, ProvideCredentials, ProviderChain, SigV4, SigV4Layer, SigningConfig,
-};
+use invoke_layers::sigv4::{PayloadHash, ProvideCredentials, SigV4, SigV4Layer, SigningConfig};
 use invoke_layers::timeout::{
     AttemptTimeout, Deadline, DeadlineLayer, DeadlineService, Timeout, TimeoutLayer,
 };
 
 #[cfg(feature = "stream")]
 mod stream;
+use tower_http::set_header::SetRequestHeader;
 
 use crate::classify::LambdaClassifier;
+use crate::config::sdk::SdkSettings;
+use crate::config::{Env, EnvSettings};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
+use crate::stack::identity::{self, recursion_detection_layer, user_agent_layer, TraceIdFromEnv};
 use crate::stack::{BoxService, InvokeStack, Step};
 use crate::telemetry::LambdaTrace;
 use invoke_layers::trace::{Trace, TraceLayer};
@@ -78,13 +80,24 @@ pub enum BuildError {
     /// A rate limit cannot be enforced as written (a rate of 0, a cap of 0, ...).
     #[error(transparent)]
     RateLimit(#[from] InvalidLimit),
+    /// A setting in the environment or the shared config file is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Builder of [`InvokeClient`].
 pub struct InvokeClientBuilder {
     region: Option<String>,
     endpoint_url: Option<String>,
-    variant: EndpointVariant,
+    fips: Option<bool>,
+    dual_stack: Option<bool>,
+    max_attempts_set: bool,
+    app_id: Option<String>,
+    env: Env,
+    sdk: SdkSettings,
+    rate_limit_set: bool,
+    transport_set: bool,
+    timeouts_set: bool,
     credentials: Option<Arc<dyn ProvideCredentials>>,
     transport: TransportConfig,
     timeouts: TimeoutConfig,
@@ -197,7 +210,11 @@ impl fmt::Debug for InvokeClientBuilder {
         f.debug_struct("InvokeClientBuilder")
             .field("region", &self.region)
             .field("endpoint_url", &self.endpoint_url)
-            .field("variant", &self.variant)
+            .field("fips", &self.fips)
+            .field("dual_stack", &self.dual_stack)
+            .field("app_id", &self.app_id)
+            .field("env", &self.env)
+            .field("sdk", &self.sdk)
             .field("credentials", &self.credentials)
             .field("transport", &self.transport)
             .field("timeouts", &self.timeouts)
@@ -210,28 +227,87 @@ impl fmt::Debug for InvokeClientBuilder {
 
 impl InvokeClientBuilder {
     /// The region (for the endpoint and the signature). Defaults to `AWS_REGION`, then
-    /// `AWS_DEFAULT_REGION`.
+    /// `AWS_DEFAULT_REGION`, then the profile's `region` (see [`crate::config`]).
     pub fn region(mut self, region: impl Into<String>) -> Self {
         self.region = Some(region.into());
         self
     }
-    /// An explicit endpoint URL (the local endpoint, a proxy, LocalStack, ...).
+    /// An explicit endpoint URL (the local endpoint, a proxy, LocalStack, ...). Defaults
+    /// to `AWS_ENDPOINT_URL_LAMBDA`, then `AWS_ENDPOINT_URL`, then the profile's
+    /// `endpoint_url` (none of them when `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` is true).
     pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
         self.endpoint_url = Some(url.into());
         self
     }
-    /// Use the FIPS endpoint.
+    /// Use the FIPS endpoint (default: `AWS_USE_FIPS_ENDPOINT`, the profile's
+    /// `use_fips_endpoint`, else no).
     pub fn use_fips(mut self, yes: bool) -> Self {
-        self.variant.fips = yes;
+        self.fips = Some(yes);
         self
     }
-    /// Use the dual-stack endpoint.
+    /// Use the dual-stack endpoint (default: `AWS_USE_DUALSTACK_ENDPOINT`, the profile's
+    /// `use_dualstack_endpoint`, else no).
     pub fn use_dual_stack(mut self, yes: bool) -> Self {
-        self.variant.dual_stack = yes;
+        self.dual_stack = Some(yes);
         self
     }
-    /// Where credentials come from (default: [`ProviderChain::default_chain`], i.e. the
-    /// environment variables, then the shared profile files, cached).
+    /// The application's id, sent in the User-Agent as `app/{id}` (default:
+    /// `AWS_SDK_UA_APP_ID`, the profile's `sdk_ua_app_id`).
+    pub fn app_id(mut self, id: impl Into<String>) -> Self {
+        self.app_id = Some(id.into());
+        self
+    }
+    /// Takes the settings and the credential chain of an aws-config `SdkConfig` (feature
+    /// `aws-config`): the full default chain (environment, profiles with SSO, `role_arn`
+    /// or `credential_process`, web identity for EKS, ECS container credentials, EC2
+    /// IMDSv2), cached by [`CredentialsCache`](invoke_layers::sigv4::CredentialsCache).
+    ///
+    /// | `SdkConfig` | here |
+    /// |---|---|
+    /// | region | [`region`](Self::region) |
+    /// | credentials provider | [`credentials`](Self::credentials) |
+    /// | `AWS_ENDPOINT_URL_LAMBDA` (or the profile's `services` section), then the endpoint URL | [`endpoint_url`](Self::endpoint_url) |
+    /// | FIPS, dual-stack | [`use_fips`](Self::use_fips), [`use_dual_stack`](Self::use_dual_stack) |
+    /// | retry config: max attempts, max backoff | [`RetryPolicy`]'s `max_attempts`, `max_backoff` |
+    /// | retry mode `adaptive` | an adaptive concurrency limit per function (AIMD on throttles, [`Adaptive`](invoke_layers::rate_limit::Adaptive)), unless [`rate_limit`](Self::rate_limit) is set; `standard` is this crate's default |
+    /// | timeout config: connect, operation, operation attempt | [`TransportConfig::connect_timeout`], [`operation_timeout`](Self::operation_timeout), the attempt timeout of `Event`/`DryRun` calls and the default maximum function duration (a synchronous attempt gets it plus the margin) |
+    /// | app name | [`app_id`](Self::app_id) |
+    ///
+    /// What is set on this builder wins, whatever the order of the calls; what neither
+    /// sets comes from the environment as without the feature ([`crate::config`]).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    /// let client = invoke_stack::InvokeClient::builder().sdk_config(&sdk).build()?;
+    /// # let _ = client; Ok(()) }
+    /// ```
+    #[cfg(feature = "aws-config")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "aws-config")))]
+    pub fn sdk_config(mut self, config: &aws_types::SdkConfig) -> Self {
+        self.sdk = SdkSettings::from_sdk_config(config);
+        self
+    }
+    /// Where environment variables are read (default: the process environment). The
+    /// settings of [`crate::config`], the default credential chain, the proxy variables
+    /// and recursion detection all read this one. Tests give their own, so they never
+    /// change the process environment:
+    ///
+    /// ```
+    /// use invoke_stack::config::Env;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = invoke_stack::InvokeClient::builder()
+    ///     .env(Env::from_pairs([("AWS_REGION", "eu-west-1"), ("AWS_CONFIG_FILE", "/nonexistent")]))
+    ///     .build()?;
+    /// assert_eq!(client.endpoint().url(), "https://lambda.eu-west-1.amazonaws.com");
+    /// # Ok(()) }
+    /// ```
+    pub fn env(mut self, env: Env) -> Self {
+        self.env = env;
+        self
+    }
+    /// Where credentials come from (default: [`crate::config::lean_credentials_chain`],
+    /// i.e. the environment variables, then the shared profile files, cached).
     pub fn credentials(mut self, provider: impl ProvideCredentials) -> Self {
         self.credentials = Some(Arc::new(provider));
         self
@@ -239,17 +315,20 @@ impl InvokeClientBuilder {
     /// Transport settings (timeouts, keep-alive, pool, response cap).
     pub fn transport(mut self, config: TransportConfig) -> Self {
         self.transport = config;
+        self.transport_set = true;
         self
     }
     /// A limit on the whole call (none by default: a synchronous function may run for
     /// 15 minutes).
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {
         self.timeouts.operation = Some(timeout);
+        self.timeouts_set = true;
         self
     }
     /// All timeout settings.
     pub fn timeouts(mut self, timeouts: TimeoutConfig) -> Self {
         self.timeouts = timeouts;
+        self.timeouts_set = true;
         self
     }
     /// Settings for one function (by name, without account or qualifier).
@@ -260,11 +339,14 @@ impl InvokeClientBuilder {
     /// The retry policy (attempts, backoff, `Retry-After` cap); see [`RetryPolicy`].
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
+        self.max_attempts_set = true;
         self
     }
-    /// Total attempts per call, the first included (default 3; 1 switches retries off).
+    /// Total attempts per call, the first included (default: `AWS_MAX_ATTEMPTS`, the
+    /// profile's `max_attempts`, else 3; 1 switches retries off).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.retry.max_attempts = attempts.max(1);
+        self.max_attempts_set = true;
         self
     }
     /// The retry quota's capacity and costs; see [`QuotaConfig`].
@@ -314,6 +396,7 @@ impl InvokeClientBuilder {
     /// ```
     pub fn rate_limit(mut self, limits: RateLimitBuilder<ExtensionKey>) -> Self {
         self.rate_limit = limits;
+        self.rate_limit_set = true;
         self
     }
     /// Where `Event` invocations that finally fail are stored (default: nowhere, the
@@ -378,27 +461,75 @@ impl InvokeClientBuilder {
         self
     }
 
-    /// Builds the client.
-    pub fn build(self) -> Result<InvokeClient, BuildError> {
-        let env_region = || {
-            std::env::var("AWS_REGION")
-                .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-                .ok()
-                .filter(|r| !r.is_empty())
+    /// Builds the client. Reads the environment and the shared config file's profile
+    /// once, here, for what was not set on the builder (see [`crate::config`]).
+    pub fn build(mut self) -> Result<InvokeClient, BuildError> {
+        let settings = EnvSettings::load(&self.env)?;
+        let sdk = std::mem::take(&mut self.sdk);
+        let region = self.region.or(sdk.region).or(settings.region);
+        let variant = EndpointVariant {
+            fips: self
+                .fips
+                .or(sdk.use_fips)
+                .or(settings.use_fips)
+                .unwrap_or(false),
+            dual_stack: self
+                .dual_stack
+                .or(sdk.use_dual_stack)
+                .or(settings.use_dual_stack)
+                .unwrap_or(false),
         };
-        let region = self.region.or_else(env_region);
-        let endpoint = Endpoint::resolve(
-            region.as_deref(),
-            self.endpoint_url.as_deref(),
-            self.variant,
-        )?;
+        let endpoint_url = self
+            .endpoint_url
+            .or(sdk.endpoint_url)
+            .or(settings.endpoint_url);
+        let endpoint = Endpoint::resolve(region.as_deref(), endpoint_url.as_deref(), variant)?;
         // A custom endpoint needs no region to resolve, but the signature still does;
         // us-east-1 is what the AWS SDKs use for that case.
         let signing_region = region.unwrap_or_else(|| "us-east-1".to_owned());
+        if !self.max_attempts_set {
+            if let Some(n) = sdk.max_attempts.or(settings.max_attempts) {
+                self.retry.max_attempts = n;
+            }
+            if let Some(d) = sdk.max_backoff {
+                self.retry.max_backoff = d;
+            }
+        }
+        if sdk.adaptive && !self.rate_limit_set {
+            self.rate_limit = self
+                .rate_limit
+                .adaptive(invoke_layers::rate_limit::Adaptive::default());
+        }
+        if !self.timeouts_set {
+            self.timeouts.operation = sdk.operation_timeout;
+            if let Some(d) = sdk.attempt_timeout {
+                self.timeouts.async_attempt = d;
+                self.timeouts.max_function_duration = d;
+            }
+        }
+        let env = self.env.clone();
         let credentials: Arc<dyn ProvideCredentials> = self
             .credentials
-            .unwrap_or_else(|| Arc::new(ProviderChain::default_chain()));
-        let transport = HyperTransport::new(self.transport)?;
+            .or(sdk.credentials)
+            .unwrap_or_else(|| Arc::new(crate::config::lean_credentials_chain(&env)));
+        let mut transport_config = self.transport;
+        if !self.transport_set {
+            if let Some(d) = sdk.connect_timeout {
+                transport_config.connect_timeout = d;
+            }
+        }
+        if transport_config.tls.ca_bundle.is_none() {
+            transport_config.tls.ca_bundle = settings.ca_bundle;
+        }
+        if transport_config.env.is_process() {
+            transport_config.env = env.clone();
+        }
+        let transport = HyperTransport::new(transport_config)?;
+        let user_agent = user_agent_layer(identity::user_agent_with(
+            self.app_id.or(sdk.app_id).or(settings.app_id).as_deref(),
+            &env,
+        ));
+        let recursion = recursion_detection_layer(TraceIdFromEnv::with_env(env));
         let quota = if self.partition_quota {
             RetryQuota::partitioned(self.quota)
         } else {
@@ -466,6 +597,8 @@ impl InvokeClientBuilder {
                     .layer(feedback)
                     .layer(TimeoutLayer::new(sync_attempt))
                     .layer(signer)
+                    .layer(user_agent)
+                    .layer(recursion)
                     .service(transport),
             ),
             Some(customize) => {
@@ -495,7 +628,9 @@ impl InvokeClientBuilder {
                             TimeoutLayer::per_request(),
                         )
                     })
-                    .and_then(|s| s.add("sign", Step::Attempt, signer));
+                    .and_then(|s| s.add("sign", Step::Attempt, signer))
+                    .and_then(|s| s.add("user-agent", Step::Attempt, user_agent))
+                    .and_then(|s| s.add("recursion-detection", Step::Attempt, recursion));
                 if breaker.is_enabled() {
                     let _ = stack.add_after("trace", "circuit-breaker", breaker.clone());
                 }
@@ -558,6 +693,8 @@ pub const DEFAULT_ORDER: &[&str] = &[
     "rate-limit-feedback (attempt)",
     "attempt-timeout (attempt)",
     "sign (attempt)",
+    "user-agent (attempt)",
+    "recursion-detection (attempt)",
 ];
 
 type Stack = Trace<
@@ -565,7 +702,13 @@ type Stack = Trace<
         DeadlineService<
             RateLimit<
                 Retry<
-                    Trace<Feedback<Timeout<SigV4<HyperTransport>>, LambdaClassifier>, LambdaTrace>,
+                    Trace<
+                        Feedback<
+                            Timeout<SigV4<UserAgent<RecursionDetection<HyperTransport>>>>,
+                            LambdaClassifier,
+                        >,
+                        LambdaTrace,
+                    >,
                     LambdaClassifier,
                 >,
                 ExtensionKey,
@@ -630,6 +773,8 @@ fn lost_tail(e: &tokio::task::JoinError) -> InvokeError {
     )
     .into()
 }
+type UserAgent<S> = SetRequestHeader<SetRequestHeader<S, http::HeaderValue>, http::HeaderValue>;
+type RecursionDetection<S> = SetRequestHeader<S, TraceIdFromEnv>;
 
 struct Inner {
     endpoint: Endpoint,
@@ -675,7 +820,15 @@ impl InvokeClient {
         InvokeClientBuilder {
             region: None,
             endpoint_url: None,
-            variant: EndpointVariant::default(),
+            fips: None,
+            dual_stack: None,
+            max_attempts_set: false,
+            app_id: None,
+            env: Env::process(),
+            sdk: SdkSettings::default(),
+            rate_limit_set: false,
+            transport_set: false,
+            timeouts_set: false,
             credentials: None,
             transport: TransportConfig::default(),
             timeouts: TimeoutConfig::default(),

@@ -3,6 +3,7 @@
 //! ```text
 //! per operation:  trace -> deadline -> rate-limit -> retry
 //! per attempt:    attempt-trace -> rate-limit-feedback -> attempt-timeout -> sign
+//!                 -> user-agent -> recursion-detection
 //! then:           the transport (hyper)
 //! ```
 //!
@@ -67,10 +68,13 @@
 //!     [
 //!         "trace (operation)", "deadline (operation)", "rate-limit (operation)", "retry (operation)",
 //!         "attempt-trace (attempt)", "attempt-timeout (attempt)", "stamp (attempt)", "sign (attempt)",
+//!         "user-agent (attempt)", "recursion-detection (attempt)",
 //!     ]
 //! );
 //! # Ok(()) }
 //! ```
+
+pub mod identity;
 
 use std::fmt;
 use std::sync::Arc;

@@ -46,35 +46,107 @@ struct Partition {
     dual_stack_dns_suffix: Option<&'static str>,
 }
 
-fn partition_of(region: &str) -> Partition {
-    // Region regexes of partitions.json; unknown regions fall back to `aws`.
-    let has = |prefix: &str| {
-        region
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.split('-').count() == 2)
-    };
-    if has("cn-") {
-        Partition {
-            dns_suffix: "amazonaws.com.cn",
-            dual_stack_dns_suffix: Some("api.amazonwebservices.com.cn"),
-        }
-    } else if has("us-isob-") {
-        Partition {
-            dns_suffix: "sc2s.sgov.gov",
-            dual_stack_dns_suffix: None,
-        }
-    } else if has("us-iso-") {
-        Partition {
-            dns_suffix: "c2s.ic.gov",
-            dual_stack_dns_suffix: None,
-        }
-    } else {
-        // aws and aws-us-gov share suffixes.
+/// AWS's partitions (botocore's `partitions.json`): the pseudo-regions each lists, the
+/// prefixes of its region pattern (`{prefix}-{word}-{digits}`), and its DNS suffixes.
+/// Checked in this order, as botocore does; a region that matches none is in `aws`.
+/// `tests/endpoint_vectors.rs` compares the result with botocore's resolver.
+const PARTITIONS: &[(&[&str], &[&str], Partition)] = &[
+    (
+        &["aws-global"],
+        &["us", "eu", "ap", "sa", "ca", "me", "af", "il", "mx"],
         Partition {
             dns_suffix: "amazonaws.com",
             dual_stack_dns_suffix: Some("api.aws"),
+        },
+    ),
+    (
+        &["aws-cn-global"],
+        &["cn"],
+        Partition {
+            dns_suffix: "amazonaws.com.cn",
+            dual_stack_dns_suffix: Some("api.amazonwebservices.com.cn"),
+        },
+    ),
+    (
+        &[],
+        &["eusc-de"],
+        Partition {
+            dns_suffix: "amazonaws.eu",
+            dual_stack_dns_suffix: Some("api.amazonwebservices.eu"),
+        },
+    ),
+    (
+        &["aws-iso-global"],
+        &["us-iso"],
+        Partition {
+            dns_suffix: "c2s.ic.gov",
+            dual_stack_dns_suffix: Some("api.aws.ic.gov"),
+        },
+    ),
+    (
+        &["aws-iso-b-global"],
+        &["us-isob"],
+        Partition {
+            dns_suffix: "sc2s.sgov.gov",
+            dual_stack_dns_suffix: Some("api.aws.scloud"),
+        },
+    ),
+    (
+        &["aws-iso-e-global"],
+        &["eu-isoe"],
+        Partition {
+            dns_suffix: "cloud.adc-e.uk",
+            dual_stack_dns_suffix: Some("api.cloud-aws.adc-e.uk"),
+        },
+    ),
+    (
+        &["aws-iso-f-global"],
+        &["us-isof"],
+        Partition {
+            dns_suffix: "csp.hci.ic.gov",
+            dual_stack_dns_suffix: Some("api.aws.hci.ic.gov"),
+        },
+    ),
+    (
+        &["aws-us-gov-global"],
+        &["us-gov"],
+        Partition {
+            dns_suffix: "amazonaws.com",
+            dual_stack_dns_suffix: Some("api.aws"),
+        },
+    ),
+];
+
+/// `{prefix}-{word}-{digits}`, the shape of partitions.json's region patterns
+/// (`^us\-gov\-\w+\-\d+$`).
+fn matches_pattern(region: &str, prefix: &str) -> bool {
+    let Some(rest) = region
+        .strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix('-'))
+    else {
+        return false;
+    };
+    match rest.split_once('-') {
+        Some((word, digits)) => {
+            !word.is_empty()
+                && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
         }
+        None => false,
     }
+}
+
+fn partition_of(region: &str) -> &'static Partition {
+    PARTITIONS
+        .iter()
+        .find(|(listed, _, _)| listed.contains(&region))
+        .or_else(|| {
+            PARTITIONS
+                .iter()
+                .find(|(_, prefixes, _)| prefixes.iter().any(|p| matches_pattern(region, p)))
+        })
+        .map_or(&PARTITIONS[0].2, |(_, _, p)| p)
 }
 
 /// A resolved endpoint: scheme, authority and an optional base path.
@@ -312,10 +384,23 @@ mod tests {
             url("us-isob-east-1", false, false).unwrap(),
             "https://lambda.us-isob-east-1.sc2s.sgov.gov"
         );
-        assert!(matches!(
-            url("us-iso-east-1", false, true),
-            Err(EndpointError::DualStackUnavailable(_))
-        ));
+        // Issue 18: partitions the hand-written table had wrong (botocore's data).
+        assert_eq!(
+            url("eusc-de-east-1", false, false).unwrap(),
+            "https://lambda.eusc-de-east-1.amazonaws.eu"
+        );
+        assert_eq!(
+            url("us-isof-south-1", true, false).unwrap(),
+            "https://lambda-fips.us-isof-south-1.csp.hci.ic.gov"
+        );
+        assert_eq!(
+            url("eu-isoe-west-1", false, false).unwrap(),
+            "https://lambda.eu-isoe-west-1.cloud.adc-e.uk"
+        );
+        assert_eq!(
+            url("us-iso-east-1", false, true).unwrap(),
+            "https://lambda.us-iso-east-1.api.aws.ic.gov"
+        );
     }
 
     #[test]

@@ -25,8 +25,10 @@
 
 mod connect;
 mod endpoint;
+mod proxy;
 #[cfg(feature = "stream")]
 mod stream;
+mod tls;
 
 use std::future::Future;
 use std::num::NonZeroUsize;
@@ -49,7 +51,10 @@ pub use endpoint::{is_loopback_host, Endpoint, EndpointError, EndpointVariant};
 pub use stream::{StreamingBody, StreamingFuture, StreamingTransport, MAX_ERROR_BODY_BYTES};
 
 pub use invoke_layers::keepalive::KeepAlive;
+pub use invoke_layers::sigv4::Env;
 use invoke_layers::timeout::SendProgress;
+pub use proxy::ProxyConfig;
+pub use tls::{TlsConfig, TlsRoots};
 
 use crate::error::{TransportError, TransportErrorKind};
 
@@ -101,6 +106,15 @@ pub struct TransportConfig {
     /// holds its connection while the function runs (up to 15 minutes), so a cap also
     /// caps the number of functions running at once from this client.
     pub max_connections_per_host: Option<NonZeroUsize>,
+    /// Which certificates are trusted (default: the platform's roots). Certificates are
+    /// always verified.
+    pub tls: TlsConfig,
+    /// The proxy (default: from `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`).
+    pub proxy: ProxyConfig,
+    /// Where the proxy variables are read (default: the process environment; the client
+    /// builder passes its own, see
+    /// [`InvokeClientBuilder::env`](crate::InvokeClientBuilder::env)).
+    pub env: Env,
 }
 
 impl Default for TransportConfig {
@@ -114,6 +128,9 @@ impl Default for TransportConfig {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             allow_insecure_http: false,
             max_connections_per_host: None,
+            tls: TlsConfig::default(),
+            proxy: ProxyConfig::default(),
+            env: Env::process(),
         }
     }
 }
@@ -157,12 +174,27 @@ impl TransportConfig {
         self.max_connections_per_host = NonZeroUsize::new(limit);
         self
     }
+    /// Sets the TLS trust settings.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = tls;
+        self
+    }
+    /// Sets the proxy.
+    pub fn proxy(mut self, proxy: ProxyConfig) -> Self {
+        self.proxy = proxy;
+        self
+    }
+    /// Reads the proxy variables from `env`.
+    pub fn env(mut self, env: Env) -> Self {
+        self.env = env;
+        self
+    }
 }
 
 /// The transport could not be built.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the HTTPS transport: {0}")]
-pub struct TransportBuildError(String);
+pub struct TransportBuildError(pub(crate) String);
 
 /// The TCP connector: hyper-util's own, with TCP keep-alive configured through its
 /// setters (`set_keepalive`, `set_keepalive_interval`, `set_keepalive_retries`) when
@@ -189,9 +221,9 @@ pub fn tcp_connector(config: &TransportConfig) -> TcpConnector {
 
 #[cfg(feature = "rustls")]
 type Connector =
-    connect::ConnectTimeout<connect::HostCap<hyper_rustls::HttpsConnector<TcpConnector>>>;
+    connect::ConnectTimeout<connect::HostCap<hyper_rustls::HttpsConnector<proxy::ProxyConnector>>>;
 #[cfg(not(feature = "rustls"))]
-type Connector = connect::ConnectTimeout<connect::HostCap<TcpConnector>>;
+type Connector = connect::ConnectTimeout<connect::HostCap<proxy::ProxyConnector>>;
 
 /// The hyper client as a tower service. Clones share one connection pool.
 #[derive(Clone, Debug)]
@@ -216,11 +248,11 @@ struct Shared {
 impl HyperTransport {
     /// Builds the client and its connector.
     pub fn new(config: TransportConfig) -> Result<Self, TransportBuildError> {
-        let http = tcp_connector(&config);
+        let http =
+            proxy::ProxyConnector::new(tcp_connector(&config), config.proxy.matcher(&config.env));
         #[cfg(feature = "rustls")]
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
-            .map_err(|e| TransportBuildError(e.to_string()))?
+            .with_tls_config(config.tls.build()?)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -581,7 +613,8 @@ fn send_error(err: legacy::Error, sent: bool) -> TransportError {
         } else if is_certificate_error(&err) {
             detail.push_str(
                 "; check the endpoint URL: the certificate must be valid for its host name \
-                 and chain to a public root (certificates are always verified)",
+                 and chain to a trusted root (the platform's; for a private CA, set \
+                 AWS_CA_BUNDLE or TransportConfig::tls; certificates are always verified)",
             );
             TransportErrorKind::Certificate
         } else {

@@ -14,6 +14,7 @@ use super::credentials::{
 use super::error::{CredentialsError, CredentialsErrorKind};
 use super::profile::ProfileProvider;
 use super::sign::{Clock, SystemClock};
+use super::Env;
 
 /// Tries providers in order: the first that has credentials wins. A provider that has
 /// none (`NotLoaded`) passes to the next; any other error stops the chain, since it
@@ -47,8 +48,21 @@ impl ProviderChain {
 
     /// The default chain, cached: environment variables, then the shared profile files.
     pub fn default_chain() -> CredentialsCache {
+        Self::default_chain_with_env(Env::process())
+    }
+
+    /// The default chain reading its variables (`AWS_ACCESS_KEY_ID`, `AWS_PROFILE`,
+    /// `AWS_CONFIG_FILE`, ...) from `env`.
+    ///
+    /// ```
+    /// use invoke_layers::sigv4::{Env, ProviderChain};
+    /// let chain = ProviderChain::default_chain_with_env(Env::from_pairs([("HOME", "/nonexistent")]));
+    /// # let _ = chain;
+    /// ```
+    pub fn default_chain_with_env(env: Env) -> CredentialsCache {
         CredentialsCache::new(
-            ProviderChain::first_try(EnvironmentProvider::new()).or_else(ProfileProvider::new()),
+            ProviderChain::first_try(EnvironmentProvider::with_env(env.clone()))
+                .or_else(ProfileProvider::new().env(env)),
         )
     }
 }

@@ -151,7 +151,7 @@ impl ProvideCredentials for SharedCredentialsProvider {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct EnvironmentProvider {
-    _private: (),
+    env: super::Env,
 }
 
 impl EnvironmentProvider {
@@ -163,9 +163,21 @@ impl EnvironmentProvider {
         Self::default()
     }
 
+    /// A provider reading the variables from `env` instead of the process environment.
+    ///
+    /// ```
+    /// use invoke_layers::sigv4::{Env, EnvironmentProvider};
+    /// let env = Env::from_pairs([("AWS_ACCESS_KEY_ID", "AKID"), ("AWS_SECRET_ACCESS_KEY", "s")]);
+    /// assert_eq!(EnvironmentProvider::with_env(env).load()?.access_key_id(), "AKID");
+    /// # Ok::<(), invoke_layers::sigv4::CredentialsError>(())
+    /// ```
+    pub fn with_env(env: super::Env) -> Self {
+        Self { env }
+    }
+
     /// Reads the variables now.
     pub fn load(&self) -> Result<Credentials, CredentialsError> {
-        Self::load_from(|k| std::env::var(k).ok())
+        Self::load_from(|k| self.env.get(k))
     }
 
     /// Reads the variables through `get` (for tests and custom environments).

@@ -63,6 +63,7 @@
 
 mod chain;
 mod credentials;
+mod env;
 mod error;
 mod future;
 mod layer;
@@ -76,6 +77,7 @@ pub use credentials::{
     Credentials, CredentialsFuture, EnvironmentProvider, ProvideCredentials,
     SharedCredentialsProvider,
 };
+pub use env::Env;
 pub use error::{CredentialsError, CredentialsErrorKind, SigV4Error, SigningError};
 pub use future::ResponseFuture;
 pub use layer::{ClockSkewCorrected, SigV4Layer};

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::credentials::{Credentials, CredentialsFuture, ProvideCredentials};
 use super::error::{CredentialsError, CredentialsErrorKind};
+use super::Env;
 
 /// Reads static keys of a profile from the shared files.
 ///
@@ -44,6 +45,7 @@ pub struct ProfileProvider {
     profile: Option<String>,
     credentials_file: Option<PathBuf>,
     config_file: Option<PathBuf>,
+    env: Env,
 }
 
 type Section = HashMap<String, String>;
@@ -95,15 +97,15 @@ fn parse(text: &str, config_style: bool) -> HashMap<String, Section> {
     out
 }
 
-fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .or_else(|| std::env::var_os("USERPROFILE"))
+fn home(env: &Env) -> Option<PathBuf> {
+    env.non_empty("HOME")
+        .or_else(|| env.non_empty("USERPROFILE"))
         .map(PathBuf::from)
 }
 
-fn expand(path: &str) -> PathBuf {
+fn expand(env: &Env, path: &str) -> PathBuf {
     match path.strip_prefix("~/") {
-        Some(rest) => home().map_or_else(|| PathBuf::from(path), |h| h.join(rest)),
+        Some(rest) => home(env).map_or_else(|| PathBuf::from(path), |h| h.join(rest)),
         None => PathBuf::from(path),
     }
 }
@@ -131,14 +133,57 @@ impl ProfileProvider {
         self.config_file = Some(path.as_ref().to_owned());
         self
     }
+    /// Reads `AWS_PROFILE`, `AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE` and `HOME`
+    /// from `env` instead of the process environment.
+    pub fn env(mut self, env: Env) -> Self {
+        self.env = env;
+        self
+    }
 
-    fn file(explicit: Option<&PathBuf>, var: &str, default: &str) -> PathBuf {
+    /// The profile used: the one given, else `AWS_PROFILE`, else `default`.
+    pub fn profile_name(&self) -> String {
+        self.profile
+            .clone()
+            .or_else(|| self.env.non_empty("AWS_PROFILE"))
+            .unwrap_or_else(|| "default".to_owned())
+    }
+
+    /// The config file used: the one given, else `AWS_CONFIG_FILE`, else `~/.aws/config`.
+    pub fn config_path(&self) -> PathBuf {
+        self.file(
+            self.config_file.as_ref(),
+            "AWS_CONFIG_FILE",
+            "~/.aws/config",
+        )
+    }
+
+    fn file(&self, explicit: Option<&PathBuf>, var: &str, default: &str) -> PathBuf {
         explicit.cloned().unwrap_or_else(|| {
-            std::env::var(var)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .map_or_else(|| expand(default), |v| expand(&v))
+            self.env
+                .non_empty(var)
+                .map_or_else(|| expand(&self.env, default), |v| expand(&self.env, &v))
         })
+    }
+
+    /// The settings of the profile in the config file (`region`, `endpoint_url`,
+    /// `max_attempts`, ...), keys in lower case; empty when the file or the profile does
+    /// not exist. Reads the file now, on this thread (blocking).
+    ///
+    /// ```
+    /// use invoke_layers::sigv4::ProfileProvider;
+    /// let path = std::env::temp_dir().join(format!("doc-config-{}", std::process::id()));
+    /// std::fs::write(&path, "[profile work]\nregion = eu-west-1\n")?;
+    /// let values = ProfileProvider::new().profile("work").config_file(&path).config_values()?;
+    /// assert_eq!(values.get("region").map(String::as_str), Some("eu-west-1"));
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn config_values(&self) -> Result<HashMap<String, String>, CredentialsError> {
+        let profile = self.profile_name();
+        Ok(Self::read(&self.config_path())?
+            .map(|t| parse(&t, true))
+            .and_then(|mut m| m.remove(&profile))
+            .unwrap_or_default())
     }
 
     fn read(path: &Path) -> Result<Option<String>, CredentialsError> {
@@ -155,22 +200,13 @@ impl ProfileProvider {
 
     /// Reads the files now, on this thread (blocking).
     pub fn load(&self) -> Result<Credentials, CredentialsError> {
-        let profile = self.profile.clone().unwrap_or_else(|| {
-            std::env::var("AWS_PROFILE")
-                .ok()
-                .filter(|p| !p.is_empty())
-                .unwrap_or_else(|| "default".to_owned())
-        });
-        let creds_path = Self::file(
+        let profile = self.profile_name();
+        let creds_path = self.file(
             self.credentials_file.as_ref(),
             "AWS_SHARED_CREDENTIALS_FILE",
             "~/.aws/credentials",
         );
-        let config_path = Self::file(
-            self.config_file.as_ref(),
-            "AWS_CONFIG_FILE",
-            "~/.aws/config",
-        );
+        let config_path = self.config_path();
         let creds_text = Self::read(&creds_path)?;
         let config_text = Self::read(&config_path)?;
         if creds_text.is_none() && config_text.is_none() {

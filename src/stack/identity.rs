@@ -1,0 +1,178 @@
+//! Who is calling: the `User-Agent` and `x-amz-user-agent` headers, and recursion
+//! detection (`X-Amzn-Trace-Id` inside a Lambda function), as the AWS SDKs send them.
+//!
+//! Both are slots of the stack (`user-agent` and `recursion-detection`, after `sign`, so
+//! neither header is signed), built with tower-http's
+//! `tower_http::set_header::SetRequestHeaderLayer`. A header the
+//! caller set already is left as it is.
+//!
+//! ```
+//! use invoke_stack::stack::identity::user_agent;
+//! let ua = user_agent(Some("billing"));
+//! let ua = ua.to_str().unwrap();
+//! assert!(ua.starts_with(concat!("invoke-stack/", env!("CARGO_PKG_VERSION"), " ua/2.1 os/")));
+//! assert!(ua.contains(" lang/rust#") && ua.ends_with(" app/billing"));
+//! ```
+
+use http::{HeaderName, HeaderValue};
+use tower::layer::util::Stack;
+use tower_http::set_header::{MakeHeaderValue, SetRequestHeaderLayer};
+
+use invoke_layers::sigv4::Env;
+
+/// `x-amz-user-agent`.
+pub const X_AMZ_USER_AGENT: HeaderName = HeaderName::from_static("x-amz-user-agent");
+/// `x-amzn-trace-id`.
+pub const X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+
+/// Keeps the characters a User-Agent token may hold, `-` in place of the others.
+fn token(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// The User-Agent, in the AWS SDKs' format:
+/// `invoke-stack/{version} ua/2.1 os/{os} lang/rust#{rustc} [exec-env/{AWS_EXECUTION_ENV}] [app/{app_id}]`.
+pub fn user_agent(app_id: Option<&str>) -> HeaderValue {
+    user_agent_with(app_id, &Env::process())
+}
+
+pub(crate) fn user_agent_with(app_id: Option<&str>, env: &Env) -> HeaderValue {
+    let mut ua = format!(
+        "invoke-stack/{} ua/2.1 os/{} lang/rust#{}",
+        env!("CARGO_PKG_VERSION"),
+        token(std::env::consts::OS),
+        token(env!("INVOKE_STACK_RUSTC_VERSION")),
+    );
+    if let Some(exec) = env.non_empty("AWS_EXECUTION_ENV") {
+        ua.push_str(" exec-env/");
+        ua.push_str(&token(exec.trim()));
+    }
+    if let Some(app) = app_id.map(str::trim).filter(|a| !a.is_empty()) {
+        ua.push_str(" app/");
+        ua.push_str(&token(app));
+    }
+    // Only token characters and spaces: always a valid header value.
+    HeaderValue::from_str(&ua).unwrap_or_else(|_| HeaderValue::from_static("invoke-stack"))
+}
+
+/// The layer of the `user-agent` slot: sets `User-Agent` and `x-amz-user-agent` to `value`
+/// unless the request has them.
+pub type UserAgentLayer =
+    Stack<SetRequestHeaderLayer<HeaderValue>, SetRequestHeaderLayer<HeaderValue>>;
+
+/// The layer of the `user-agent` slot.
+pub fn user_agent_layer(value: HeaderValue) -> UserAgentLayer {
+    Stack::new(
+        SetRequestHeaderLayer::if_not_present(X_AMZ_USER_AGENT, value.clone()),
+        SetRequestHeaderLayer::if_not_present(http::header::USER_AGENT, value),
+    )
+}
+
+/// The trace id to forward, read on every request: inside a Lambda function
+/// (`AWS_LAMBDA_FUNCTION_NAME` set), the value of `_X_AMZN_TRACE_ID`, which the runtime
+/// updates for each invocation; outside one, none.
+///
+/// Characters that may not appear in a header are percent-encoded, as the AWS SDKs do.
+#[derive(Clone, Debug)]
+pub struct TraceIdFromEnv {
+    env: Env,
+    in_lambda: bool,
+}
+
+impl TraceIdFromEnv {
+    /// Reads the process environment.
+    pub fn new() -> Self {
+        Self::with_env(Env::process())
+    }
+
+    /// Reads `env` (whether this is a Lambda function is decided now).
+    pub fn with_env(env: Env) -> Self {
+        let in_lambda = env.non_empty("AWS_LAMBDA_FUNCTION_NAME").is_some();
+        Self { env, in_lambda }
+    }
+
+    /// The header value for the current invocation, if any.
+    pub fn current(&self) -> Option<HeaderValue> {
+        if !self.in_lambda {
+            return None;
+        }
+        let id = self.env.non_empty("_X_AMZN_TRACE_ID")?;
+        let mut encoded = String::with_capacity(id.len());
+        for b in id.trim().bytes() {
+            if b.is_ascii_graphic() && b != b'%' {
+                encoded.push(char::from(b));
+            } else {
+                encoded.push_str(&format!("%{b:02X}"));
+            }
+        }
+        HeaderValue::from_str(&encoded).ok()
+    }
+}
+
+impl Default for TraceIdFromEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> MakeHeaderValue<T> for TraceIdFromEnv {
+    fn make_header_value(&mut self, _message: &T) -> Option<HeaderValue> {
+        self.current()
+    }
+}
+
+/// The layer of the `recursion-detection` slot.
+pub type RecursionDetectionLayer = SetRequestHeaderLayer<TraceIdFromEnv>;
+
+/// The layer of the `recursion-detection` slot: `X-Amzn-Trace-Id` from
+/// [`TraceIdFromEnv`], unless the request has one.
+pub fn recursion_detection_layer(trace_id: TraceIdFromEnv) -> RecursionDetectionLayer {
+    SetRequestHeaderLayer::if_not_present(X_AMZN_TRACE_ID, trace_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_id_only_inside_lambda_and_encoded() {
+        let outside = TraceIdFromEnv::with_env(Env::from_pairs([("_X_AMZN_TRACE_ID", "Root=1")]));
+        assert_eq!(outside.current(), None);
+        let inside = TraceIdFromEnv::with_env(Env::from_pairs([
+            ("AWS_LAMBDA_FUNCTION_NAME", "caller"),
+            (
+                "_X_AMZN_TRACE_ID",
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Lineage=a:1 é",
+            ),
+        ]));
+        assert_eq!(
+            inside.current().unwrap(),
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Lineage=a:1%20%C3%A9"
+        );
+        let no_id = TraceIdFromEnv::with_env(Env::from_pairs([("AWS_LAMBDA_FUNCTION_NAME", "f")]));
+        assert_eq!(no_id.current(), None);
+    }
+
+    #[test]
+    fn user_agent_format() {
+        let env = Env::from_pairs([("AWS_EXECUTION_ENV", "AWS_ECS_FARGATE")]);
+        let ua = user_agent_with(Some("my app/1"), &env);
+        let ua = ua.to_str().unwrap();
+        assert!(
+            ua.contains(" exec-env/AWS_ECS_FARGATE app/my-app-1"),
+            "{ua}"
+        );
+        assert!(!user_agent_with(None, &Env::from_pairs([("X", "y")]))
+            .to_str()
+            .unwrap()
+            .contains("app/"));
+    }
+}
