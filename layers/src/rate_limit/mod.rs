@@ -91,7 +91,11 @@
 mod error;
 mod gcra;
 mod limits;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 mod service;
+pub mod store;
 mod wait;
 
 pub use error::{InvalidLimit, LimitKind, RateLimitError, RateLimited, Refusal};
@@ -101,5 +105,7 @@ pub use service::{
     RateLimitBuilder, RateLimitKey, RateLimitLayer, DEFAULT_MAX_WAIT,
 };
 
+#[cfg(test)]
+mod store_tests;
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,8 @@ use super::error::{InvalidLimit, RateLimitError};
 use super::limits::{
     lock, Adaptive, AdaptiveSlots, AdaptiveState, KeyState, Limits, Rate, Settings,
 };
-use super::wait::{adaptive_slot, rate_cells, static_slot, Budget};
+use super::store::{self, rate_cells, SharedLimits};
+use super::wait::{adaptive_slot, Budget};
 use crate::retry::{AttemptNumber, Classification, ClassifyRetry, RetryKind};
 use crate::timeout::Deadline;
 
@@ -113,6 +114,7 @@ impl<K> fmt::Debug for RateLimitLayer<K> {
             .field("mode", &self.shared.mode)
             .field("concurrency", &self.shared.limits.concurrency)
             .field("adaptive", &self.shared.limits.adaptive)
+            .field("shared", &self.shared.limits.shared)
             .finish_non_exhaustive()
     }
 }
@@ -140,6 +142,7 @@ impl RateLimitLayer<ExtensionKey> {
                 },
                 max_wait: DEFAULT_MAX_WAIT,
                 count: RateCount::Attempts,
+                shared: None,
             },
             key: ExtensionKey,
         }
@@ -210,6 +213,14 @@ impl<K> RateLimitBuilder<K> {
         self.settings.count = count;
         self
     }
+    /// Shares the rates and the concurrency cap with other processes through a store
+    /// (for example [`RedisStore`](super::redis::RedisStore), feature `redis`): the
+    /// fleet together stays within the limits. The adaptive limit stays per process.
+    /// See [`store`](super::store) for what happens when the store fails.
+    pub fn shared(mut self, shared: SharedLimits) -> Self {
+        self.settings.shared = Some(shared);
+        self
+    }
     /// Where keys come from.
     pub fn key<K2>(self, key: K2) -> RateLimitBuilder<K2> {
         RateLimitBuilder {
@@ -257,6 +268,13 @@ impl<K> RateLimitLayer<K> {
     /// started by a call on a tokio runtime; on another executor, call this yourself.
     pub fn maintain(&self) {
         self.shared.limits.maintain();
+    }
+
+    /// Store calls that failed or timed out so far, when the limits are
+    /// [shared](RateLimitBuilder::shared); `None` when they are local.
+    pub fn store_failures(&self) -> Option<u64> {
+        let shared = self.shared.limits.shared.as_ref()?;
+        Some(shared.failures.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Whether any limit needs a key (per-key rate, concurrency or adaptive limit).
@@ -418,7 +436,7 @@ where
                 .await
                 .map_err(RateLimitError::Limited)?;
             let slot = match (&state, &key) {
-                (Some(s), Some(k)) => static_slot(s, k, &budget)
+                (Some(s), Some(k)) => store::static_slot(limits, s, k, &budget)
                     .await
                     .map_err(RateLimitError::Limited)?,
                 _ => None,

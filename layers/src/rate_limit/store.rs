@@ -1,0 +1,528 @@
+//! Limits shared by many processes: a [`SharedStore`] holds the rate cells and the
+//! concurrency slots, so a fleet of workers calling one function stays within one
+//! limit, as Lambda counts it (per function, across every caller).
+//!
+//! Without a store (the default) every limit is local to the process, as before. With
+//! one ([`RateLimitBuilder::shared`](super::RateLimitBuilder::shared)):
+//!
+//! - **Rates** (global, per key, a key's own): one atomic call to the store takes a cell
+//!   of the key's rate and of the global rate together, or says how long until both have
+//!   one. Same semantics as the local cells: burst, wait or fail fast, the earliest time
+//!   on a refusal, waits bounded by the deadline and the maximum wait.
+//! - **Concurrency cap per key**: a call first takes a local slot (so callers in one
+//!   process queue first come, first served, and a process never asks for more than the
+//!   cap), then a *lease* on a slot in the store, with a TTL
+//!   ([`SharedLimits::lease_ttl`]). A task renews the lease every third of its TTL while
+//!   the call runs (a 15-minute call keeps its slot); the lease is released when the
+//!   response arrives, the call fails, or its future is dropped (the release is spawned,
+//!   never awaited in `drop`). A process killed while holding slots loses them only until
+//!   their TTL ends. A call refused a lease tries again every
+//!   [`SharedLimits::poll`] (with jitter) within its wait budget: waiters in different
+//!   processes are not served in order.
+//! - **Adaptive limits stay per process**: see the README ("Fleet-wide limits") for why.
+//!
+//! # When the store fails
+//!
+//! Every store call is bounded by [`SharedLimits::timeout`] (default 100 ms), and by the
+//! operation [`Deadline`](crate::timeout::Deadline) when that is sooner: the time counts
+//! against the deadline like any wait. A call that fails or times out marks the store
+//! down for [`SharedLimits::retry_after`] (default 1 s), logged once at WARN
+//! (`shared rate-limit store unavailable`); meanwhile no call waits for it. Then
+//! ([`OnStoreFailure`]):
+//!
+//! - [`OnStoreFailure::FailOpen`] (the default): the call is limited by the local
+//!   limiter alone, with the same limits (so a fleet of `N` processes may send up to `N`
+//!   times the shared limits until the store returns);
+//! - [`OnStoreFailure::FailClosed`]: the call is refused with [`RateLimited`] whose
+//!   reason is [`Refusal::StoreUnavailable`](super::Refusal::StoreUnavailable).
+//!
+//! The first call after `retry_after` tries the store again; when it answers, sharing
+//! resumes (logged at INFO, `shared rate-limit store available again`).
+//! [`RateLimitLayer::store_failures`](super::RateLimitLayer::store_failures) counts the
+//! failures.
+//!
+//! [`RateLimited`]: super::RateLimited
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::error::{LimitKind, RateLimited, Refusal};
+use super::limits::{nanos, KeyState, Limits};
+use super::wait::{self, Budget, Slot};
+use super::Mode;
+
+/// The future a [`SharedStore`] returns: owned (`'static`), so a release can be spawned
+/// from `drop`.
+pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'static>>;
+
+/// A store call failed (the store is unreachable, answered an error, or timed out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+    message: String,
+}
+
+impl StoreError {
+    /// An error with a message. It must hold no secret (no password of a URL): it is
+    /// logged.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+
+    /// The call did not answer in time.
+    pub fn timeout() -> Self {
+        Self::new("the store did not answer in time")
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "shared rate-limit store: {}", self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// One rate cell to take in the store: a name (the store adds its namespace), and the
+/// cell's interval and burst as the local limiter has them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellSpec {
+    /// `rate-global`, or `rate:` followed by the key.
+    pub name: String,
+    /// One more call every `interval`.
+    pub interval: Duration,
+    /// Calls at once.
+    pub burst: u32,
+}
+
+/// A place where many processes keep their rate cells and concurrency leases, reached
+/// with one round trip per operation. [`RedisStore`](super::redis::RedisStore) (feature
+/// `redis`) is the one that ships; tests can supply their own.
+///
+/// Each operation must be atomic in the store, and should use the store's clock, not the
+/// caller's (processes' clocks differ).
+pub trait SharedStore: Send + Sync + 'static {
+    /// Takes one cell of each rate in `cells` together, or none: `Ok(Ok(()))` when taken,
+    /// `Ok(Err(wait))` with how long until all of them have a cell.
+    fn take_cells(&self, cells: Vec<CellSpec>) -> StoreFuture<Result<(), Duration>>;
+    /// Takes a lease on one of `cap` slots of `key`, expiring after `ttl` unless renewed;
+    /// `false` when all are leased (expired leases do not count).
+    fn acquire(&self, key: &str, cap: usize, ttl: Duration, lease: &str) -> StoreFuture<bool>;
+    /// Extends a lease to `ttl` from now; `false` if it had expired (it is then gone).
+    fn renew(&self, key: &str, ttl: Duration, lease: &str) -> StoreFuture<bool>;
+    /// Gives a lease back.
+    fn release(&self, key: &str, lease: &str) -> StoreFuture<()>;
+}
+
+/// What a call does when the store cannot be reached in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnStoreFailure {
+    /// Use the local limiter alone (the same limits, per process) until the store is
+    /// back. Calls go on; the fleet may exceed the shared limits meanwhile.
+    #[default]
+    FailOpen,
+    /// Refuse the call ([`Refusal::StoreUnavailable`]): the shared limits are never
+    /// exceeded, and nothing is sent while the store is down.
+    FailClosed,
+}
+
+/// Where and how limits are shared: a store and what to do when it fails. Give it to
+/// [`RateLimitBuilder::shared`](super::RateLimitBuilder::shared).
+///
+/// ```
+/// use std::time::Duration;
+/// use invoke_layers::rate_limit::{store::{OnStoreFailure, SharedLimits}, RateLimitLayer};
+/// # use invoke_layers::rate_limit::store::{CellSpec, SharedStore, StoreFuture};
+/// # struct MyStore;
+/// # impl SharedStore for MyStore {
+/// #     fn take_cells(&self, _: Vec<CellSpec>) -> StoreFuture<Result<(), Duration>> { Box::pin(async { Ok(Ok(())) }) }
+/// #     fn acquire(&self, _: &str, _: usize, _: Duration, _: &str) -> StoreFuture<bool> { Box::pin(async { Ok(true) }) }
+/// #     fn renew(&self, _: &str, _: Duration, _: &str) -> StoreFuture<bool> { Box::pin(async { Ok(true) }) }
+/// #     fn release(&self, _: &str, _: &str) -> StoreFuture<()> { Box::pin(async { Ok(()) }) }
+/// # }
+/// let layer = RateLimitLayer::builder()
+///     .concurrency_per_key(8)
+///     .shared(
+///         SharedLimits::new(MyStore)
+///             .on_failure(OnStoreFailure::FailClosed)
+///             .timeout(Duration::from_millis(50)),
+///     )
+///     .build()?;
+/// assert_eq!(layer.store_failures(), Some(0));
+/// # Ok::<(), invoke_layers::rate_limit::InvalidLimit>(())
+/// ```
+#[derive(Clone)]
+pub struct SharedLimits {
+    pub(crate) store: Arc<dyn SharedStore>,
+    pub(crate) on_failure: OnStoreFailure,
+    pub(crate) timeout: Duration,
+    pub(crate) lease_ttl: Duration,
+    pub(crate) retry_after: Duration,
+    pub(crate) poll: Duration,
+}
+
+impl fmt::Debug for SharedLimits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedLimits")
+            .field("on_failure", &self.on_failure)
+            .field("timeout", &self.timeout)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("retry_after", &self.retry_after)
+            .field("poll", &self.poll)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedLimits {
+    /// Limits shared through `store`: fail open, 100 ms per store call, leases of 30 s
+    /// (renewed every 10 s), the store skipped for 1 s after a failure, a refused lease
+    /// tried again every 10 ms (± 50 %).
+    pub fn new(store: impl SharedStore) -> Self {
+        Self::from_arc(Arc::new(store))
+    }
+
+    /// [`new`](Self::new) with a store already shared.
+    pub fn from_arc(store: Arc<dyn SharedStore>) -> Self {
+        Self {
+            store,
+            on_failure: OnStoreFailure::FailOpen,
+            timeout: Duration::from_millis(100),
+            lease_ttl: Duration::from_secs(30),
+            retry_after: Duration::from_secs(1),
+            poll: Duration::from_millis(10),
+        }
+    }
+
+    /// Fail open (default) or closed when the store fails.
+    pub fn on_failure(mut self, on_failure: OnStoreFailure) -> Self {
+        self.on_failure = on_failure;
+        self
+    }
+
+    /// The longest one store call may take (default 100 ms); the operation deadline
+    /// bounds it too. A store call that takes longer counts as a failure.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long a lease on a concurrency slot lasts unless renewed (default 30 s; it is
+    /// renewed every third of it while the call runs). The slots of a killed process
+    /// come back after this long.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// How long the store is skipped after a failure (default 1 s): calls meanwhile fail
+    /// open or closed at once, without waiting for the store's timeout.
+    pub fn retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// How often a call refused a lease asks again (default 10 ms, ± 50 % jitter).
+    pub fn poll(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// Whether the settings can be enforced: timeouts, TTL and poll above zero, and
+    /// the lease TTL at least a millisecond (the store's clock unit).
+    pub(crate) fn problem(&self) -> Option<&'static str> {
+        if self.timeout.is_zero() {
+            Some("the store timeout must be above 0")
+        } else if self.lease_ttl < Duration::from_millis(3) {
+            Some("the lease TTL must be at least 3 ms")
+        } else if self.poll.is_zero() {
+            Some("the poll interval must be above 0")
+        } else {
+            None
+        }
+    }
+}
+
+/// The shared limits of a limiter, and whether the store is up.
+pub(crate) struct Shared {
+    pub cfg: SharedLimits,
+    /// Until when the store is skipped (nanoseconds on the limiter's clock; 0: up).
+    down_until: AtomicU64,
+    down: AtomicBool,
+    pub failures: AtomicU64,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("cfg", &self.cfg)
+            .field("down", &self.down)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a store call gave no answer.
+enum Unanswered {
+    /// The store failed (now or lately): fail open or closed.
+    Failed,
+    /// The wait budget ended first.
+    Budget,
+}
+
+impl Shared {
+    pub(crate) fn new(cfg: SharedLimits) -> Self {
+        Self {
+            cfg,
+            down_until: AtomicU64::new(0),
+            down: AtomicBool::new(false),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    /// Runs one store call within the store timeout and the budget. The store is
+    /// skipped while it is marked down.
+    async fn call<T>(
+        &self,
+        limits: &Limits,
+        budget: &Budget,
+        fut: impl FnOnce() -> StoreFuture<T>,
+    ) -> Result<T, Unanswered> {
+        let now = limits.now();
+        if now < self.down_until.load(Ordering::Relaxed) {
+            return Err(Unanswered::Failed);
+        }
+        let remaining = budget.remaining();
+        let limit = remaining.map_or(self.cfg.timeout, |r| r.min(self.cfg.timeout));
+        if limit.is_zero() {
+            return Err(Unanswered::Budget);
+        }
+        let error = match tokio::time::timeout(limit, fut()).await {
+            Ok(Ok(v)) => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    tracing::info!("shared rate-limit store available again: limits shared");
+                }
+                return Ok(v);
+            }
+            Ok(Err(e)) => e,
+            Err(_) if limit < self.cfg.timeout => return Err(Unanswered::Budget),
+            Err(_) => StoreError::timeout(),
+        };
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let until = limits
+            .now()
+            .saturating_add(nanos(self.cfg.retry_after))
+            .max(1);
+        self.down_until.store(until, Ordering::Relaxed);
+        if !self.down.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                error = %error,
+                on_failure = ?self.cfg.on_failure,
+                retry_after_ms = self.cfg.retry_after.as_millis() as u64,
+                "shared rate-limit store unavailable"
+            );
+        }
+        Err(Unanswered::Failed)
+    }
+
+    fn refuse_failed(&self, budget: &Budget, key: Option<&str>, limit: LimitKind) -> RateLimited {
+        budget.refuse_because(key, limit, None, Refusal::StoreUnavailable)
+    }
+}
+
+/// The rate cells of a call (its key's, the global one) as the store names them.
+fn cell_specs(limits: &Limits, state: Option<&KeyState>) -> Vec<CellSpec> {
+    let mut cells = Vec::with_capacity(2);
+    if let Some(s) = state {
+        if let Some(c) = &s.rate {
+            cells.push(CellSpec {
+                name: format!("rate:{}", s.name),
+                interval: Duration::from_nanos(c.interval()),
+                burst: c.burst(),
+            });
+        }
+    }
+    if let Some(g) = &limits.global {
+        cells.push(CellSpec {
+            name: "rate-global".into(),
+            interval: Duration::from_nanos(g.interval()),
+            burst: g.burst(),
+        });
+    }
+    cells
+}
+
+/// Takes the call's rate cells: in the store when the limiter has one, else locally.
+pub(crate) async fn rate_cells(
+    limits: &Limits,
+    state: Option<&KeyState>,
+    key: Option<&str>,
+    budget: &Budget,
+) -> Result<(), RateLimited> {
+    let Some(shared) = &limits.shared else {
+        return wait::rate_cells(limits, state, key, budget).await;
+    };
+    let cells = cell_specs(limits, state);
+    if cells.is_empty() {
+        return Ok(());
+    }
+    loop {
+        let answer = shared
+            .call(limits, budget, || {
+                shared.cfg.store.take_cells(cells.clone())
+            })
+            .await;
+        match answer {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(wait)) => {
+                if !budget.allows(wait) {
+                    return Err(budget.refuse(key, LimitKind::Rate, Some(wait)));
+                }
+                // Other processes wake for the same cell: spread them over the jitter.
+                let jitter = match budget.mode {
+                    Mode::Wait { jitter } => jitter.mul_f64(fastrand::f64()),
+                    Mode::FailFast => Duration::ZERO,
+                };
+                let with_jitter = wait + jitter;
+                let pause = if budget.allows(with_jitter) {
+                    with_jitter
+                } else {
+                    wait
+                };
+                tokio::time::sleep(pause).await;
+            }
+            Err(Unanswered::Budget) => return Err(budget.refuse(key, LimitKind::Rate, None)),
+            Err(Unanswered::Failed) => {
+                return match shared.cfg.on_failure {
+                    OnStoreFailure::FailOpen => wait::rate_cells(limits, state, key, budget).await,
+                    OnStoreFailure::FailClosed => {
+                        Err(shared.refuse_failed(budget, key, LimitKind::Rate))
+                    }
+                };
+            }
+        }
+    }
+}
+
+/// Takes a slot of `key` under its static cap: a local slot, then a lease in the store
+/// when the limiter has one.
+pub(crate) async fn static_slot(
+    limits: &Limits,
+    state: &Arc<KeyState>,
+    key: &str,
+    budget: &Budget,
+) -> Result<Option<Slot>, RateLimited> {
+    let Some(mut slot) = wait::static_slot(state, key, budget).await? else {
+        return Ok(None);
+    };
+    let (Some(shared), Some(cap)) = (&limits.shared, limits.concurrency) else {
+        return Ok(Some(slot));
+    };
+    let store = &shared.cfg.store;
+    let ttl = shared.cfg.lease_ttl;
+    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    loop {
+        let answer = shared
+            .call(limits, budget, || store.acquire(key, cap, ttl, &id))
+            .await;
+        match answer {
+            Ok(true) => {
+                slot.attach(Lease::start(shared, key, id));
+                return Ok(Some(slot));
+            }
+            Ok(false) => {
+                let pause = shared.cfg.poll.mul_f64(0.5 + fastrand::f64());
+                if !budget.allows(pause) {
+                    return Err(budget.refuse(Some(key), LimitKind::Concurrency, None));
+                }
+                tokio::time::sleep(pause).await;
+            }
+            Err(Unanswered::Budget) => {
+                return Err(budget.refuse(Some(key), LimitKind::Concurrency, None))
+            }
+            Err(Unanswered::Failed) => {
+                return match shared.cfg.on_failure {
+                    OnStoreFailure::FailOpen => Ok(Some(slot)),
+                    OnStoreFailure::FailClosed => {
+                        Err(shared.refuse_failed(budget, Some(key), LimitKind::Concurrency))
+                    }
+                };
+            }
+        }
+    }
+}
+
+/// A lease on a slot in the store, renewed by a task while held, released (by a spawned
+/// task) when dropped.
+pub(crate) struct Lease {
+    store: Arc<dyn SharedStore>,
+    key: Arc<str>,
+    id: Arc<str>,
+    timeout: Duration,
+    renewal: Option<tokio::task::AbortHandle>,
+}
+
+impl Lease {
+    fn start(shared: &Shared, key: &str, id: String) -> Self {
+        let store = Arc::clone(&shared.cfg.store);
+        let key: Arc<str> = Arc::from(key);
+        let id: Arc<str> = Arc::from(id);
+        let ttl = shared.cfg.lease_ttl;
+        let timeout = shared.cfg.timeout;
+        let renewal = tokio::runtime::Handle::try_current().ok().map(|rt| {
+            let (store, key, id) = (Arc::clone(&store), Arc::clone(&key), Arc::clone(&id));
+            rt.spawn(async move {
+                let every = ttl / 3;
+                loop {
+                    tokio::time::sleep(every).await;
+                    match tokio::time::timeout(timeout, store.renew(&key, ttl, &id)).await {
+                        Ok(Ok(true)) => {}
+                        Ok(Ok(false)) => {
+                            tracing::warn!(
+                                key = &*key,
+                                "concurrency lease expired before it was renewed; the call \
+                                 goes on without it"
+                            );
+                            return;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::warn!(key = &*key, %error, "concurrency lease not renewed")
+                        }
+                        Err(_) => tracing::warn!(
+                            key = &*key,
+                            "concurrency lease not renewed: the store did not answer in time"
+                        ),
+                    }
+                }
+            })
+            .abort_handle()
+        });
+        Self {
+            store,
+            key,
+            id,
+            timeout,
+            renewal,
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(r) = self.renewal.take() {
+            r.abort();
+        }
+        // Released off the caller's path; without a runtime the lease ends with its TTL.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let release = self.store.release(&self.key, &self.id);
+            let timeout = self.timeout;
+            rt.spawn(async move {
+                let _ = tokio::time::timeout(timeout, release).await;
+            });
+        }
+    }
+}
