@@ -460,7 +460,9 @@ where
             let result = svc.call(req).await.map_err(RateLimitError::Inner);
             // The slot is released here, when the response (or error) has arrived; a
             // dropped future releases it too.
-            drop(slot);
+            if let Some(slot) = slot {
+                slot.release().await;
+            }
             result
         });
         LimitedFuture::limited(fut)

@@ -53,7 +53,6 @@ use std::time::Duration;
 use super::error::{LimitKind, RateLimited, Refusal};
 use super::limits::{nanos, KeyState, Limits};
 use super::wait::{self, Budget, Slot};
-use super::Mode;
 
 /// The future a [`SharedStore`] returns: owned (`'static`), so a release can be spawned
 /// from `drop`.
@@ -370,6 +369,11 @@ pub(crate) async fn rate_cells(
     if cells.is_empty() {
         return Ok(());
     }
+    // Callers of one key in this process queue (first come, first served), and only the
+    // head of the queue asks the store, once per cell time: the store sees one waiter
+    // per process, not one per caller.
+    let turn = state.map_or(&limits.unkeyed_turn, |s| &s.rate_turn);
+    let mut held = None;
     loop {
         let answer = shared
             .call(limits, budget, || {
@@ -382,17 +386,19 @@ pub(crate) async fn rate_cells(
                 if !budget.allows(wait) {
                     return Err(budget.refuse(key, LimitKind::Rate, Some(wait)));
                 }
-                // Other processes wake for the same cell: spread them over the jitter.
-                let jitter = match budget.mode {
-                    Mode::Wait { jitter } => jitter.mul_f64(fastrand::f64()),
-                    Mode::FailFast => Duration::ZERO,
-                };
-                let with_jitter = wait + jitter;
-                let pause = if budget.allows(with_jitter) {
-                    with_jitter
-                } else {
-                    wait
-                };
+                if held.is_none() {
+                    budget.jitter().await;
+                    match budget.permit(turn).await {
+                        Some(p) => held = Some(p),
+                        None => return Err(budget.refuse(key, LimitKind::Rate, None)),
+                    }
+                    // The turn may have come after a wait: ask again at once.
+                    continue;
+                }
+                // The heads of other processes' queues wake for the same cell: up to a
+                // millisecond of jitter spreads them without leaving the cell unused.
+                let spread = wait + Duration::from_micros(fastrand::u64(..1000));
+                let pause = if budget.allows(spread) { spread } else { wait };
                 tokio::time::sleep(pause).await;
             }
             Err(Unanswered::Budget) => return Err(budget.refuse(key, LimitKind::Rate, None)),
@@ -464,6 +470,8 @@ pub(crate) struct Lease {
     id: Arc<str>,
     timeout: Duration,
     renewal: Option<tokio::task::AbortHandle>,
+    /// Released already (by [`release`](Self::release)): nothing to do on drop.
+    released: bool,
 }
 
 impl Lease {
@@ -507,6 +515,22 @@ impl Lease {
             id,
             timeout,
             renewal,
+            released: false,
+        }
+    }
+
+    /// Releases the lease now, waiting for the store (at most its timeout): the slot is
+    /// free before the caller has its answer, so its next call finds it, and a process
+    /// that exits after its calls leaves no lease behind. A failure leaves the lease to
+    /// its TTL.
+    pub(crate) async fn release(mut self) {
+        if let Some(r) = self.renewal.take() {
+            r.abort();
+        }
+        self.released = true;
+        let release = self.store.release(&self.key, &self.id);
+        if let Ok(Err(error)) = tokio::time::timeout(self.timeout, release).await {
+            tracing::debug!(key = &*self.key, %error, "concurrency lease not released");
         }
     }
 }
@@ -515,6 +539,9 @@ impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(r) = self.renewal.take() {
             r.abort();
+        }
+        if self.released {
+            return;
         }
         // Released off the caller's path; without a runtime the lease ends with its TTL.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {

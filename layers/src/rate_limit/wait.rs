@@ -100,7 +100,7 @@ impl Budget {
     }
 
     /// Takes one permit of `sem`, first come first served, within the budget.
-    async fn permit<'a>(&self, sem: &'a Semaphore) -> Option<SemaphorePermit<'a>> {
+    pub(crate) async fn permit<'a>(&self, sem: &'a Semaphore) -> Option<SemaphorePermit<'a>> {
         if let Ok(p) = sem.try_acquire() {
             return Some(p);
         }
@@ -125,7 +125,7 @@ impl Budget {
     }
 
     /// A random part of the jitter of [`Mode::Wait`], when it fits in the budget.
-    async fn jitter(&self) {
+    pub(crate) async fn jitter(&self) {
         if let Mode::Wait { jitter } = self.mode {
             let wait = jitter.mul_f64(fastrand::f64());
             if !wait.is_zero() && self.allows(wait) {
@@ -223,6 +223,19 @@ impl Slot {
     pub(crate) fn attach(&mut self, lease: super::store::Lease) {
         if let Slot::Static(_, held) = self {
             *held = Some(lease);
+        }
+    }
+
+    /// Gives the slot back after the call's answer: its lease (if any) is released in
+    /// the store before this returns. (Dropping the slot releases too, in a task.)
+    pub(crate) async fn release(mut self) {
+        let lease = match &mut self {
+            Slot::Static(_, lease) => lease.take(),
+            Slot::Adaptive(_) => None,
+        };
+        drop(self);
+        if let Some(lease) = lease {
+            lease.release().await;
         }
     }
 }
