@@ -520,15 +520,23 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
         other => return Err(format!("--limit {other}: expected shared, local or both").into()),
     };
     let mut args = args;
+    let mut modes = modes.to_vec();
     let mut _server = None;
     if args.redis_url.is_none() && modes.contains(&"shared") {
-        if let Some(reason) = redis_server_missing() {
-            return Err(format!("no --redis-url, and {reason}").into());
+        match redis_server_missing() {
+            // Still show what per-process limits do.
+            Some(reason) if modes.len() > 1 => {
+                println!("shared mode skipped: no --redis-url, and {reason}");
+                modes.retain(|m| *m != "shared");
+            }
+            Some(reason) => return Err(format!("no --redis-url, and {reason}").into()),
+            None => {
+                let s = RedisServer::start()?;
+                eprintln!("redis-server on {}", s.url());
+                args.redis_url = Some(s.url());
+                _server = Some(s);
+            }
         }
-        let s = RedisServer::start()?;
-        eprintln!("redis-server on {}", s.url());
-        args.redis_url = Some(s.url());
-        _server = Some(s);
     }
     let reserved = match (
         &args.endpoint_url,
@@ -548,7 +556,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
             .map(|r| format!(", {r} calls/s"))
             .unwrap_or_default()
     );
-    for mode in modes {
+    for mode in &modes {
         let report = run_mode(&exe, &args, mode).await?;
         println!("{report}");
     }
