@@ -494,6 +494,34 @@ impl RedisServer {
         Ok(line.trim_end().to_owned())
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A field of `INFO section` (for example `commandstats`, `cmdstat_evalsha`).
+    pub fn info(&self, section: &str, field: &str) -> Result<String, String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))
+            .map_err(|e| e.to_string())?;
+        let req = format!("*2\r\n$4\r\nINFO\r\n${}\r\n{section}\r\n", section.len());
+        s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+        let mut r = BufReader::new(s);
+        let mut head = String::new();
+        r.read_line(&mut head).map_err(|e| e.to_string())?;
+        let len: usize = head
+            .trim_end()
+            .strip_prefix('$')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("unexpected answer {head}"))?;
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).map_err(|e| e.to_string())?;
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| Some(l.strip_prefix(field)?.strip_prefix(':')?.trim().to_owned()))
+            .ok_or_else(|| format!("no {field} in INFO {section}"))
+    }
+
     /// Leases held now for `function` under `namespace`.
     pub fn leases(&self, namespace: &str, function: &str) -> Result<u64, String> {
         let key = format!("{{{namespace}}}:conc:{function}");
