@@ -2,7 +2,8 @@
 //! scripts: Valkey, KeyDB, Dragonfly), through the `redis` crate's tokio connection
 //! manager, which reconnects by itself.
 //!
-//! - **One round trip per operation**: each is one Lua script (`EVALSHA`, with `EVAL`
+//! - **One round trip per operation**: a call's admission (its rate cells and its lease
+//!   together), a renewal, a release. Each is one Lua script (`EVALSHA`, with `EVAL`
 //!   when the server does not have it yet), atomic on the server. Times are the server's
 //!   (`TIME`), so the processes' clocks do not matter.
 //! - **Rates**: GCRA. A cell is one string key holding its theoretical arrival time in
@@ -33,18 +34,30 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, Script};
 use tokio::sync::OnceCell;
 
-use super::store::{CellSpec, SharedStore, StoreError, StoreFuture};
+use super::store::{Admission, CellSpec, LeaseSpec, SharedStore, StoreError, StoreFuture};
 
-/// Takes a cell of every rate in KEYS, or none. ARGV holds, per key, the interval and
-/// the tolerance (`interval × (burst − 1)`) in microseconds. Returns 0 when taken, else
-/// the microseconds until every cell has one.
-const TAKE_CELLS: &str = r"
+/// A call's admission: ARGV[1] rate cells (KEYS[1..n]; per cell in ARGV, the interval
+/// and the tolerance `interval × (burst − 1)` in microseconds), and, if KEYS[n + 1] is
+/// given, a lease ARGV[2n + 4] on one of ARGV[2n + 2] slots of that sorted set for
+/// ARGV[2n + 3] milliseconds. All or nothing: returns 0 when taken, -1 when every slot
+/// is leased, else the microseconds until every cell has one.
+const ADMIT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_ms = math.floor(now / 1000)
+local n = tonumber(ARGV[1])
+local slots = KEYS[n + 1]
+if slots then
+  redis.call('ZREMRANGEBYSCORE', slots, '-inf', now_ms)
+  if redis.call('ZSCORE', slots, ARGV[2 * n + 4]) == false
+     and redis.call('ZCARD', slots) >= tonumber(ARGV[2 * n + 2]) then
+    return -1
+  end
+end
 local tats = {}
 local wait = 0
-for i = 1, #KEYS do
-  local tolerance = tonumber(ARGV[2 * i])
+for i = 1, n do
+  local tolerance = tonumber(ARGV[2 * i + 1])
   local tat = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
   if tat < now then tat = now end
   tats[i] = tat
@@ -52,27 +65,17 @@ for i = 1, #KEYS do
   if w > wait then wait = w end
 end
 if wait > 0 then return math.ceil(wait) end
-for i = 1, #KEYS do
-  local tat = tats[i] + tonumber(ARGV[2 * i - 1])
+for i = 1, n do
+  local tat = tats[i] + tonumber(ARGV[2 * i])
   local ttl = math.ceil((tat - now) / 1000) + 1
   redis.call('SET', KEYS[i], string.format('%.3f', tat), 'PX', string.format('%d', ttl))
 end
-return 0
-";
-
-/// Takes a lease ARGV[3] on one of ARGV[1] slots of KEYS[1] for ARGV[2] milliseconds.
-const ACQUIRE: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZSCORE', KEYS[1], ARGV[3]) == false
-   and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
-  return 0
+if slots then
+  local ttl = tonumber(ARGV[2 * n + 3])
+  redis.call('ZADD', slots, string.format('%d', now_ms + ttl), ARGV[2 * n + 4])
+  redis.call('PEXPIRE', slots, string.format('%d', ttl))
 end
-redis.call('ZADD', KEYS[1], string.format('%d', now + ttl), ARGV[3])
-redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl))
-return 1
+return 0
 ";
 
 /// Extends lease ARGV[2] of KEYS[1] to ARGV[1] milliseconds from now, if it has not
@@ -103,8 +106,7 @@ struct Inner {
     /// Made on the first call (it needs a tokio runtime), then shared.
     conn: OnceCell<ConnectionManager>,
     prefix: String,
-    take_cells: Script,
-    acquire: Script,
+    admit: Script,
     renew: Script,
 }
 
@@ -146,8 +148,7 @@ impl RedisStore {
                 client,
                 conn: OnceCell::new(),
                 prefix: format!("{{{namespace}}}"),
-                take_cells: Script::new(TAKE_CELLS),
-                acquire: Script::new(ACQUIRE),
+                admit: Script::new(ADMIT),
                 renew: Script::new(RENEW),
             }),
         })
@@ -209,42 +210,30 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl SharedStore for RedisStore {
-    fn take_cells(&self, cells: Vec<CellSpec>) -> StoreFuture<Result<(), Duration>> {
+    fn admit(&self, cells: Vec<CellSpec>, lease: Option<LeaseSpec>) -> StoreFuture<Admission> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
             let mut conn = inner.conn().await?;
-            let mut call = inner.take_cells.prepare_invoke();
+            let mut call = inner.admit.prepare_invoke();
+            call.arg(cells.len());
             for c in &cells {
                 let tolerance = c.interval.saturating_mul(c.burst.saturating_sub(1));
                 call.key(format!("{}:{}", inner.prefix, c.name))
                     .arg(micros(c.interval))
                     .arg(micros(tolerance));
             }
-            let wait_us: u64 = call.invoke_async(&mut conn).await.map_err(|e| error(&e))?;
-            Ok(if wait_us == 0 {
-                Ok(())
-            } else {
-                Err(Duration::from_micros(wait_us))
+            if let Some(l) = &lease {
+                call.key(inner.key("conc", &l.key))
+                    .arg(l.cap)
+                    .arg(millis(l.ttl))
+                    .arg(&l.id);
+            }
+            let answer: i64 = call.invoke_async(&mut conn).await.map_err(|e| error(&e))?;
+            Ok(match u64::try_from(answer) {
+                Ok(0) => Admission::Admitted,
+                Ok(us) => Admission::RateWait(Duration::from_micros(us)),
+                Err(_) => Admission::Full,
             })
-        })
-    }
-
-    fn acquire(&self, key: &str, cap: usize, ttl: Duration, lease: &str) -> StoreFuture<bool> {
-        let inner = Arc::clone(&self.inner);
-        let key = inner.key("conc", key);
-        let lease = lease.to_owned();
-        Box::pin(async move {
-            let mut conn = inner.conn().await?;
-            let got: u8 = inner
-                .acquire
-                .key(key)
-                .arg(cap)
-                .arg(millis(ttl))
-                .arg(lease)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| error(&e))?;
-            Ok(got == 1)
         })
     }
 

@@ -432,15 +432,9 @@ where
             let deadline = req.extensions().get::<Deadline>().copied();
             let budget = Budget::new(shared.mode, limits.max_wait, deadline);
             let state = key.as_deref().and_then(|k| limits.key(k));
-            rate_cells(limits, state.as_deref(), key.as_deref(), &budget)
+            let slot = store::admit(limits, state.as_ref(), key.as_deref(), &budget)
                 .await
                 .map_err(RateLimitError::Limited)?;
-            let slot = match (&state, &key) {
-                (Some(s), Some(k)) => store::static_slot(limits, s, k, &budget)
-                    .await
-                    .map_err(RateLimitError::Limited)?,
-                _ => None,
-            };
             let waited = budget.waited();
             if !waited.is_zero() {
                 tracing::debug!(

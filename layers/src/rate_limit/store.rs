@@ -11,7 +11,8 @@
 //!   on a refusal, waits bounded by the deadline and the maximum wait.
 //! - **Concurrency cap per key**: a call first takes a local slot (so callers in one
 //!   process queue first come, first served, and a process never asks for more than the
-//!   cap), then a *lease* on a slot in the store, with a TTL
+//!   cap), then its rate cells and a *lease* on a slot in the store together, in one
+//!   round trip (a call that finds every slot leased takes no cell), with a TTL
 //!   ([`SharedLimits::lease_ttl`]). A task renews the lease every third of its TTL while
 //!   the call runs (a 15-minute call keeps its slot); the lease is released when the
 //!   response arrives, the call fails, or its future is dropped (the release is spawned,
@@ -99,6 +100,31 @@ pub struct CellSpec {
     pub burst: u32,
 }
 
+/// A lease to take with the cells: one of `cap` slots of `key`, for `ttl` unless
+/// renewed, under the lease id `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseSpec {
+    /// The key (the function).
+    pub key: String,
+    /// Slots of the key.
+    pub cap: usize,
+    /// How long the lease lasts unless renewed.
+    pub ttl: Duration,
+    /// The lease's id (random, unique per call).
+    pub id: String,
+}
+
+/// The store's answer to [`SharedStore::admit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The cells and the lease were taken.
+    Admitted,
+    /// Nothing was taken: every slot is leased (expired leases do not count).
+    Full,
+    /// Nothing was taken: a cell would have one in this long.
+    RateWait(Duration),
+}
+
 /// A place where many processes keep their rate cells and concurrency leases, reached
 /// with one round trip per operation. [`RedisStore`](super::redis::RedisStore) (feature
 /// `redis`) is the one that ships; tests can supply their own.
@@ -106,12 +132,10 @@ pub struct CellSpec {
 /// Each operation must be atomic in the store, and should use the store's clock, not the
 /// caller's (processes' clocks differ).
 pub trait SharedStore: Send + Sync + 'static {
-    /// Takes one cell of each rate in `cells` together, or none: `Ok(Ok(()))` when taken,
-    /// `Ok(Err(wait))` with how long until all of them have a cell.
-    fn take_cells(&self, cells: Vec<CellSpec>) -> StoreFuture<Result<(), Duration>>;
-    /// Takes a lease on one of `cap` slots of `key`, expiring after `ttl` unless renewed;
-    /// `false` when all are leased (expired leases do not count).
-    fn acquire(&self, key: &str, cap: usize, ttl: Duration, lease: &str) -> StoreFuture<bool>;
+    /// Takes one cell of each rate in `cells` and the lease, all together or nothing: a
+    /// call's whole admission in one round trip. The lease is checked first: a call
+    /// that finds every slot taken takes no cell.
+    fn admit(&self, cells: Vec<CellSpec>, lease: Option<LeaseSpec>) -> StoreFuture<Admission>;
     /// Extends a lease to `ttl` from now; `false` if it had expired (it is then gone).
     fn renew(&self, key: &str, ttl: Duration, lease: &str) -> StoreFuture<bool>;
     /// Gives a lease back.
@@ -137,11 +161,10 @@ pub enum OnStoreFailure {
 /// ```
 /// use std::time::Duration;
 /// use invoke_layers::rate_limit::{store::{OnStoreFailure, SharedLimits}, RateLimitLayer};
-/// # use invoke_layers::rate_limit::store::{CellSpec, SharedStore, StoreFuture};
+/// # use invoke_layers::rate_limit::store::{Admission, CellSpec, LeaseSpec, SharedStore, StoreFuture};
 /// # struct MyStore;
 /// # impl SharedStore for MyStore {
-/// #     fn take_cells(&self, _: Vec<CellSpec>) -> StoreFuture<Result<(), Duration>> { Box::pin(async { Ok(Ok(())) }) }
-/// #     fn acquire(&self, _: &str, _: usize, _: Duration, _: &str) -> StoreFuture<bool> { Box::pin(async { Ok(true) }) }
+/// #     fn admit(&self, _: Vec<CellSpec>, _: Option<LeaseSpec>) -> StoreFuture<Admission> { Box::pin(async { Ok(Admission::Admitted) }) }
 /// #     fn renew(&self, _: &str, _: Duration, _: &str) -> StoreFuture<bool> { Box::pin(async { Ok(true) }) }
 /// #     fn release(&self, _: &str, _: &str) -> StoreFuture<()> { Box::pin(async { Ok(()) }) }
 /// # }
@@ -377,12 +400,13 @@ pub(crate) async fn rate_cells(
     loop {
         let answer = shared
             .call(limits, budget, || {
-                shared.cfg.store.take_cells(cells.clone())
+                shared.cfg.store.admit(cells.clone(), None)
             })
             .await;
         match answer {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(wait)) => {
+            // (`Full` cannot be the answer without a lease.)
+            Ok(Admission::Admitted | Admission::Full) => return Ok(()),
+            Ok(Admission::RateWait(wait)) => {
                 if !budget.allows(wait) {
                     return Err(budget.refuse(key, LimitKind::Rate, Some(wait)));
                 }
@@ -414,51 +438,89 @@ pub(crate) async fn rate_cells(
     }
 }
 
-/// Takes a slot of `key` under its static cap: a local slot, then a lease in the store
-/// when the limiter has one.
-pub(crate) async fn static_slot(
+/// Admits a call before its first attempt: its rate cells, then a slot under its key's
+/// static cap. Without a store, as the local limiter always did. With one: the rate cells
+/// alone if the key has no cap; else a local slot (callers in this process queue first
+/// come, first served, and a process never asks for more than the cap), then the cells
+/// and a lease together, in one round trip.
+pub(crate) async fn admit(
     limits: &Limits,
-    state: &Arc<KeyState>,
-    key: &str,
+    state: Option<&Arc<KeyState>>,
+    key: Option<&str>,
     budget: &Budget,
 ) -> Result<Option<Slot>, RateLimited> {
+    let local_slot = |budget| async move {
+        match (state, key) {
+            (Some(s), Some(k)) => wait::static_slot(s, k, budget).await,
+            _ => Ok(None),
+        }
+    };
+    let (Some(shared), Some((state, key, cap))) = (
+        &limits.shared,
+        state
+            .filter(|s| s.slots.is_some())
+            .zip(key)
+            .zip(limits.concurrency)
+            .map(|((s, k), c)| (s, k, c)),
+    ) else {
+        rate_cells(limits, state.map(|s| &**s), key, budget).await?;
+        return local_slot(budget).await;
+    };
     let Some(mut slot) = wait::static_slot(state, key, budget).await? else {
         return Ok(None);
     };
-    let (Some(shared), Some(cap)) = (&limits.shared, limits.concurrency) else {
-        return Ok(Some(slot));
+    let cells = cell_specs(limits, Some(state));
+    let lease = LeaseSpec {
+        key: key.to_owned(),
+        cap,
+        ttl: shared.cfg.lease_ttl,
+        id: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
     };
-    let store = &shared.cfg.store;
-    let ttl = shared.cfg.lease_ttl;
-    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     loop {
         let answer = shared
-            .call(limits, budget, || store.acquire(key, cap, ttl, &id))
+            .call(limits, budget, || {
+                shared.cfg.store.admit(cells.clone(), Some(lease.clone()))
+            })
             .await;
-        match answer {
-            Ok(true) => {
-                slot.attach(Lease::start(shared, key, id));
+        let pause = match answer {
+            Ok(Admission::Admitted) => {
+                slot.attach(Lease::start(shared, key, lease.id));
                 return Ok(Some(slot));
             }
-            Ok(false) => {
+            Ok(Admission::RateWait(wait)) => {
+                if !budget.allows(wait) {
+                    return Err(budget.refuse(Some(key), LimitKind::Rate, Some(wait)));
+                }
+                let spread = wait + Duration::from_micros(fastrand::u64(..1000));
+                if budget.allows(spread) {
+                    spread
+                } else {
+                    wait
+                }
+            }
+            Ok(Admission::Full) => {
                 let pause = shared.cfg.poll.mul_f64(0.5 + fastrand::f64());
                 if !budget.allows(pause) {
                     return Err(budget.refuse(Some(key), LimitKind::Concurrency, None));
                 }
-                tokio::time::sleep(pause).await;
+                pause
             }
             Err(Unanswered::Budget) => {
                 return Err(budget.refuse(Some(key), LimitKind::Concurrency, None))
             }
             Err(Unanswered::Failed) => {
                 return match shared.cfg.on_failure {
-                    OnStoreFailure::FailOpen => Ok(Some(slot)),
+                    OnStoreFailure::FailOpen => {
+                        wait::rate_cells(limits, Some(state), Some(key), budget).await?;
+                        Ok(Some(slot))
+                    }
                     OnStoreFailure::FailClosed => {
                         Err(shared.refuse_failed(budget, Some(key), LimitKind::Concurrency))
                     }
                 };
             }
-        }
+        };
+        tokio::time::sleep(pause).await;
     }
 }
 

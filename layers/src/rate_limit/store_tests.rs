@@ -12,7 +12,10 @@ use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
 use tower_test::mock;
 
-use super::store::{CellSpec, OnStoreFailure, SharedLimits, SharedStore, StoreError, StoreFuture};
+use super::store::{
+    Admission, CellSpec, LeaseSpec, OnStoreFailure, SharedLimits, SharedStore, StoreError,
+    StoreFuture,
+};
 use super::*;
 use crate::timeout::Deadline;
 
@@ -69,37 +72,37 @@ impl MemStore {
 }
 
 impl SharedStore for Arc<MemStore> {
-    fn take_cells(&self, cells: Vec<CellSpec>) -> StoreFuture<Result<(), Duration>> {
-        self.answer(move |st| {
-            let now = st.origin.get_or_insert_with(Instant::now).elapsed();
-            let mut wait = Duration::ZERO;
-            for c in &cells {
-                let tat = st.tats.get(&c.name).copied().unwrap_or(now).max(now);
-                let tolerance = c.interval * (c.burst - 1);
-                wait = wait.max(tat.saturating_sub(tolerance).saturating_sub(now));
-            }
-            if !wait.is_zero() {
-                return Err(wait);
-            }
-            for c in &cells {
-                let tat = st.tats.get(&c.name).copied().unwrap_or(now).max(now);
-                st.tats.insert(c.name.clone(), tat + c.interval);
-            }
-            Ok(())
-        })
-    }
-
-    fn acquire(&self, key: &str, cap: usize, ttl: Duration, lease: &str) -> StoreFuture<bool> {
-        let (key, lease) = (key.to_owned(), lease.to_owned());
+    fn admit(&self, cells: Vec<CellSpec>, lease: Option<LeaseSpec>) -> StoreFuture<Admission> {
         self.answer(move |st| {
             let now = Instant::now();
-            let leases = st.leases.entry(key).or_default();
-            leases.retain(|_, e| *e > now);
-            if leases.len() >= cap && !leases.contains_key(&lease) {
-                return false;
+            if let Some(l) = &lease {
+                let leases = st.leases.entry(l.key.clone()).or_default();
+                leases.retain(|_, e| *e > now);
+                if leases.len() >= l.cap && !leases.contains_key(&l.id) {
+                    return Admission::Full;
+                }
             }
-            leases.insert(lease, now + ttl);
-            true
+            let clock = st.origin.get_or_insert_with(Instant::now).elapsed();
+            let mut wait = Duration::ZERO;
+            for c in &cells {
+                let tat = st.tats.get(&c.name).copied().unwrap_or(clock).max(clock);
+                let tolerance = c.interval * (c.burst - 1);
+                wait = wait.max(tat.saturating_sub(tolerance).saturating_sub(clock));
+            }
+            if !wait.is_zero() {
+                return Admission::RateWait(wait);
+            }
+            for c in &cells {
+                let tat = st.tats.get(&c.name).copied().unwrap_or(clock).max(clock);
+                st.tats.insert(c.name.clone(), tat + c.interval);
+            }
+            if let Some(l) = lease {
+                st.leases
+                    .entry(l.key)
+                    .or_default()
+                    .insert(l.id, now + l.ttl);
+            }
+            Admission::Admitted
         })
     }
 
@@ -211,10 +214,13 @@ async fn a_long_call_keeps_its_lease_and_a_lost_process_frees_it_after_the_ttl()
 
     // A "process" that vanishes without releasing (no renewal, no release: a lease taken
     // directly in the store) holds its slot until the TTL, no longer.
-    store
-        .acquire("f", 1, Duration::from_secs(30), "killed")
-        .await
-        .unwrap();
+    let killed = LeaseSpec {
+        key: "f".into(),
+        cap: 1,
+        ttl: Duration::from_secs(30),
+        id: "killed".into(),
+    };
+    store.admit(Vec::new(), Some(killed)).await.unwrap();
     let b = limiter(&store, OnStoreFailure::FailOpen, 1);
     let (mock_b, mut handle_b) = mock::pair::<Req, Resp>();
     let start = Instant::now();
@@ -355,4 +361,40 @@ fn shared_settings_that_cannot_work_are_refused_at_build_time() {
         .build()
         .unwrap_err();
     assert!(matches!(err, InvalidLimit::Shared { .. }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_refused_by_the_shared_cap_takes_no_rate_cell() {
+    let store = Arc::new(MemStore::default());
+    let make = || {
+        RateLimitLayer::builder()
+            .per_key(Rate {
+                calls: 10,
+                per: Duration::from_secs(1),
+                burst: Some(1),
+            })
+            .concurrency_per_key(1)
+            .mode(Mode::FailFast)
+            .shared(SharedLimits::new(Arc::clone(&store)))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (make(), make());
+    let (mock_a, mut handle_a) = mock::pair::<Req, Resp>();
+    let (mock_b, mut handle_b) = mock::pair::<Req, Resp>();
+    let (svc_a, svc_b) = (a.layer(mock_a), b.layer(mock_b));
+    let held = tokio::spawn(svc_a.oneshot(req("f")));
+    let (_r, send) = handle_a.next_request().await.unwrap();
+    // One round trip admitted it: cell and lease together.
+    assert_eq!(store.calls.load(Ordering::Relaxed), 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let err = svc_b.clone().oneshot(req("f")).await.unwrap_err();
+    assert_eq!(err.refusal().unwrap().limit, LimitKind::Concurrency);
+    send.send_response(http::Response::new(()));
+    held.await.unwrap().unwrap();
+    // The refusal took no cell: the next call goes at once.
+    let next = tokio::spawn(svc_b.oneshot(req("f")));
+    let (_r, send) = handle_b.next_request().await.unwrap();
+    send.send_response(http::Response::new(()));
+    next.await.unwrap().unwrap();
 }
