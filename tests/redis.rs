@@ -38,6 +38,7 @@ mod common;
 use fleet::{Endpoint, RedisServer};
 
 type Result<T = ()> = std::result::Result<T, Failed>;
+type Test = (&'static str, fn() -> Result);
 
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
@@ -59,7 +60,7 @@ fn main() {
         std::process::exit(code);
     }
     let args = Arguments::from_args();
-    let tests: [(&str, fn() -> Result); 5] = [
+    let tests: [Test; 5] = [
         ("redis_rate_has_the_local_semantics", rate_semantics),
         (
             "redis_fleet_shares_one_concurrency_limit",
