@@ -274,7 +274,7 @@ impl<K> RateLimitLayer<K> {
     /// [shared](RateLimitBuilder::shared); `None` when they are local.
     pub fn store_failures(&self) -> Option<u64> {
         let shared = self.shared.limits.shared.as_ref()?;
-        Some(shared.failures.load(std::sync::atomic::Ordering::Relaxed))
+        Some(shared.health.failures())
     }
 
     /// Whether any limit needs a key (per-key rate, concurrency or adaptive limit).

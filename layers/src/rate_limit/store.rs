@@ -35,7 +35,7 @@
 //!   limiter alone, with the same limits (so a fleet of `N` processes may send up to `N`
 //!   times the shared limits until the store returns);
 //! - [`OnStoreFailure::FailClosed`]: the call is refused with [`RateLimited`] whose
-//!   reason is [`Refusal::StoreUnavailable`](super::Refusal::StoreUnavailable).
+//!   reason is [`Refusal::StoreUnavailable`].
 //!
 //! The first call after `retry_after` tries the store again; when it answers, sharing
 //! resumes (logged at INFO, `shared rate-limit store available again`).
@@ -50,6 +50,8 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::error::{LimitKind, RateLimited, Refusal};
 use super::limits::{nanos, KeyState, Limits};
@@ -273,18 +275,62 @@ impl SharedLimits {
 /// The shared limits of a limiter, and whether the store is up.
 pub(crate) struct Shared {
     pub cfg: SharedLimits,
-    /// Until when the store is skipped (nanoseconds on the limiter's clock; 0: up).
-    down_until: AtomicU64,
-    down: AtomicBool,
-    pub failures: AtomicU64,
+    pub health: Arc<Health>,
 }
 
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
             .field("cfg", &self.cfg)
-            .field("down", &self.down)
+            .field("down", &self.health.down)
             .finish_non_exhaustive()
+    }
+}
+
+/// Whether the store is up, shared with the leases (their renewals and releases report
+/// failures too).
+pub(crate) struct Health {
+    origin: Instant,
+    /// Until when the store is skipped (nanoseconds since `origin`; 0: up).
+    down_until: AtomicU64,
+    down: AtomicBool,
+    failures: AtomicU64,
+    retry_after: Duration,
+    on_failure: OnStoreFailure,
+}
+
+impl Health {
+    /// Whether the store is skipped now, after a recent failure.
+    fn skipped(&self) -> bool {
+        nanos(self.origin.elapsed()) < self.down_until.load(Ordering::Relaxed)
+    }
+
+    fn answered(&self) {
+        if self.down.swap(false, Ordering::Relaxed) {
+            tracing::info!("shared rate-limit store available again: limits shared");
+        }
+    }
+
+    /// Counts a failure and skips the store for `retry_after`; the first failure after
+    /// a success is logged at WARN.
+    fn failed(&self, error: &StoreError) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let until = nanos(self.origin.elapsed())
+            .saturating_add(nanos(self.retry_after))
+            .max(1);
+        self.down_until.store(until, Ordering::Relaxed);
+        if !self.down.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                error = %error,
+                on_failure = ?self.on_failure,
+                retry_after_ms = self.retry_after.as_millis() as u64,
+                "shared rate-limit store unavailable"
+            );
+        }
+    }
+
+    pub(crate) fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
     }
 }
 
@@ -298,24 +344,25 @@ enum Unanswered {
 
 impl Shared {
     pub(crate) fn new(cfg: SharedLimits) -> Self {
-        Self {
-            cfg,
+        let health = Arc::new(Health {
+            origin: Instant::now(),
             down_until: AtomicU64::new(0),
             down: AtomicBool::new(false),
             failures: AtomicU64::new(0),
-        }
+            retry_after: cfg.retry_after,
+            on_failure: cfg.on_failure,
+        });
+        Self { cfg, health }
     }
 
     /// Runs one store call within the store timeout and the budget. The store is
     /// skipped while it is marked down.
     async fn call<T>(
         &self,
-        limits: &Limits,
         budget: &Budget,
         fut: impl FnOnce() -> StoreFuture<T>,
     ) -> Result<T, Unanswered> {
-        let now = limits.now();
-        if now < self.down_until.load(Ordering::Relaxed) {
+        if self.health.skipped() {
             return Err(Unanswered::Failed);
         }
         let remaining = budget.remaining();
@@ -325,29 +372,14 @@ impl Shared {
         }
         let error = match tokio::time::timeout(limit, fut()).await {
             Ok(Ok(v)) => {
-                if self.down.swap(false, Ordering::Relaxed) {
-                    tracing::info!("shared rate-limit store available again: limits shared");
-                }
+                self.health.answered();
                 return Ok(v);
             }
             Ok(Err(e)) => e,
             Err(_) if limit < self.cfg.timeout => return Err(Unanswered::Budget),
             Err(_) => StoreError::timeout(),
         };
-        self.failures.fetch_add(1, Ordering::Relaxed);
-        let until = limits
-            .now()
-            .saturating_add(nanos(self.cfg.retry_after))
-            .max(1);
-        self.down_until.store(until, Ordering::Relaxed);
-        if !self.down.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                error = %error,
-                on_failure = ?self.cfg.on_failure,
-                retry_after_ms = self.cfg.retry_after.as_millis() as u64,
-                "shared rate-limit store unavailable"
-            );
-        }
+        self.health.failed(&error);
         Err(Unanswered::Failed)
     }
 
@@ -399,9 +431,7 @@ pub(crate) async fn rate_cells(
     let mut held = None;
     loop {
         let answer = shared
-            .call(limits, budget, || {
-                shared.cfg.store.admit(cells.clone(), None)
-            })
+            .call(budget, || shared.cfg.store.admit(cells.clone(), None))
             .await;
         match answer {
             // (`Full` cannot be the answer without a lease.)
@@ -478,7 +508,7 @@ pub(crate) async fn admit(
     };
     loop {
         let answer = shared
-            .call(limits, budget, || {
+            .call(budget, || {
                 shared.cfg.store.admit(cells.clone(), Some(lease.clone()))
             })
             .await;
@@ -528,6 +558,7 @@ pub(crate) async fn admit(
 /// task) when dropped.
 pub(crate) struct Lease {
     store: Arc<dyn SharedStore>,
+    health: Arc<Health>,
     key: Arc<str>,
     id: Arc<str>,
     timeout: Duration,
@@ -539,40 +570,45 @@ pub(crate) struct Lease {
 impl Lease {
     fn start(shared: &Shared, key: &str, id: String) -> Self {
         let store = Arc::clone(&shared.cfg.store);
+        let health = Arc::clone(&shared.health);
         let key: Arc<str> = Arc::from(key);
         let id: Arc<str> = Arc::from(id);
         let ttl = shared.cfg.lease_ttl;
         let timeout = shared.cfg.timeout;
         let renewal = tokio::runtime::Handle::try_current().ok().map(|rt| {
-            let (store, key, id) = (Arc::clone(&store), Arc::clone(&key), Arc::clone(&id));
+            let (store, health) = (Arc::clone(&store), Arc::clone(&health));
+            let (key, id) = (Arc::clone(&key), Arc::clone(&id));
             rt.spawn(async move {
                 let every = ttl / 3;
                 loop {
                     tokio::time::sleep(every).await;
-                    match tokio::time::timeout(timeout, store.renew(&key, ttl, &id)).await {
-                        Ok(Ok(true)) => {}
-                        Ok(Ok(false)) => {
-                            tracing::warn!(
-                                key = &*key,
-                                "concurrency lease expired before it was renewed; the call \
+                    let error =
+                        match tokio::time::timeout(timeout, store.renew(&key, ttl, &id)).await {
+                            Ok(Ok(true)) => {
+                                health.answered();
+                                continue;
+                            }
+                            Ok(Ok(false)) => {
+                                tracing::warn!(
+                                    key = &*key,
+                                    "concurrency lease expired before it was renewed; the call \
                                  goes on without it"
-                            );
-                            return;
-                        }
-                        Ok(Err(error)) => {
-                            tracing::warn!(key = &*key, %error, "concurrency lease not renewed")
-                        }
-                        Err(_) => tracing::warn!(
-                            key = &*key,
-                            "concurrency lease not renewed: the store did not answer in time"
-                        ),
-                    }
+                                );
+                                return;
+                            }
+                            Ok(Err(error)) => error,
+                            Err(_) => StoreError::timeout(),
+                        };
+                    // Tried again at the next renewal, while the lease may still be valid.
+                    tracing::warn!(key = &*key, %error, "concurrency lease not renewed");
+                    health.failed(&error);
                 }
             })
             .abort_handle()
         });
         Self {
             store,
+            health,
             key,
             id,
             timeout,
@@ -583,17 +619,25 @@ impl Lease {
 
     /// Releases the lease now, waiting for the store (at most its timeout): the slot is
     /// free before the caller has its answer, so its next call finds it, and a process
-    /// that exits after its calls leaves no lease behind. A failure leaves the lease to
-    /// its TTL.
+    /// that exits after its calls leaves no lease behind. While the store is marked down
+    /// the release is left to a task (as on drop), so no answer waits for a store that
+    /// is failing; a failure leaves the lease to its TTL.
     pub(crate) async fn release(mut self) {
+        if self.health.skipped() {
+            return;
+        }
         if let Some(r) = self.renewal.take() {
             r.abort();
         }
         self.released = true;
         let release = self.store.release(&self.key, &self.id);
-        if let Ok(Err(error)) = tokio::time::timeout(self.timeout, release).await {
-            tracing::debug!(key = &*self.key, %error, "concurrency lease not released");
-        }
+        let error = match tokio::time::timeout(self.timeout, release).await {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error,
+            Err(_) => StoreError::timeout(),
+        };
+        tracing::debug!(key = &*self.key, %error, "concurrency lease not released");
+        self.health.failed(&error);
     }
 }
 

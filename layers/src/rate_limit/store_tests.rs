@@ -398,3 +398,32 @@ async fn a_call_refused_by_the_shared_cap_takes_no_rate_cell() {
     send.send_response(http::Response::new(()));
     next.await.unwrap().unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_release_waits_for_a_hanging_store_at_most_its_timeout() {
+    let store = Arc::new(MemStore::default());
+    let a = limiter(&store, OnStoreFailure::FailOpen, 2);
+    let (mock_a, mut handle_a) = mock::pair::<Req, Resp>();
+    let svc = a.layer(mock_a);
+    let call = tokio::spawn(svc.clone().oneshot(req("f")));
+    let (_r, send) = handle_a.next_request().await.unwrap();
+    assert_eq!(store.held("f"), 1);
+    // The store hangs after the admission: the answer waits for the release 100 ms, no
+    // more, and the store is marked down.
+    store.health.store(HANGING, Ordering::Relaxed);
+    send.send_response(http::Response::new(()));
+    let start = Instant::now();
+    call.await.unwrap().unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    assert_eq!(a.store_failures(), Some(1));
+    // The lease stays until its TTL; calls meanwhile go on (fail open), without waiting.
+    assert_eq!(store.held("f"), 1);
+    let start = Instant::now();
+    let call = tokio::spawn(svc.clone().oneshot(req("f")));
+    let (_r, send) = handle_a.next_request().await.unwrap();
+    send.send_response(http::Response::new(()));
+    call.await.unwrap().unwrap();
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(store.held("f"), 0);
+}
