@@ -8,15 +8,17 @@
 //! - **Rates** (global, per key, a key's own): one atomic call to the store takes a cell
 //!   of the key's rate and of the global rate together, or says how long until both have
 //!   one. Same semantics as the local cells: burst, wait or fail fast, the earliest time
-//!   on a refusal, waits bounded by the deadline and the maximum wait.
+//!   on a refusal, waits bounded by the deadline and the maximum wait. Callers of one key
+//!   in a process queue, and only the head of the queue asks the store again.
 //! - **Concurrency cap per key**: a call first takes a local slot (so callers in one
 //!   process queue first come, first served, and a process never asks for more than the
 //!   cap), then its rate cells and a *lease* on a slot in the store together, in one
 //!   round trip (a call that finds every slot leased takes no cell), with a TTL
 //!   ([`SharedLimits::lease_ttl`]). A task renews the lease every third of its TTL while
 //!   the call runs (a 15-minute call keeps its slot); the lease is released when the
-//!   response arrives, the call fails, or its future is dropped (the release is spawned,
-//!   never awaited in `drop`). A process killed while holding slots loses them only until
+//!   response arrives or the call fails (before the answer is returned, waiting for the
+//!   store at most its timeout, and not at all while it is marked down), or when the
+//!   call's future is dropped (then in a spawned task: `drop` never waits). A process killed while holding slots loses them only until
 //!   their TTL ends. A call refused a lease tries again every
 //!   [`SharedLimits::poll`] (with jitter) within its wait budget: waiters in different
 //!   processes are not served in order.
