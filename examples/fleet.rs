@@ -86,6 +86,10 @@ pub struct Args {
     /// Lease TTL of a concurrency slot in Redis, in milliseconds.
     #[arg(long, default_value_t = 30_000)]
     pub lease_ttl_ms: u64,
+    /// The longest one Redis call may take, in milliseconds, before the worker falls back
+    /// to its local limiter (fail open).
+    #[arg(long, default_value_t = 100)]
+    pub store_timeout_ms: u64,
     /// Internal: `worker` when run by the parent.
     #[arg(long, hide = true)]
     pub role: Option<String>,
@@ -169,8 +173,11 @@ pub async fn worker(args: &Args) -> Result<Tally, Box<dyn std::error::Error + Se
     if args.mode == "shared" {
         let redis = args.redis_url.as_deref().ok_or("--redis-url is required")?;
         let store = RedisStore::open(redis, &args.namespace)?;
-        limits = limits
-            .shared(SharedLimits::new(store).lease_ttl(Duration::from_millis(args.lease_ttl_ms)));
+        limits = limits.shared(
+            SharedLimits::new(store)
+                .lease_ttl(Duration::from_millis(args.lease_ttl_ms))
+                .timeout(Duration::from_millis(args.store_timeout_ms)),
+        );
     }
     let client = InvokeClient::builder()
         .endpoint_url(url)
@@ -276,7 +283,8 @@ pub fn spawn_worker(
         .args(["--run-ms", &args.run_ms.to_string()])
         .args(["--region", &args.region()])
         .args(["--namespace", &args.namespace])
-        .args(["--lease-ttl-ms", &args.lease_ttl_ms.to_string()]);
+        .args(["--lease-ttl-ms", &args.lease_ttl_ms.to_string()])
+        .args(["--store-timeout-ms", &args.store_timeout_ms.to_string()]);
     if let Some(url) = &args.endpoint_url {
         cmd.args(["--endpoint-url", url]);
     }

@@ -59,7 +59,10 @@ fn main() {
         };
         std::process::exit(code);
     }
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    // One at a time: each starts processes, and a loaded machine must not turn a slow
+    // Redis answer into a fall back to the local limits.
+    args.test_threads.get_or_insert(1);
     let tests: [Test; 5] = [
         ("redis_rate_has_the_local_semantics", rate_semantics),
         (
@@ -224,6 +227,9 @@ fn fleet_concurrency() -> Result {
         &server.url(),
         "--namespace",
         "fleet-test",
+        // On a loaded machine a slow answer must not fail open (and exceed the cap).
+        "--store-timeout-ms",
+        "2000",
     ]);
     runtime().block_on(async {
         let shared = fleet::run_mode(&exe, &args, "shared")
@@ -283,6 +289,8 @@ fn crash() -> Result {
             "crash",
             "--lease-ttl-ms",
             "2000",
+            "--store-timeout-ms",
+            "500",
             "--endpoint-url",
             &endpoint.lambda.endpoint_url(),
             "--redis-url",
@@ -313,7 +321,8 @@ fn crash() -> Result {
                             SharedLimits::new(
                                 RedisStore::open(&server.url(), "crash").expect("a valid URL"),
                             )
-                            .lease_ttl(ttl),
+                            .lease_ttl(ttl)
+                            .timeout(Duration::from_secs(1)),
                         ),
                 )
                 .build()
@@ -488,6 +497,8 @@ fn fleet_rate() -> Result {
         &server.url(),
         "--namespace",
         "rate-test",
+        "--store-timeout-ms",
+        "2000",
     ]);
     runtime().block_on(async {
         let report = fleet::run_mode(&exe, &args, "shared")
