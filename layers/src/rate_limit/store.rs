@@ -213,6 +213,24 @@ impl SharedLimits {
         Self::from_arc(Arc::new(store))
     }
 
+    /// Limits shared through Redis at `url`, every key under `namespace` (feature
+    /// `redis`): [`RedisStore::open`](super::redis::RedisStore::open) with the defaults
+    /// of [`new`](Self::new).
+    ///
+    /// ```
+    /// use invoke_layers::rate_limit::{store::SharedLimits, RateLimitLayer};
+    /// let layer = RateLimitLayer::builder()
+    ///     .concurrency_per_key(8)
+    ///     .shared(SharedLimits::redis("redis://127.0.0.1:6379/", "orders-workers")?)
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis(url: &str, namespace: &str) -> Result<Self, super::redis::InvalidRedisUrl> {
+        Ok(Self::new(super::redis::RedisStore::open(url, namespace)?))
+    }
+
     /// [`new`](Self::new) with a store already shared.
     pub fn from_arc(store: Arc<dyn SharedStore>) -> Self {
         Self {
