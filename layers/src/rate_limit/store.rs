@@ -649,9 +649,12 @@ impl Lease {
         if let Some(r) = self.renewal.take() {
             r.abort();
         }
-        self.released = true;
         let release = self.store.release(&self.key, &self.id);
-        let error = match tokio::time::timeout(self.timeout, release).await {
+        let outcome = tokio::time::timeout(self.timeout, release).await;
+        // Only now: a release cancelled on the way (the caller dropped the call) is made
+        // again, in a task, when the lease drops.
+        self.released = true;
+        let error = match outcome {
             Ok(Ok(())) => return,
             Ok(Err(error)) => error,
             Err(_) => StoreError::timeout(),

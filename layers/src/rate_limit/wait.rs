@@ -227,16 +227,19 @@ impl Slot {
     }
 
     /// Gives the slot back after the call's answer: its lease (if any) is released in
-    /// the store before this returns. (Dropping the slot releases too, in a task.)
+    /// the store, then the local slot. (Dropping the slot releases both too, the lease
+    /// in a task.)
     pub(crate) async fn release(mut self) {
         let lease = match &mut self {
             Slot::Static(_, lease) => lease.take(),
             Slot::Adaptive(_) => None,
         };
-        drop(self);
+        // The lease first: a caller in this process that takes the local slot next finds
+        // the store's slot free too.
         if let Some(lease) = lease {
             lease.release().await;
         }
+        drop(self);
     }
 }
 
