@@ -171,8 +171,8 @@ fn rate_semantics() -> Result {
         check(refusal.limit == LimitKind::Rate, || format!("{refusal:?}"))?;
         let earliest = refusal.earliest.ok_or("no earliest time")?;
         check(
-            earliest > Duration::from_millis(50) && earliest <= Duration::from_millis(100),
-            || format!("earliest {earliest:?}, expected just under 100 ms"),
+            earliest > Duration::ZERO && earliest <= Duration::from_millis(100),
+            || format!("earliest {earliest:?}, expected at most the interval, 100 ms"),
         )?;
         // The refused call took no global cell: another key gets the third one, and a
         // fourth is refused by the global rate.
@@ -507,9 +507,10 @@ fn fleet_rate() -> Result {
         eprintln!("{report}");
         let rate = report.rate.ok_or("no rate measured")?;
         check(report.tally.ok == 96, || format!("{report}"))?;
-        // GCRA on the server's clock never admits more than 1 + t × 50 calls in t; the
-        // lower bound allows for a loaded machine.
-        check((35.0..=52.0).contains(&rate), || {
+        // GCRA on the server's clock never admits more than 1 + t × 50 calls in t (per
+        // process it would be 150/s); with a burst of 1 a cell nobody takes at its time
+        // is lost, so a loaded machine delivers less: the lower bound allows for that.
+        check((30.0..=52.0).contains(&rate), || {
             format!("{rate:.1} calls/s at the endpoint, expected 50")
         })
     })
