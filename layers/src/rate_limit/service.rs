@@ -455,7 +455,7 @@ where
             // The slot is released here, when the response (or error) has arrived; a
             // dropped future releases it too.
             if let Some(slot) = slot {
-                slot.release().await;
+                slot.release(deadline).await;
             }
             result
         });

@@ -58,6 +58,7 @@ use tokio::time::Instant;
 use super::error::{LimitKind, RateLimited, Refusal};
 use super::limits::{nanos, KeyState, Limits};
 use super::wait::{self, Budget, Slot};
+use crate::timeout::Deadline;
 
 /// The future a [`SharedStore`] returns: owned (`'static`), so a release can be spawned
 /// from `drop`.
@@ -642,25 +643,31 @@ impl Lease {
     /// that exits after its calls leaves no lease behind. While the store is marked down
     /// the release is left to a task (as on drop), so no answer waits for a store that
     /// is failing; a failure leaves the lease to its TTL.
-    pub(crate) async fn release(mut self) {
-        if self.health.skipped() {
+    ///
+    /// `deadline`: the operation's, if any. The answer is not held past it (the lease is
+    /// then released in a task): a call that succeeded must not fail for its release.
+    pub(crate) async fn release(mut self, deadline: Option<Deadline>) {
+        let limit = deadline.map_or(self.timeout, |d| d.remaining().min(self.timeout));
+        if self.health.skipped() || limit.is_zero() {
             return;
         }
         if let Some(r) = self.renewal.take() {
             r.abort();
         }
         let release = self.store.release(&self.key, &self.id);
-        let outcome = tokio::time::timeout(self.timeout, release).await;
+        let outcome = match tokio::time::timeout(limit, release).await {
+            Ok(outcome) => outcome,
+            // The deadline's doing, not the store's: released in a task on drop.
+            Err(_) if limit < self.timeout => return,
+            Err(_) => Err(StoreError::timeout()),
+        };
         // Only now: a release cancelled on the way (the caller dropped the call) is made
         // again, in a task, when the lease drops.
         self.released = true;
-        let error = match outcome {
-            Ok(Ok(())) => return,
-            Ok(Err(error)) => error,
-            Err(_) => StoreError::timeout(),
-        };
-        tracing::debug!(key = &*self.key, %error, "concurrency lease not released");
-        self.health.failed(&error);
+        if let Err(error) = outcome {
+            tracing::debug!(key = &*self.key, %error, "concurrency lease not released");
+            self.health.failed(&error);
+        }
     }
 }
 

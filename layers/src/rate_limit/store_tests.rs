@@ -427,3 +427,23 @@ async fn a_release_waits_for_a_hanging_store_at_most_its_timeout() {
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(store.held("f"), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_release_never_holds_a_successful_answer_past_the_deadline() {
+    let store = Arc::new(MemStore::default());
+    let a = limiter(&store, OnStoreFailure::FailOpen, 2);
+    let (mock_a, mut handle_a) = mock::pair::<Req, Resp>();
+    let svc = crate::timeout::DeadlineLayer::new(Duration::from_millis(200)).layer(a.layer(mock_a));
+    let start = Instant::now();
+    let call = tokio::spawn(svc.oneshot(req("f")));
+    let (_r, send) = handle_a.next_request().await.unwrap();
+    // The store hangs after the admission; the answer comes 50 ms before the deadline.
+    store.health.store(HANGING, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    send.send_response(http::Response::new(()));
+    // The release waits for the store until the deadline, not its 100 ms: the call
+    // succeeds (the function ran), and that was no failure of the store.
+    call.await.unwrap().unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(200));
+    assert_eq!(a.store_failures(), Some(0));
+}

@@ -229,7 +229,7 @@ impl Slot {
     /// Gives the slot back after the call's answer: its lease (if any) is released in
     /// the store, then the local slot. (Dropping the slot releases both too, the lease
     /// in a task.)
-    pub(crate) async fn release(mut self) {
+    pub(crate) async fn release(mut self, deadline: Option<crate::timeout::Deadline>) {
         let lease = match &mut self {
             Slot::Static(_, lease) => lease.take(),
             Slot::Adaptive(_) => None,
@@ -237,7 +237,7 @@ impl Slot {
         // The lease first: a caller in this process that takes the local slot next finds
         // the store's slot free too.
         if let Some(lease) = lease {
-            lease.release().await;
+            lease.release(deadline).await;
         }
         drop(self);
     }
