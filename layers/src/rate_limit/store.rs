@@ -27,7 +27,7 @@
 //! # When the store fails
 //!
 //! Every store call is bounded by [`SharedLimits::timeout`] (default 100 ms), and by the
-//! operation [`Deadline`](crate::timeout::Deadline) when that is sooner: the time counts
+//! operation [`Deadline`] when that is sooner: the time counts
 //! against the deadline like any wait. A call that fails or times out marks the store
 //! down for [`SharedLimits::retry_after`] (default 1 s), logged once at WARN
 //! (`shared rate-limit store unavailable`); meanwhile no call waits for it. Then
