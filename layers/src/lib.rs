@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | [`sigv4`] | `sigv4` | signs requests with AWS SigV4 (`aws-sigv4`), credentials from providers |
 //! | [`rate_limit`] | `rate-limit` | rates (global, per key; GCRA), per-key concurrency caps, adaptive limits |
+//! | `rate_limit::redis` | `redis` | the rates and concurrency caps shared by many processes through Redis |
 //! | [`circuit_breaker`] | `circuit-breaker` | fails fast per key while a target is broken, probes, recovers |
 //! | [`retry`] | `retry` | retries by failure class, backoff with jitter, `Retry-After`, quota, may-have-run |
 //! | [`timeout`] | `timeout` | operation deadline (in the extensions) and per-attempt timeouts |

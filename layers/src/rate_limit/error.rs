@@ -24,6 +24,11 @@ pub enum InvalidLimit {
     },
     /// A concurrency cap of zero.
     Concurrency,
+    /// [Shared limits](super::store::SharedLimits) whose settings cannot work.
+    Shared {
+        /// What is wrong with them.
+        problem: &'static str,
+    },
     /// Adaptive settings out of range.
     Adaptive {
         /// The settings as given.
@@ -48,6 +53,7 @@ impl fmt::Display for InvalidLimit {
                 )
             }
             InvalidLimit::Concurrency => write!(f, "a concurrency cap of 0 admits no call"),
+            InvalidLimit::Shared { problem } => write!(f, "invalid shared limits: {problem}"),
             InvalidLimit::Adaptive { problem, .. } => {
                 write!(f, "invalid adaptive limit: {problem}")
             }
@@ -78,6 +84,11 @@ pub enum Refusal {
     /// The wait would pass, or reached, the limiter's
     /// [maximum wait](super::RateLimitBuilder::max_wait).
     MaxWait,
+    /// The limits are shared through a store that could not be reached in time, and
+    /// the limiter fails closed ([`OnStoreFailure::FailClosed`]).
+    ///
+    /// [`OnStoreFailure::FailClosed`]: super::store::OnStoreFailure::FailClosed
+    StoreUnavailable,
 }
 
 /// A call was refused by the rate limiter. The request never left the machine.
@@ -124,6 +135,7 @@ impl fmt::Display for RateLimited {
             Refusal::FailFast => {}
             Refusal::Deadline => write!(f, " (a wait would pass the deadline)")?,
             Refusal::MaxWait => write!(f, " (a wait would pass the maximum wait)")?,
+            Refusal::StoreUnavailable => write!(f, " (the shared limits' store is unavailable)")?,
         }
         if !self.waited.is_zero() {
             write!(f, " after waiting {:.3}s", self.waited.as_secs_f64())?;

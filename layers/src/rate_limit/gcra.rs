@@ -16,6 +16,7 @@ pub(crate) struct Gcra {
     interval: u64,
     /// How far ahead of now `tat` may be and a call still go: `interval × (burst − 1)`.
     tolerance: u64,
+    burst: u32,
 }
 
 impl Gcra {
@@ -25,7 +26,18 @@ impl Gcra {
             tat: AtomicU64::new(0),
             interval,
             tolerance: interval.saturating_mul(u64::from(burst.saturating_sub(1))),
+            burst,
         }
+    }
+
+    /// Nanoseconds between calls.
+    pub(crate) fn interval(&self) -> u64 {
+        self.interval
+    }
+
+    /// Calls at once.
+    pub(crate) fn burst(&self) -> u32 {
+        self.burst
     }
 
     /// How long until a call could take a cell (zero: now). Takes nothing.

@@ -305,6 +305,7 @@ pub(crate) struct Settings {
     pub mode: super::Mode,
     pub max_wait: Duration,
     pub count: super::RateCount,
+    pub shared: Option<super::store::SharedLimits>,
 }
 
 pub(crate) struct Limits {
@@ -328,6 +329,8 @@ pub(crate) struct Limits {
     /// The longest one wait in the limiter lasts.
     pub max_wait: Duration,
     pub count: super::RateCount,
+    /// The store the rates and concurrency caps are shared through, if any.
+    pub shared: Option<super::store::Shared>,
 }
 
 pub(crate) fn nanos(d: Duration) -> u64 {
@@ -348,7 +351,11 @@ impl Limits {
             mode,
             max_wait,
             count,
+            shared,
         } = settings;
+        if let Some(problem) = shared.as_ref().and_then(|s| s.problem()) {
+            return Err(InvalidLimit::Shared { problem });
+        }
         if concurrency == Some(0) {
             return Err(InvalidLimit::Concurrency);
         }
@@ -379,6 +386,7 @@ impl Limits {
             mode,
             max_wait,
             count,
+            shared: shared.map(super::store::Shared::new),
         })
     }
 

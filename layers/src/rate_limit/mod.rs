@@ -46,6 +46,9 @@
 //!   time-based probing that overshoots a fixed limit again and again. The limiter learns
 //!   from every attempt through the [`feedback`](RateLimitLayer::feedback) layer, placed
 //!   inside the retry layer and using the retry layer's classification trait.
+//! - **Shared by many processes** ([`RateLimitBuilder::shared`]): the rates and the
+//!   concurrency cap kept in a [`store`] (Redis with the `redis` feature) so a fleet of
+//!   workers stays within one limit; the adaptive limit stays per process.
 //! - **Bounded memory.** The state of a key that no call refers to and that would be
 //!   the same if made afresh (its rate cell full; its adaptive limit unused for
 //!   [`Adaptive::forget_after`]) is dropped, so 100,000 distinct keys do not stay in
@@ -91,7 +94,11 @@
 mod error;
 mod gcra;
 mod limits;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 mod service;
+pub mod store;
 mod wait;
 
 pub use error::{InvalidLimit, LimitKind, RateLimitError, RateLimited, Refusal};
@@ -101,5 +108,7 @@ pub use service::{
     RateLimitBuilder, RateLimitKey, RateLimitLayer, DEFAULT_MAX_WAIT,
 };
 
+#[cfg(test)]
+mod store_tests;
 #[cfg(test)]
 mod tests;

@@ -12,10 +12,10 @@ use super::error::{InvalidLimit, RateLimitError};
 use super::limits::{
     lock, Adaptive, AdaptiveSlots, AdaptiveState, KeyState, Limits, Rate, Settings,
 };
-use super::wait::{adaptive_slot, rate_cells, static_slot, Budget};
+use super::store::{self, rate_cells, SharedLimits};
+use super::wait::{adaptive_slot, Budget};
 use crate::classify::{Classification, ClassifyRetry, RetryKind};
-use crate::deadline::AttemptNumber;
-use crate::deadline::Deadline;
+use crate::deadline::{AttemptNumber, Deadline};
 
 /// What to do when a limit is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +137,7 @@ impl<K> fmt::Debug for RateLimitLayer<K> {
             .field("mode", &self.shared.mode)
             .field("concurrency", &self.shared.limits.concurrency)
             .field("adaptive", &self.shared.limits.adaptive)
+            .field("shared", &self.shared.limits.shared)
             .finish_non_exhaustive()
     }
 }
@@ -164,6 +165,7 @@ impl RateLimitLayer<ExtensionKey> {
                 },
                 max_wait: DEFAULT_MAX_WAIT,
                 count: RateCount::Attempts,
+                shared: None,
             },
             key: ExtensionKey,
         }
@@ -234,6 +236,14 @@ impl<K> RateLimitBuilder<K> {
         self.settings.count = count;
         self
     }
+    /// Shares the rates and the concurrency cap with other processes through a store
+    /// (for example [`RedisStore`](super::redis::RedisStore), feature `redis`): the
+    /// fleet together stays within the limits. The adaptive limit stays per process.
+    /// See [`store`](super::store) for what happens when the store fails.
+    pub fn shared(mut self, shared: SharedLimits) -> Self {
+        self.settings.shared = Some(shared);
+        self
+    }
     /// Where keys come from.
     pub fn key<K2>(self, key: K2) -> RateLimitBuilder<K2> {
         RateLimitBuilder {
@@ -281,6 +291,13 @@ impl<K> RateLimitLayer<K> {
     /// started by a call on a tokio runtime; on another executor, call this yourself.
     pub fn maintain(&self) {
         self.shared.limits.maintain();
+    }
+
+    /// Store calls that failed or timed out so far, when the limits are
+    /// [shared](RateLimitBuilder::shared); `None` when they are local.
+    pub fn store_failures(&self) -> Option<u64> {
+        let shared = self.shared.limits.shared.as_ref()?;
+        Some(shared.health.failures())
     }
 
     /// Whether any limit needs a key (per-key rate, concurrency or adaptive limit).
@@ -438,15 +455,9 @@ where
             let deadline = req.extensions().get::<Deadline>().copied();
             let budget = Budget::new(shared.mode, limits.max_wait, deadline);
             let state = key.as_deref().and_then(|k| limits.key(k));
-            rate_cells(limits, state.as_deref(), key.as_deref(), &budget)
+            let slot = store::admit(limits, state.as_ref(), key.as_deref(), &budget)
                 .await
                 .map_err(RateLimitError::Limited)?;
-            let slot = match (&state, &key) {
-                (Some(s), Some(k)) => static_slot(s, k, &budget)
-                    .await
-                    .map_err(RateLimitError::Limited)?,
-                _ => None,
-            };
             let waited = budget.waited();
             if !waited.is_zero() {
                 tracing::debug!(
@@ -466,7 +477,9 @@ where
             let result = svc.call(req).await.map_err(RateLimitError::Inner);
             // The slot is released here, when the response (or error) has arrived; a
             // dropped future releases it too.
-            drop(slot);
+            if let Some(slot) = slot {
+                slot.release(deadline).await;
+            }
             result
         });
         LimitedFuture::limited(fut)

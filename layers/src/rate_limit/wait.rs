@@ -53,6 +53,12 @@ impl Budget {
         }
     }
 
+    /// How long until the budget ends (`None`: it does not).
+    pub(crate) fn remaining(&self) -> Option<Duration> {
+        self.until
+            .map(|u| u.saturating_duration_since(Instant::now()))
+    }
+
     /// The refusal of a call under `key`.
     pub(crate) fn refuse(
         &self,
@@ -60,11 +66,22 @@ impl Budget {
         limit: LimitKind,
         earliest: Option<Duration>,
     ) -> RateLimited {
+        self.refuse_because(key, limit, earliest, self.reason)
+    }
+
+    /// The refusal of a call under `key`, for `reason`.
+    pub(crate) fn refuse_because(
+        &self,
+        key: Option<&str>,
+        limit: LimitKind,
+        earliest: Option<Duration>,
+        reason: Refusal,
+    ) -> RateLimited {
         let waited = self.started.elapsed();
         tracing::debug!(
             key,
             ?limit,
-            reason = ?self.reason,
+            ?reason,
             waited_ms = waited.as_millis() as u64,
             earliest_ms = earliest.map(|e| e.as_millis() as u64),
             "refused by the rate limiter"
@@ -73,7 +90,7 @@ impl Budget {
             key: key.map(str::to_owned),
             limit,
             earliest,
-            reason: self.reason,
+            reason,
             waited,
         }
     }
@@ -83,7 +100,7 @@ impl Budget {
     }
 
     /// Takes one permit of `sem`, first come first served, within the budget.
-    async fn permit<'a>(&self, sem: &'a Semaphore) -> Option<SemaphorePermit<'a>> {
+    pub(crate) async fn permit<'a>(&self, sem: &'a Semaphore) -> Option<SemaphorePermit<'a>> {
         if let Ok(p) = sem.try_acquire() {
             return Some(p);
         }
@@ -108,7 +125,7 @@ impl Budget {
     }
 
     /// A random part of the jitter of [`Mode::Wait`], when it fits in the budget.
-    async fn jitter(&self) {
+    pub(crate) async fn jitter(&self) {
         if let Mode::Wait { jitter } = self.mode {
             let wait = jitter.mul_f64(fastrand::f64());
             if !wait.is_zero() && self.allows(wait) {
@@ -195,14 +212,41 @@ pub(crate) async fn rate_cells(
 /// Holds a concurrency slot; gives it back (to the longest waiter) when dropped, whether
 /// the call finished, failed or was cancelled.
 pub(crate) enum Slot {
-    Static(Arc<KeyState>),
+    /// A local slot, with its lease in the shared store when the limits are shared (the
+    /// lease is released when it drops).
+    Static(Arc<KeyState>, Option<super::store::Lease>),
     Adaptive(Arc<KeyState>),
+}
+
+impl Slot {
+    /// Holds `lease` with this slot, for as long as it is held.
+    pub(crate) fn attach(&mut self, lease: super::store::Lease) {
+        if let Slot::Static(_, held) = self {
+            *held = Some(lease);
+        }
+    }
+
+    /// Gives the slot back after the call's answer: its lease (if any) is released in
+    /// the store, then the local slot. (Dropping the slot releases both too, the lease
+    /// in a task.)
+    pub(crate) async fn release(mut self, deadline: Option<crate::deadline::Deadline>) {
+        let lease = match &mut self {
+            Slot::Static(_, lease) => lease.take(),
+            Slot::Adaptive(_) => None,
+        };
+        // The lease first: a caller in this process that takes the local slot next finds
+        // the store's slot free too.
+        if let Some(lease) = lease {
+            lease.release(deadline).await;
+        }
+        drop(self);
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         match self {
-            Slot::Static(s) => {
+            Slot::Static(s, _) => {
                 if let Some(slots) = &s.slots {
                     slots.sem.add_permits(1);
                 }
@@ -235,7 +279,7 @@ pub(crate) async fn static_slot(
         return Ok(None);
     };
     if take(&slots.sem, budget).await {
-        Ok(Some(Slot::Static(Arc::clone(state))))
+        Ok(Some(Slot::Static(Arc::clone(state), None)))
     } else {
         Err(budget.refuse(Some(key), LimitKind::Concurrency, None))
     }
