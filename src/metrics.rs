@@ -4,9 +4,9 @@
 //!
 //! | metric | kind | labels | what |
 //! |---|---|---|---|
-//! | `invoke_calls_total` | counter | `function`, `outcome` | calls by how they ended: `ok`, `function_error`, `throttled`, `timeout`, `rate_limited`, `circuit_open`, `invalid`, `client_fault`, `server_fault`, `cancelled` (the caller dropped the call) |
-//! | `invoke_call_duration_seconds` | histogram | `function` | each call's duration, every attempt and wait included |
-//! | `invoke_calls_in_flight` | gauge | `function` | calls started and not yet ended |
+//! | `invoke_calls_total` | counter | `function`, `outcome` | calls by how they ended: `ok`, `function_error`, `throttled`, `timeout`, `rate_limited`, `circuit_open`, `client_fault`, `server_fault`, `cancelled` (the caller dropped the call) |
+//! | `invoke_call_duration_seconds` | histogram | `function` | each call's duration from its first poll, every attempt and wait included |
+//! | `invoke_calls_in_flight` | gauge | `function` | calls made (`invoke`) and not yet ended |
 //!
 //! With no recorder installed each record is a no-op; the cost of the feature is then
 //! the function-name label made for each call (one allocation), within the noise of a
@@ -21,21 +21,42 @@ use crate::error::{Fault, InvokeError, InvokeErrorKind};
 use crate::model::InvokeResponse;
 
 /// One call's metrics: in flight from creation until [`finish`](Self::finish) or drop.
-#[derive(Debug)]
 pub(crate) struct CallMetrics {
     function: SharedString,
-    started: Instant,
+    /// The gauge incremented at the start: the same handle is decremented at the end,
+    /// whatever recorder is installed by then.
+    in_flight: metrics::Gauge,
+    /// Set at the call's first poll, when it starts running.
+    started: Option<Instant>,
     finished: bool,
+}
+
+impl std::fmt::Debug for CallMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallMetrics")
+            .field("function", &self.function)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CallMetrics {
     pub(crate) fn start(function: Arc<str>) -> Self {
         let function = SharedString::from(function);
-        metrics::gauge!("invoke_calls_in_flight", "function" => function.clone()).increment(1.0);
+        let in_flight = metrics::gauge!("invoke_calls_in_flight", "function" => function.clone());
+        in_flight.increment(1.0);
         Self {
             function,
-            started: Instant::now(),
+            in_flight,
+            started: None,
             finished: false,
+        }
+    }
+
+    /// The call is being polled: its duration counts from the first poll.
+    pub(crate) fn polled(&mut self) {
+        if self.started.is_none() {
+            self.started = Some(Instant::now());
         }
     }
 
@@ -53,11 +74,14 @@ impl CallMetrics {
             return;
         }
         let function = self.function.clone();
-        metrics::gauge!("invoke_calls_in_flight", "function" => function.clone()).decrement(1.0);
+        self.in_flight.decrement(1.0);
         metrics::counter!("invoke_calls_total", "function" => function.clone(), "outcome" => outcome)
             .increment(1);
-        metrics::histogram!("invoke_call_duration_seconds", "function" => function)
-            .record(self.started.elapsed().as_secs_f64());
+        // A call never polled has no duration.
+        if let Some(started) = self.started {
+            metrics::histogram!("invoke_call_duration_seconds", "function" => function)
+                .record(started.elapsed().as_secs_f64());
+        }
     }
 }
 

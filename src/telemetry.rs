@@ -648,7 +648,7 @@ impl<E: ErrorFacts + std::fmt::Display, RB: BufferedBody> Describe<Bytes, RB, E>
         span.record("otel.status_code", "ERROR");
         span.record(
             "otel.status_description",
-            format!("{}: {err}", err.error_type()),
+            Untrusted::new(&format!("{}: {err}", err.error_type())).to_string(),
         );
         span.record("aws.lambda.fault", fault_name(err.fault()));
         span.record("aws.lambda.may_have_run", run_status(err.may_have_run()));

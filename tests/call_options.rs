@@ -132,3 +132,46 @@ async fn a_call_may_be_idempotent_when_the_client_is_not() {
     assert_eq!(resp.payload().as_ref(), b"1");
     assert_eq!(lambda.requests("echo"), 3);
 }
+
+/// A call's deadline starts when the call starts (its first poll), as the client's own
+/// operation timeout does, not when the future was made: futures made ahead and run
+/// later (`buffer_unordered`) do not find their time spent.
+#[tokio::test]
+async fn a_call_deadline_starts_at_the_first_poll() {
+    let (_lambda, client) = common::echo_endpoint().await;
+    let fut = client.invoke(request(
+        "echo",
+        CallOptions::new().timeout(Duration::from_millis(300)),
+    ));
+    // Made, not polled, for longer than its timeout.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resp = fut.await.unwrap();
+    assert_eq!(resp.payload().as_ref(), b"1");
+}
+
+/// A zero timeout or attempt limit is refused before anything is sent: a zero attempt
+/// timeout would fail every attempt unsent and spend the client's retry budget.
+#[tokio::test]
+async fn zero_options_are_refused_before_sending() {
+    let (lambda, client) = common::echo_endpoint().await;
+    let err = InvokeRequest::builder("echo")
+        .options(CallOptions::new().attempt_timeout(Duration::ZERO))
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("attempt_timeout"), "{err}");
+    let built = InvokeRequest::builder("echo").build().unwrap();
+    for options in [
+        CallOptions::new().timeout(Duration::ZERO),
+        CallOptions::new().max_attempts(0),
+    ] {
+        let err = client
+            .invoke(built.clone().with_options(options))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err.kind(), InvokeErrorKind::Validation(_)),
+            "{err:?}"
+        );
+    }
+    assert_eq!(lambda.requests("echo"), 0);
+}

@@ -227,6 +227,21 @@ impl SendProgress {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttemptTimeout(pub Duration);
 
+/// A budget for one operation, in its request's extensions: the deadline layer turns it
+/// into a [`Deadline`] when the call reaches it (at the call's first poll, when the
+/// layer's own budget starts too), keeping the earliest of it, its own and a
+/// [`Deadline`] already there.
+///
+/// ```
+/// use std::time::Duration;
+/// use invoke_layers::deadline::OperationTimeout;
+///
+/// let mut req = http::Request::new(bytes::Bytes::new());
+/// req.extensions_mut().insert(OperationTimeout(Duration::from_secs(5)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OperationTimeout(pub Duration);
+
 /// The number of the attempt (1 for the first), in each attempt's request extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttemptNumber(pub u32);

@@ -44,7 +44,7 @@ use invoke_layers::retry::{
 };
 use invoke_layers::sigv4::{PayloadHash, ProvideCredentials, SigV4, SigV4Layer, SigningConfig};
 use invoke_layers::timeout::{
-    AttemptTimeout, Deadline, DeadlineLayer, DeadlineService, Timeout, TimeoutLayer,
+    AttemptTimeout, DeadlineLayer, DeadlineService, OperationTimeout, Timeout, TimeoutLayer,
 };
 
 #[cfg(feature = "stream")]
@@ -950,6 +950,10 @@ impl InvokeClient {
 
     /// Invokes without handing a failed `Event` to the dead-letter sink (replays use it).
     pub fn invoke_without_dead_letter(&self, req: InvokeRequest) -> InvokeFuture {
+        // Options set after building (`with_options`) are checked here, before sending.
+        if let Err(e) = req.options().validate() {
+            return InvokeFuture::ready(Err(e.into()));
+        }
         let mut http = match codec::encode(&req, &self.inner.endpoint) {
             Ok(http) => http,
             Err(e) => {
@@ -998,8 +1002,9 @@ impl InvokeClient {
             ext.insert(AttemptTimeout(attempt_timeout));
         }
         if let Some(timeout) = options.timeout {
-            // The deadline layer keeps the earlier of this and the client's own.
-            ext.insert(Deadline::after(timeout));
+            // Started by the deadline layer at the call's first poll, as the client's own
+            // budget is; the earlier of the two applies.
+            ext.insert(OperationTimeout(timeout));
         }
         if let Some(max) = options.max_attempts {
             ext.insert(MaxAttempts(max));
@@ -1236,6 +1241,9 @@ impl Future for InvokeFuture {
         #[cfg(feature = "metrics")]
         {
             let this = self.project();
+            if let Some(m) = this.metrics.as_mut() {
+                m.polled();
+            }
             let result = ready!(poll_call(this.state, cx));
             if let Some(m) = this.metrics {
                 m.finish(&result);

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::model::{Field, Problem, ValidationError};
+
 /// Options for one call, set on the request
 /// ([`InvokeRequestBuilder::options`](crate::model::InvokeRequestBuilder::options) or
 /// [`InvokeRequest::with_options`](crate::InvokeRequest::with_options)). Each one left
@@ -32,18 +34,19 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CallOptions {
-    /// The call's deadline, counted from [`InvokeClient::invoke`](crate::InvokeClient::invoke):
-    /// every attempt, backoff and rate-limit wait fits in it. The earlier of this and the
-    /// client's operation timeout applies. A zero duration fails the call before sending.
+    /// The call's deadline, counted from the call's start (its first poll), as the
+    /// client's operation timeout is: every attempt, backoff and rate-limit wait fits in
+    /// it. The earlier of this and the client's operation timeout applies. Zero is a
+    /// validation error.
     pub timeout: Option<Duration>,
     /// Each attempt's timeout, instead of the one the client derives from the invocation
-    /// type and the function's settings.
+    /// type and the function's settings. Zero is a validation error.
     pub attempt_timeout: Option<Duration>,
     /// Whether the call may be repeated after a failure that may have reached Lambda
     /// (instead of the function's setting or the retry policy's default).
     pub idempotent: Option<bool>,
     /// The most attempts for this call (`1`: never retried), instead of the retry
-    /// policy's.
+    /// policy's. Zero is a validation error.
     pub max_attempts: Option<u32>,
 }
 
@@ -80,5 +83,35 @@ impl CallOptions {
     /// Whether every option is unset.
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// Checks the options: a zero timeout, attempt timeout or attempt limit is an error
+    /// (the request builder and `invoke` check it before anything is sent).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use invoke_stack::CallOptions;
+    ///
+    /// assert!(CallOptions::new().timeout(Duration::ZERO).validate().is_err());
+    /// assert!(CallOptions::new().max_attempts(0).validate().is_err());
+    /// assert!(CallOptions::new().max_attempts(1).validate().is_ok());
+    /// ```
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let zero = |option| {
+            Err(ValidationError::new(
+                Field::CallOptions,
+                Problem::Zero { option },
+            ))
+        };
+        if self.timeout.is_some_and(|d| d.is_zero()) {
+            return zero("timeout");
+        }
+        if self.attempt_timeout.is_some_and(|d| d.is_zero()) {
+            return zero("attempt_timeout");
+        }
+        if self.max_attempts == Some(0) {
+            return zero("max_attempts");
+        }
+        Ok(())
     }
 }

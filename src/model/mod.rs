@@ -305,8 +305,8 @@ impl InvokeRequest {
         &self.options
     }
 
-    /// The same request with other per-call options (they are not part of the wire
-    /// request, so nothing is validated again).
+    /// The same request with other per-call options (not part of the wire request: only
+    /// they are checked, by `invoke`, before anything is sent).
     ///
     /// ```
     /// use std::time::Duration;
@@ -458,6 +458,7 @@ impl InvokeRequestBuilder {
 
     /// Validates every field and builds the request.
     pub fn build(self) -> Result<InvokeRequest, ValidationError> {
+        self.options.validate()?;
         let function_name = FunctionName::new(self.function_name)?;
         if let Some(q) = &self.qualifier {
             validation::check_qualifier(q)?;

@@ -24,6 +24,8 @@ pub enum Field {
     Payload,
     /// `X-Amz-Invocation-Type`.
     InvocationType,
+    /// A per-call option ([`CallOptions`](crate::CallOptions)): not sent, but checked.
+    CallOptions,
 }
 
 impl Field {
@@ -38,6 +40,7 @@ impl Field {
             Field::DurableExecutionName => "DurableExecutionName",
             Field::Payload => "Payload",
             Field::InvocationType => "InvocationType",
+            Field::CallOptions => "CallOptions",
         }
     }
 }
@@ -114,6 +117,12 @@ pub enum Problem {
         /// What it accepts instead.
         accepted: &'static str,
     },
+    /// A per-call option that must be above zero is zero: a zero timeout would fail
+    /// every attempt before it is sent, and spend the retry budget doing so.
+    Zero {
+        /// The option.
+        option: &'static str,
+    },
     /// The function name carries a qualifier that differs from the `Qualifier` field.
     QualifierConflict {
         /// Qualifier in the function name.
@@ -186,6 +195,7 @@ impl fmt::Display for ValidationError {
                 operation,
                 accepted,
             } => write!(f, "not accepted by {operation}: {accepted}"),
+            Problem::Zero { option } => write!(f, "{option} must be greater than zero"),
             Problem::QualifierConflict {
                 in_function_name,
                 in_qualifier,

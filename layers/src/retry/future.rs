@@ -30,6 +30,9 @@ struct Refund {
     budget: Arc<dyn RetryBudget>,
     partition: Option<RetryPartition>,
     cost: u32,
+    /// The retry's reason and backoff, recorded when it is made (not when scheduled).
+    #[cfg(feature = "metrics")]
+    metrics: (&'static str, Duration),
 }
 
 impl Refund {
@@ -325,18 +328,6 @@ impl Operation {
         };
         self.last_cost = Some(cost);
         self.earlier_reached |= reached;
-        #[cfg(feature = "metrics")]
-        {
-            let function = self.metrics.0.clone();
-            let reason = match kind {
-                RetryKind::Throttling => "throttle",
-                _ => "transient",
-            };
-            metrics::counter!("invoke_retries_total", "function" => function.clone(), "reason" => reason)
-                .increment(1);
-            metrics::histogram!("invoke_backoff_seconds", "function" => function)
-                .record(delay.as_secs_f64());
-        }
         tracing::debug!(
             attempt,
             kind = ?kind,
@@ -352,6 +343,14 @@ impl Operation {
                 budget: Arc::clone(&shared.budget),
                 partition: self.partition.clone(),
                 cost,
+                #[cfg(feature = "metrics")]
+                metrics: (
+                    match kind {
+                        RetryKind::Throttling => "throttle",
+                        _ => "transient",
+                    },
+                    delay,
+                ),
             },
         }
     }
@@ -453,6 +452,15 @@ where
                     if let StateReplace::Waiting { next, refund, .. } =
                         this.state.as_mut().project_replace(State::Done)
                     {
+                        #[cfg(feature = "metrics")]
+                        {
+                            let function = this.op.metrics.0.clone();
+                            let (reason, delay) = refund.metrics;
+                            metrics::counter!("invoke_retries_total", "function" => function.clone(), "reason" => reason)
+                                .increment(1);
+                            metrics::histogram!("invoke_backoff_seconds", "function" => function)
+                                .record(delay.as_secs_f64());
+                        }
                         refund.keep();
                         let next = this.op.begin(next);
                         let fut = this.svc.call(next);

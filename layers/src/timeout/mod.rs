@@ -58,7 +58,7 @@ mod service;
 
 /// The deadline types, at home in [`crate::deadline`].
 pub use crate::deadline::{
-    AttemptTimeout, Deadline, SendProgress, WouldExceedDeadline, MAX_BUDGET,
+    AttemptTimeout, Deadline, OperationTimeout, SendProgress, WouldExceedDeadline, MAX_BUDGET,
 };
 pub use error::{Elapsed, TimeoutError, Timer};
 pub use future::ResponseFuture;

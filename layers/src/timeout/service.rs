@@ -5,7 +5,7 @@ use tower_service::Service;
 
 use super::error::{Elapsed, TimeoutError, Timer};
 use super::future::ResponseFuture;
-use crate::deadline::{AttemptTimeout, Deadline, SendProgress};
+use crate::deadline::{AttemptTimeout, Deadline, OperationTimeout, SendProgress};
 
 /// Service of [`DeadlineLayer`](super::DeadlineLayer).
 #[derive(Debug, Clone)]
@@ -45,13 +45,17 @@ where
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let ext = req.extensions_mut();
-        let deadline = match (
+        let call = ext
+            .remove::<OperationTimeout>()
+            .map(|t| Deadline::after(t.0));
+        let deadline = [
             self.budget.map(Deadline::after),
             ext.get::<Deadline>().copied(),
-        ) {
-            (Some(ours), Some(theirs)) => Some(ours.min(theirs)),
-            (ours, theirs) => ours.or(theirs),
-        };
+            call,
+        ]
+        .into_iter()
+        .flatten()
+        .reduce(Deadline::min);
         let Some(deadline) = deadline else {
             return ResponseFuture::unlimited(self.inner.call(req));
         };

@@ -91,7 +91,11 @@ impl<B, RB, E: fmt::Display> Describe<B, RB, E> for HttpDescribe {
     fn on_error(&self, span: &Span, err: &E, elapsed: Duration) {
         span.record("error.type", "error");
         span.record("otel.status_code", "ERROR");
-        span.record("otel.status_description", tracing::field::display(err));
+        // Error text may carry a server's words: capped and escaped, as in every span.
+        span.record(
+            "otel.status_description",
+            super::Untrusted::new(&err.to_string()).to_string(),
+        );
         tracing::debug!(parent: span, elapsed_ms = elapsed.as_secs_f64() * 1e3, error = %err, "failed");
     }
 }
