@@ -573,29 +573,3 @@ async fn two_spools_on_one_path_append_while_one_replays() {
     assert!(counts.values().all(|n| *n == 1), "a letter delivered twice");
     assert!(left.is_empty());
 }
-
-/// The task an `Event` with a sink runs in keeps the caller's span as the parent of the
-/// call's spans.
-#[tokio::test]
-async fn a_dead_lettered_event_keeps_the_callers_span() {
-    use tracing::Instrument as _;
-    let (capture, _guard) = common::capture::start();
-    let (tx, _rx) = mpsc::unbounded_channel();
-    let (lambda, _) = common::echo_endpoint().await;
-    lambda.always("echo", Some(Fault::throttle(None, None)));
-    let client = common::builder_for(&lambda)
-        .max_attempts(1)
-        .dead_letter_sink(ChannelSink(tx))
-        .build()
-        .unwrap();
-    let caller = tracing::info_span!("caller");
-    let err = client
-        .invoke(event("{}"))
-        .instrument(caller)
-        .await
-        .unwrap_err();
-    assert!(err.dead_lettered());
-    let c = capture.0.lock().unwrap();
-    let op = c.spans.iter().find(|s| s.name == "Lambda.Invoke").unwrap();
-    assert_eq!(op.parent.as_deref(), Some("caller"));
-}
