@@ -146,3 +146,50 @@ async fn calls_attempts_retries_and_in_flight_are_recorded() {
         3
     );
 }
+
+/// The rate limiter's waits and refusals, and the adaptive limit, by function.
+#[tokio::test(flavor = "current_thread")]
+async fn rate_limit_waits_refusals_and_the_adaptive_limit_are_recorded() {
+    use invoke_stack::layers::rate_limit::{Adaptive, Mode, Rate, RateLimitLayer};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let (lambda, _) = common::echo_endpoint().await;
+
+    // A rate of 1/s that fails fast: the second call at once is refused.
+    let fail_fast = common::builder_for(&lambda)
+        .rate_limit(
+            RateLimitLayer::builder()
+                .per_key(Rate::per_second(1))
+                .mode(Mode::FailFast),
+        )
+        .build()
+        .unwrap();
+    fail_fast.invoke_json("echo", &1).await.unwrap();
+    fail_fast.invoke_json("echo", &2).await.unwrap_err();
+    // Waiting for a cell (20/s: the second call waits about 50 ms) and adaptive limits.
+    let waiting = common::builder_for(&lambda)
+        .rate_limit(
+            RateLimitLayer::builder()
+                .per_key(Rate::per_second(20))
+                .adaptive(Adaptive::default()),
+        )
+        .build()
+        .unwrap();
+    waiting.invoke_json("echo", &3).await.unwrap();
+    waiting.invoke_json("echo", &4).await.unwrap();
+
+    let m = read(&snapshotter);
+    assert_eq!(
+        counter(&m, "invoke_rate_limit_refusals_total{function=echo}"),
+        1
+    );
+    assert_eq!(
+        counter(&m, "invoke_calls_total{function=echo,outcome=rate_limited}"),
+        1
+    );
+    assert!(counter(&m, "invoke_rate_limit_waits_total{function=echo}") >= 1);
+    assert!(samples(&m, "invoke_rate_limit_wait_seconds{function=echo}") >= 1);
+    assert!(gauge(&m, "invoke_adaptive_limit{function=echo}") >= 4.0);
+}

@@ -92,7 +92,11 @@
 //! The limiter runs on tokio's clock: with paused time, waits are exact and instant.
 
 mod error;
+mod feedback;
+mod future;
 mod gcra;
+mod key;
+mod layer;
 mod limits;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -102,11 +106,12 @@ pub mod store;
 mod wait;
 
 pub use error::{InvalidLimit, LimitKind, RateLimitError, RateLimited, Refusal};
+pub use feedback::{Feedback, FeedbackLayer};
+pub use future::ResponseFuture;
+pub use key::{ExtensionKey, KeyExtractor, RateLimitKey};
+pub use layer::{Mode, RateCount, RateLimitBuilder, RateLimitLayer, DEFAULT_MAX_WAIT};
 pub use limits::{Adaptive, Rate};
-pub use service::{
-    ExtensionKey, Feedback, FeedbackLayer, KeyExtractor, LimitedFuture, Mode, RateCount, RateLimit,
-    RateLimitBuilder, RateLimitKey, RateLimitLayer, DEFAULT_MAX_WAIT,
-};
+pub use service::RateLimit;
 
 #[cfg(test)]
 mod store_tests;
