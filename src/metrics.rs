@@ -7,6 +7,7 @@
 //! | `invoke_calls_total` | counter | `function`, `outcome` | calls by how they ended: `ok`, `function_error`, `throttled`, `timeout`, `rate_limited`, `circuit_open`, `client_fault`, `server_fault`, `cancelled` (the caller dropped the call) |
 //! | `invoke_call_duration_seconds` | histogram | `function` | each call's duration from its first poll, every attempt and wait included |
 //! | `invoke_calls_in_flight` | gauge | `function` | calls made (`invoke`) and not yet ended |
+//! | `invoke_dead_letters_total` | counter | `function`, `outcome` | failed `Event`s handed to the dead-letter sink: `stored` or `refused` |
 //!
 //! With no recorder installed each record is a no-op; the cost of the feature is then
 //! the function-name label made for each call (one allocation), within the noise of a

@@ -193,3 +193,42 @@ async fn rate_limit_waits_refusals_and_the_adaptive_limit_are_recorded() {
     assert!(samples(&m, "invoke_rate_limit_wait_seconds{function=echo}") >= 1);
     assert!(gauge(&m, "invoke_adaptive_limit{function=echo}") >= 4.0);
 }
+
+/// A failed `Event` handed to the dead-letter sink is counted.
+#[tokio::test(flavor = "current_thread")]
+async fn dead_letters_are_counted() {
+    use invoke_stack::dead_letter::{DeadLetter, DeadLetterSink, SinkFuture};
+    use invoke_stack::model::InvocationType;
+
+    #[derive(Debug)]
+    struct Keep;
+    impl DeadLetterSink for Keep {
+        fn send(&self, _letter: DeadLetter) -> SinkFuture {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let (lambda, _) = common::echo_endpoint().await;
+    lambda.always("echo", Some(Fault::service_exception()));
+    let client = common::builder_for(&lambda)
+        .dead_letter_sink(Keep)
+        .build()
+        .unwrap();
+    let req = InvokeRequest::builder("echo")
+        .invocation_type(InvocationType::Event)
+        .build()
+        .unwrap();
+    let err = client.invoke(req).await.unwrap_err();
+    assert!(err.dead_lettered());
+    let m = read(&snapshotter);
+    assert_eq!(
+        counter(
+            &m,
+            "invoke_dead_letters_total{function=echo,outcome=stored}"
+        ),
+        1
+    );
+}

@@ -13,12 +13,12 @@
 //! |---|---|---|---|
 //! | `invoke_attempts_total` | counter | `function`, `outcome` | attempts by how they ended: `final`, `not_retryable`, `throttled`, `transient` (retry layer) |
 //! | `invoke_attempt_duration_seconds` | histogram | `function` | each attempt's duration (retry layer) |
-//! | `invoke_retries_total` | counter | `function`, `reason` | retries made: `throttle` or `transient` |
-//! | `invoke_backoff_seconds` | histogram | `function` | the wait before each retry |
+//! | `invoke_retries_total` | counter | `function`, `reason` | retries made (not cancelled during their backoff): `throttle` or `transient` |
+//! | `invoke_backoff_seconds` | histogram | `function` | the wait before each retry made |
 //! | `invoke_rate_limit_waits_total` | counter | `function` | calls that waited for the rate limiter |
 //! | `invoke_rate_limit_wait_seconds` | histogram | `function` | how long they waited |
 //! | `invoke_rate_limit_refusals_total` | counter | `function` | calls the rate limiter refused |
-//! | `invoke_adaptive_limit` | gauge | `function` | the adaptive concurrency limit, when it changes |
+//! | `invoke_adaptive_limit` | gauge | `function` (the rate-limit key) | the adaptive concurrency limit, after each attempt's feedback |
 //!
 //! ```
 //! use std::sync::Arc;

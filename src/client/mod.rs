@@ -923,7 +923,15 @@ impl InvokeClient {
             Err(mut err) => {
                 let letter = DeadLetter::new(&req, &err, started);
                 let id = letter.id.clone();
-                match sink.send(letter).await {
+                let sent = sink.send(letter).await;
+                #[cfg(feature = "metrics")]
+                metrics::counter!(
+                    "invoke_dead_letters_total",
+                    "function" => req.function_name().name().to_owned(),
+                    "outcome" => if sent.is_ok() { "stored" } else { "refused" }
+                )
+                .increment(1);
+                match sent {
                     Ok(()) => {
                         err.mark_dead_lettered();
                         tracing::warn!(
