@@ -657,3 +657,43 @@ async fn a_slow_reader_does_not_trip_the_idle_timeout() {
     assert_eq!([&first[..], &rest[..]].concat(), b"one,two");
     assert!(resp.completion().is_some());
 }
+
+/// A stream call carries the User-Agent headers, as `invoke` does (the streaming stack
+/// has the same slots): a raw server records the request head, and refuses the call.
+#[tokio::test]
+async fn a_stream_call_carries_the_user_agent() {
+    use tokio::io::AsyncWriteExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = sock.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        let _ = sock
+            .write_all(b"HTTP/1.1 400 Bad Request\r\nx-amzn-errortype: InvalidRequestContentException\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+            .await;
+        String::from_utf8_lossy(&head).to_lowercase()
+    });
+    let client = InvokeClient::builder()
+        .endpoint_url(url)
+        .region("us-east-1")
+        .credentials(invoke_stack::layers::sigv4::Credentials::from_keys(
+            "AKID", "secret", None,
+        ))
+        .build()
+        .unwrap();
+    let _ = client.invoke_stream(request("echo")).await;
+    let head = server.await.unwrap();
+    assert!(head.contains("\r\nuser-agent: invoke-stack/"), "{head}");
+    assert!(
+        head.contains("\r\nx-amz-user-agent: invoke-stack/"),
+        "{head}"
+    );
+}

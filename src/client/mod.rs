@@ -582,6 +582,8 @@ impl InvokeClientBuilder {
             .layer(feedback.clone())
             .layer(TimeoutLayer::new(sync_attempt))
             .layer(signer.clone())
+            .layer(user_agent.clone())
+            .layer(recursion.clone())
             .service(transport.streaming());
         let service = match named {
             None => ClientService::Static(

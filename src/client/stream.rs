@@ -28,7 +28,14 @@ pub(super) type StreamStack = Trace<
             RateLimit<
                 Retry<
                     Trace<
-                        Feedback<Timeout<SigV4<StreamingTransport>>, LambdaClassifier>,
+                        Feedback<
+                            Timeout<
+                                SigV4<
+                                    super::UserAgent<super::RecursionDetection<StreamingTransport>>,
+                                >,
+                            >,
+                            LambdaClassifier,
+                        >,
                         LambdaTrace,
                     >,
                     LambdaClassifier,
