@@ -343,10 +343,16 @@ impl Future for StreamingFuture {
                         };
                         let data = std::mem::take(buf).freeze();
                         *this.slot = None;
-                        return Poll::Ready(Ok(http::Response::from_parts(
+                        let mut resp = http::Response::from_parts(
                             parts,
-                            StreamingBody::buffered(data),
-                        )));
+                            StreamingBody::buffered(data.clone()),
+                        );
+                        // For the SigV4 layer's clock-skew check, which cannot read this
+                        // body type; and decoded once for the classifiers and spans.
+                        resp.extensions_mut()
+                            .insert(invoke_layers::sigv4::ErrorBody(data));
+                        crate::codec::keep_decoded_error(&mut resp);
+                        return Poll::Ready(Ok(resp));
                     }
                 },
             }

@@ -6,7 +6,7 @@ use tower_layer::Layer;
 use super::credentials::{ProvideCredentials, SharedCredentialsProvider};
 use super::service::SigV4;
 use super::sign::{Clock, SigningConfig, SystemClock};
-use super::skew::{buffered_body, clock_skew_error, offset_millis, ClockSkew};
+use super::skew::{buffered_body, clock_skew_error, offset_millis, ClockSkew, ErrorBody};
 
 /// Layer that signs every request with SigV4; see the [module docs](super).
 #[derive(Clone, Debug)]
@@ -43,8 +43,10 @@ impl Shared {
         else {
             return;
         };
-        let Some(code) = clock_skew_error(status, resp.headers(), buffered_body(resp.body()))
-        else {
+        // The body if it is in memory, else an error body a streaming client kept.
+        let body = buffered_body(resp.body())
+            .or_else(|| resp.extensions().get::<ErrorBody>().map(|b| &b.0[..]));
+        let Some(code) = clock_skew_error(status, resp.headers(), body) else {
             return;
         };
         let local = self.clock.now();

@@ -21,8 +21,11 @@
 //!   ([`SigV4Layer::with_max_clock_skew`]) is refused with a `WARN` event. The code is
 //!   read from `x-amzn-ErrorType`, or from a JSON or XML error body of at most 8 KiB;
 //!   responses other than 400/401/403 are not looked at. The body is read only when it
-//!   is already in memory (`Bytes`, `Vec<u8>`, `String`); over a streaming client (any
-//!   other response body type, such as hyper's `Incoming`) the header alone decides.
+//!   is already in memory (`Bytes`, `Vec<u8>`, `String`), or when the client kept an
+//!   error answer's body in the response's extensions ([`ErrorBody`]); otherwise (any
+//!   other body type, such as hyper's `Incoming`) the header alone decides, which settles
+//!   `RequestTimeTooSkewed` and the like but not an `InvalidSignatureException` whose
+//!   message says "Signature expired": put its body in an [`ErrorBody`].
 //! - **Credentials** come from a [`ProvideCredentials`]: static [`Credentials`],
 //!   [`EnvironmentProvider`], [`ProfileProvider`] (shared files), a [`ProviderChain`],
 //!   any aws-config provider through [`AwsSdkProvider`], all cacheable with
@@ -87,7 +90,7 @@ pub use sign::{
     format_amz_date, parse_amz_date, sha256_hex, sign_request, sign_request_with_hash, Clock,
     FixedClock, PayloadHash, SigningConfig, SystemClock,
 };
-pub use skew::ClockSkew;
+pub use skew::{ClockSkew, ErrorBody};
 
 #[cfg(test)]
 mod tests {
@@ -519,6 +522,40 @@ mod tests {
                 resp.extensions().get::<ClockSkewCorrected>().map(|c| c.0),
                 learned,
                 "{status} {code:?}"
+            );
+        }
+    }
+
+    /// A streaming client that kept an error answer's body ([`ErrorBody`]) lets the layer
+    /// read a clock-skew error whose code needs its message.
+    #[tokio::test]
+    async fn an_error_body_kept_in_the_extensions_is_read() {
+        #[derive(Debug)]
+        struct Streaming;
+        for (body, learned) in [
+            (&br#"{"message":"Signature expired: 20261130T000000Z is now earlier than 20261130T000500Z"}"#[..], Some(true)),
+            (&br#"{"message":"The request signature we calculated does not match"}"#[..], None),
+        ] {
+            let (mock, mut handle) =
+                mock::pair::<http::Request<Bytes>, http::Response<Streaming>>();
+            let call = tokio::spawn(layer_at_t0().layer(mock).oneshot(request()));
+            let (_, send) = handle.next_request().await.unwrap();
+            let mut resp = http::Response::builder()
+                .status(403)
+                .header(
+                    "date",
+                    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(T0 + 600)),
+                )
+                .header("x-amzn-errortype", "InvalidSignatureException")
+                .body(Streaming)
+                .unwrap();
+            resp.extensions_mut()
+                .insert(ErrorBody(Bytes::from_static(body)));
+            send.send_response(resp);
+            let resp = call.await.unwrap().unwrap();
+            assert_eq!(
+                resp.extensions().get::<ClockSkewCorrected>().map(|c| c.0),
+                learned
             );
         }
     }

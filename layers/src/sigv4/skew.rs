@@ -150,6 +150,18 @@ pub(crate) fn clock_skew_error(
         .then_some(*known)
 }
 
+/// An error answer's body, read already, in the extensions of a response whose own body
+/// type the SigV4 layer cannot read (a streaming client's): the layer then reads this to
+/// tell a clock-skew error, whose code may be known only with its message (Lambda's 403
+/// `InvalidSignatureException`, "Signature expired").
+///
+/// ```
+/// let mut resp = http::Response::new(());
+/// resp.extensions_mut().insert(invoke_layers::sigv4::ErrorBody(bytes::Bytes::from_static(b"{}")));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ErrorBody(pub bytes::Bytes);
+
 /// The bytes of a response body that is already buffered (`Bytes`, `Vec<u8>`,
 /// `String`, static text), or `None` for any other body type, such as a stream.
 pub(crate) fn buffered_body<RB: 'static>(body: &RB) -> Option<&[u8]> {
