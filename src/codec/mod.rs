@@ -211,7 +211,8 @@ impl BufferedBody for Bytes {
 /// An error response's [`ApiError`], decoded once by the transport when the body
 /// arrived and kept in the response's extensions, so that the classifiers (retry, rate
 /// limit, circuit breaker), the spans and the final decoding read it instead of parsing
-/// the body again.
+/// the body again. A layer of the caller's that rewrites an error response (redacts its
+/// body, say) must remove this extension, or the original error is what is reported.
 #[derive(Debug, Clone)]
 pub struct DecodedError(pub std::sync::Arc<ApiError>);
 

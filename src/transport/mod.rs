@@ -76,7 +76,8 @@ pub struct TransportConfig {
     /// TCP keep-alive on every connection, `None` to switch it off. The defaults (first
     /// probe after 60 s, then every 15 s, 4 probes) keep flows alive through the 350 s
     /// idle timers of NAT gateways and NLBs; see [`KeepAlive`] and
-    /// [`invoke_layers::keepalive`].
+    /// [`invoke_layers::keepalive`]. Set through hyper-util's connector, which ignores a
+    /// socket option the operating system refuses (the connection is made without it).
     pub keepalive: Option<KeepAlive>,
     /// `TCP_NODELAY` (default on: requests are written whole, Nagle only adds latency).
     pub nodelay: bool,

@@ -96,7 +96,8 @@ pub trait ClassifyRetry<Res, E>: Send + Sync + 'static {
     /// the same key classify every outcome alike. Then the first layer to classify an
     /// attempt's response keeps the answer in its extensions ([`Classified`]) and the
     /// layers outside it reuse it instead of classifying again (see [`classify_once`]).
-    /// `None` (the default) never shares.
+    /// `None` (the default) never shares. A layer between them that rewrites responses
+    /// must remove the [`Classified`] extension of those it changes.
     fn cache_key(&self) -> Option<u64> {
         None
     }
