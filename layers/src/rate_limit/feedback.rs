@@ -18,7 +18,7 @@ use crate::classify::{Classification, ClassifyRetry, RetryKind};
 use crate::deadline::{AttemptNumber, Deadline};
 
 /// Reports each attempt's outcome to the adaptive limits; made by
-/// [`RateLimitLayer::feedback`].
+/// [`RateLimitLayer::feedback`](super::RateLimitLayer::feedback).
 pub struct FeedbackLayer<C> {
     pub(super) shared: Arc<FeedbackShared<C>>,
 }
@@ -170,7 +170,7 @@ where
     /// attempt did before the operation ([`RateCount::Attempts`]). With an adaptive
     /// limit, each attempt then waits for a slot under its key's current limit, and its
     /// outcome moves the limit. Attempts count, not operations: an operation sleeping in
-    /// retry backoff holds no slot. Waits are bounded as in [`RateLimit`].
+    /// retry backoff holds no slot. Waits are bounded as in [`RateLimit`](super::RateLimit).
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let Some(shared) = &self.shared else {
             return ResponseFuture::direct(self.inner.call(req));

@@ -89,7 +89,7 @@ pub struct RateLimitBuilder<K> {
 
 impl RateLimitLayer<ExtensionKey> {
     /// Starts a builder (no limits, wait mode with 10 ms jitter and at most
-    /// [`DEFAULT_MAX_WAIT`] per wait, keys from [`RateLimitKey`]).
+    /// [`DEFAULT_MAX_WAIT`] per wait, keys from [`RateLimitKey`](super::RateLimitKey)).
     pub fn builder() -> RateLimitBuilder<ExtensionKey> {
         RateLimitBuilder {
             settings: Settings {
@@ -161,7 +161,7 @@ impl<K> RateLimitBuilder<K> {
     /// [`DEFAULT_MAX_WAIT`]), each time it waits: before the operation, and before each
     /// attempt under the adaptive limit. A rate wait that would end later is refused at
     /// once; a slot wait that reaches it is refused then ([`Refusal::MaxWait`]). The
-    /// operation [`Deadline`] bounds waits too, whichever is sooner.
+    /// operation [`Deadline`](crate::deadline::Deadline) bounds waits too, whichever is sooner.
     ///
     /// [`Refusal::MaxWait`]: super::Refusal::MaxWait
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
