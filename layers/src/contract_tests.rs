@@ -243,8 +243,11 @@ async fn each_attempt_is_classified_once_when_the_classifier_shares() {
             .insert(crate::circuit_breaker::CircuitKey("f".into()));
         let resp = svc.oneshot(r).await.unwrap();
         assert_eq!(resp.status(), 200);
-        // Two attempts: feedback classifies each; retry and breaker reuse when shared.
-        let expected = if share { 2 } else { 2 + 2 + 1 };
+        // Two attempts, 429 then 200. Feedback classifies each. Shared, the retry layer
+        // reuses the 429's answer; a 2xx is not kept (its status line is cheaper to
+        // read again than an extension is to allocate), so the retry layer and the
+        // breaker classify the 200 again: 2 + 1 + 1. Not shared: 2 + 2 + 1.
+        let expected = if share { 4 } else { 2 + 2 + 1 };
         assert_eq!(
             classifier.calls.load(Ordering::SeqCst),
             expected,

@@ -117,8 +117,9 @@ pub struct Classified {
 
 /// The classification of `result` by `classifier`: the one kept in the response's
 /// extensions by an inner layer with the same classifier, or a new one, then kept there
-/// for the layers outside. An error result is classified each time (errors carry no
-/// extensions, and classifying one reads no body).
+/// for the layers outside. Only failed responses are kept: a 2xx is classified from its
+/// status line each time, for less than keeping it costs; an error result is classified
+/// each time too (errors carry no extensions, and classifying one reads no body).
 ///
 /// ```
 /// use invoke_layers::retry::{classify_once, Classification, ClassifyRetry};
@@ -134,7 +135,7 @@ pub struct Classified {
 ///     }
 /// }
 /// let c = Counting(Default::default());
-/// let mut result: Result<_, ()> = Ok(http::Response::new(()));
+/// let mut result: Result<_, ()> = Ok(http::Response::builder().status(503).body(()).unwrap());
 /// classify_once(&c, &mut result);
 /// classify_once(&c, &mut result); // a layer outside: reused
 /// assert_eq!(c.0.into_inner(), 1);
@@ -149,6 +150,11 @@ where
     let Some(key) = classifier.cache_key() else {
         return classifier.classify(result);
     };
+    // A success is classified from its status line, for less than keeping the answer
+    // would cost (the response's first extension allocates): only failures are kept.
+    if result.as_ref().is_ok_and(|r| r.status().is_success()) {
+        return classifier.classify(result);
+    }
     let id = (std::any::TypeId::of::<C>(), key);
     if let Ok(resp) = &*result {
         if let Some(c) = resp.extensions().get::<Classified>() {
