@@ -124,6 +124,7 @@ impl InvokeClient {
             ))
         })?;
         let inner = req.request();
+        inner.options().validate()?;
         self.add_extensions(http.extensions_mut(), inner);
         let mut config = self.inner.stream_config;
         if let Some(t) = config.header_timeout {
