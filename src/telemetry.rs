@@ -500,6 +500,9 @@ impl<E: ErrorFacts + std::fmt::Display, RB: BufferedBody> Describe<Bytes, RB, E>
                     aws.lambda.stream.chunks = Empty,
                     aws.lambda.stream.first_chunk_ms = Empty,
                     aws.lambda.stream.end = Empty,
+                    otel.kind = "client",
+                    otel.status_code = Empty,
+                    otel.status_description = Empty,
                 );
                 if !span.is_disabled() {
                     self.record_request(&span, req);

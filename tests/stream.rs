@@ -535,6 +535,13 @@ async fn the_operation_span_records_the_stream() {
     assert_eq!(failed.field("aws.lambda.stream.end"), Some("truncated"));
     assert_eq!(failed.field("error.type"), Some("truncated"));
     assert_eq!(failed.field("aws.lambda.may_have_run"), Some("ran"));
+    // For OpenTelemetry: client spans, the failed one an error.
+    assert_eq!(ok.field("otel.kind"), Some("client"));
+    assert_eq!(ok.field("otel.status_code"), None);
+    assert_eq!(failed.field("otel.status_code"), Some("ERROR"));
+    assert!(failed
+        .field("otel.status_description")
+        .is_some_and(|d| d.starts_with("truncated")));
     assert!(c.events.iter().any(|e| e.message == "stream finished"
         && e.span.as_deref() == Some("Lambda.InvokeWithResponseStream")));
     // Attempt spans are children of the stream's operation span.
@@ -696,4 +703,27 @@ async fn a_stream_call_carries_the_user_agent() {
         head.contains("\r\nx-amz-user-agent: invoke-stack/"),
         "{head}"
     );
+}
+
+/// A client whose `invoke` goes to a service of the caller's (a test double) refuses
+/// `invoke_stream` rather than sending it around the double to the real endpoint.
+#[tokio::test]
+async fn a_stream_call_does_not_go_around_a_custom_inner_service() {
+    use invoke_stack::stack::BoxService;
+    let double = BoxService::new(tower::service_fn(
+        |_req: http::Request<bytes::Bytes>| async {
+            Ok::<_, invoke_stack::InvokeError>(http::Response::new(bytes::Bytes::new()))
+        },
+    ));
+    let client = InvokeClient::builder()
+        .endpoint_url("http://127.0.0.1:1")
+        .region("us-east-1")
+        .credentials(invoke_stack::layers::sigv4::Credentials::from_keys(
+            "AKID", "secret", None,
+        ))
+        .inner_service(double)
+        .build()
+        .unwrap();
+    let err = client.invoke_stream(request("echo")).await.unwrap_err();
+    assert!(err.to_string().contains("custom inner service"), "{err}");
 }

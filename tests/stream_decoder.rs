@@ -108,8 +108,10 @@ fn a_hostile_prelude_is_refused_before_its_frame_is_buffered() {
             max: 1 << 20
         })
     );
-    // Nothing was reserved for it.
+    // Nothing was reserved for it (capacity, not length: a reservation before the cap
+    // check would show here).
     assert!(d.buffered() <= 12);
+    assert!(d.buffer_capacity() <= 4096, "{}", d.buffer_capacity());
     // A proxy's HTML page is not an event stream: the prelude CRC says so.
     let mut d = EventDecoder::default();
     assert_eq!(
@@ -174,6 +176,7 @@ proptest! {
                 break;
             }
             prop_assert!(d.buffered() <= cap + split);
+            prop_assert!(d.buffer_capacity() <= 4 * (cap + split) + 4096);
             loop {
                 match d.next_event() {
                     Ok(Some(_)) => {}

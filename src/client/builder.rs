@@ -435,7 +435,15 @@ impl InvokeClientBuilder {
         if sdk.adaptive && !self.rate_limit_set {
             self.rate_limit = self
                 .rate_limit
-                .adaptive(invoke_layers::rate_limit::Adaptive::default());
+                // The SDKs' adaptive mode does nothing until the first throttle: start at
+                // the ceiling and let throttles bring the limit down.
+                .adaptive({
+                    let a = invoke_layers::rate_limit::Adaptive::default();
+                    invoke_layers::rate_limit::Adaptive {
+                        initial: a.max,
+                        ..a
+                    }
+                });
         }
         if !self.timeouts_set {
             self.timeouts.operation = sdk.operation_timeout;
@@ -496,6 +504,8 @@ impl InvokeClientBuilder {
             None => CircuitBreakerLayer::off(),
         };
         // A custom inner service needs the named (boxed) stack.
+        #[cfg(feature = "stream")]
+        let custom_inner = self.inner_service.is_some();
         let named = match (self.named, self.inner_service.is_some()) {
             (None, true) => Some(Box::new(|_: &mut InvokeStack| {}) as Customize),
             (named, _) => named,
@@ -600,6 +610,8 @@ impl InvokeClientBuilder {
                 stream: stream_service,
                 #[cfg(feature = "stream")]
                 stream_config: self.stream_config,
+                #[cfg(feature = "stream")]
+                custom_inner,
             }),
         })
     }

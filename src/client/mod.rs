@@ -200,6 +200,10 @@ struct Inner {
     stream: stream::StreamStack,
     #[cfg(feature = "stream")]
     stream_config: crate::stream::StreamConfig,
+    /// `invoke` goes to a service of the caller's (`inner_service`): `invoke_stream`,
+    /// whose stack is always the static one over the real transport, refuses to run.
+    #[cfg(feature = "stream")]
+    custom_inner: bool,
 }
 
 /// A Lambda Invoke client. `Clone + Send + Sync`; clones share one connection pool.

@@ -123,6 +123,19 @@ impl InvokeClient {
                 None,
             ))
         })?;
+        if self.inner.custom_inner {
+            // Tests give `inner_service` a double: a stream call must not go around it to
+            // the real endpoint, with real credentials.
+            return Err(TransportError::new(
+                TransportErrorKind::InvalidRequest,
+                false,
+                "invoke_stream does not go through a custom inner service \
+                 (InvokeClientBuilder::inner_service): it would reach the real endpoint"
+                    .to_owned(),
+                None,
+            )
+            .into());
+        }
         let inner = req.request();
         inner.options().validate()?;
         self.add_extensions(http.extensions_mut(), inner);

@@ -45,11 +45,13 @@ impl SdkSettings {
         use invoke_layers::sigv4::{AwsSdkProvider, CredentialsCache};
 
         // `AWS_ENDPOINT_URL_LAMBDA`, or the `lambda` part of the profile's `services`
-        // section, as the generated SDK clients read them; then the global one.
+        // section, as the generated SDK clients read them (with the key they use:
+        // aws-config adds the service's suffix itself, and honours
+        // `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` for this key only); then the global one.
         let service_endpoint = cfg.service_config().and_then(|sc| {
             let key = ServiceConfigKey::builder()
                 .service_id("Lambda")
-                .env("AWS_ENDPOINT_URL_LAMBDA")
+                .env("AWS_ENDPOINT_URL")
                 .profile("endpoint_url")
                 .build()
                 .ok()?;

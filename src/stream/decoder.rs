@@ -231,6 +231,13 @@ impl EventDecoder {
         self.buf.len() + self.input.len()
     }
 
+    /// Bytes of memory the decoder's joining buffer holds (its capacity, not its
+    /// length): what a hostile prelude would have made it allocate. For tests and
+    /// diagnostics.
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// True when no bytes of an unfinished frame are held.
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty() && self.input.is_empty()
@@ -339,22 +346,25 @@ fn interpret(message: &Message) -> Result<Event, DecodeError> {
                 }),
             }
         }
+        // The server's text: capped and escaped, as everywhere in errors and logs (an
+        // exception's payload may be megabytes, or carry control characters).
         "error" => Err(DecodeError::ErrorMessage {
-            code: string_header(message, ":error-code")
-                .unwrap_or_default()
-                .to_owned(),
-            message: string_header(message, ":error-message")
-                .unwrap_or_default()
-                .to_owned(),
+            code: untrusted(string_header(message, ":error-code").unwrap_or_default()),
+            message: untrusted(string_header(message, ":error-message").unwrap_or_default()),
         }),
         "exception" => Err(DecodeError::Exception {
-            exception_type: string_header(message, ":exception-type")
-                .unwrap_or_default()
-                .to_owned(),
-            message: String::from_utf8_lossy(message.payload()).into_owned(),
+            exception_type: untrusted(
+                string_header(message, ":exception-type").unwrap_or_default(),
+            ),
+            message: invoke_layers::trace::Untrusted::bytes(message.payload()).to_string(),
         }),
         _ => Err(DecodeError::MissingHeader("a known :message-type")),
     }
+}
+
+/// Server text for an error: at most [`MAX_UNTRUSTED_CHARS`](invoke_layers::trace::MAX_UNTRUSTED_CHARS), escaped.
+fn untrusted(text: &str) -> String {
+    invoke_layers::trace::Untrusted::new(text).to_string()
 }
 
 /// Encodes messages of this operation (for the local endpoint and for tests), with

@@ -312,8 +312,8 @@ impl InvokeStreamResponse {
 
     fn fail(&mut self, err: &StreamError) {
         self.state = ReadState::Failed;
-        // The connection is not reused after a failure: dropping an unfinished body
-        // closes it.
+        // The body is dropped unfinished: hyper closes the connection unless the rest of
+        // the body is already in its buffer (then the next request may reuse it).
         self.body = None;
         self.slot = None;
         self.idle_timer = None;
@@ -321,6 +321,12 @@ impl InvokeStreamResponse {
         if let Some(span) = &self.span {
             span.record("error.type", err.type_name());
             span.record("aws.lambda.may_have_run", "ran");
+            span.record("otel.status_code", "ERROR");
+            span.record(
+                "otel.status_description",
+                crate::layers::trace::Untrusted::new(&format!("{}: {err}", err.type_name()))
+                    .to_string(),
+            );
             tracing::info!(parent: span, error = %err, "stream failed");
         }
         self.record_end(err.type_name());
@@ -334,10 +340,10 @@ impl InvokeStreamResponse {
             "complete"
         };
         if let (Some(span), Some(code)) = (&self.span, &completion.error_code) {
-            span.record(
-                "aws.lambda.function_error",
-                &*crate::layers::trace::Untrusted::new(code).to_string(),
-            );
+            let code = crate::layers::trace::Untrusted::new(code).to_string();
+            span.record("aws.lambda.function_error", &*code);
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_description", format!("function error: {code}"));
         }
         self.completion = Some(completion);
         // InvokeComplete is the last message. What is already there of the body's end
@@ -350,7 +356,10 @@ impl InvokeStreamResponse {
                 body.is_end_stream() || matches!(Pin::new(body).poll_frame(cx), Poll::Ready(None));
         }
         if !ended {
-            tracing::debug!("no clean end after InvokeComplete: the connection is closed");
+            tracing::debug!(
+                "no end of body yet after InvokeComplete: the body is dropped (hyper reads \
+                 the rest if it can, and otherwise closes the connection)"
+            );
         }
         self.body = None;
         self.slot = None;

@@ -154,10 +154,11 @@ impl ProxyConfig {
 fn redacted(url: &str) -> String {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
     let rest = &url[after_scheme..];
+    // Everything before the last `@` is user information, even with an unencoded `/`,
+    // `#` or `@` in a password: none of it is shown.
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
     let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    format!("{}{}", &url[..after_scheme], host)
+    format!("{}{}", &url[..after_scheme], &rest[..authority_end])
 }
 
 impl fmt::Debug for ProxyConfig {
@@ -231,6 +232,8 @@ impl tower_service::Service<http::Uri> for ProxyConnector {
     }
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
+        // As curl and the AWS CLI do, only NO_PROXY exempts a host, loopback included: with
+        // a proxy set, a local endpoint wants `NO_PROXY=localhost,127.0.0.1`.
         let Some(intercept) = self.matcher.as_ref().and_then(|m| m.intercept(&uri)) else {
             // Once per new connection, not per request: a box here costs nothing measurable.
             let fut = self.tcp.call(uri);
@@ -267,6 +270,22 @@ impl tower_service::Service<http::Uri> for ProxyConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_part_of_the_user_information_is_hidden() {
+        for url in [
+            "http://svc_user:Xy7/9kQ@proxy.corp:3128",
+            "http://svc_user:p#ss@proxy.corp:3128/",
+            "http://svc_user:p@ss@proxy.corp:3128",
+        ] {
+            let shown = redacted(url);
+            assert_eq!(shown, "http://proxy.corp:3128", "{url}");
+        }
+        assert_eq!(
+            redacted("http://proxy.corp:3128/x"),
+            "http://proxy.corp:3128"
+        );
+    }
 
     #[test]
     fn rules_from_env_and_code() {
