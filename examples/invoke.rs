@@ -27,8 +27,8 @@
 //!
 //! ```text
 //! cargo run --example invoke -- --invocation-type Event --function-name missing \
-//!     --dead-letter-spool /tmp/invoke.spool
-//! cargo run --example invoke -- --replay-spool /tmp/invoke.spool
+//!     --dead-letter-spool ~/.local/state/invoke-stack/events.spool
+//! cargo run --example invoke -- --replay-spool ~/.local/state/invoke-stack/events.spool
 //! ```
 //!
 //! (The embedded endpoint still has no `missing`, so that replay reports it as failed

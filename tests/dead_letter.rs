@@ -184,6 +184,15 @@ async fn the_spool_is_owner_only() {
     assert_eq!(mode(&path.with_file_name("spool.lock")), 0o600);
     assert_eq!(mode(path.parent().unwrap()), 0o700);
     assert_eq!(mode(path.parent().unwrap().parent().unwrap()), 0o700);
+    // A spool file others may read or write (made by someone else, or before) is
+    // refused: it holds payloads, and replay runs what it finds.
+    let open_to_all = tmp.0.parent().unwrap().join("world-writable.spool");
+    std::fs::write(&open_to_all, b"").unwrap();
+    std::fs::set_permissions(&open_to_all, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let err = FileSpool::open(&open_to_all).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+    let _ = std::fs::remove_file(&open_to_all);
 }
 
 /// A sink that hands letters to the test.
@@ -572,4 +581,42 @@ async fn two_spools_on_one_path_append_while_one_replays() {
     assert_eq!(counts.len(), 2 * EACH);
     assert!(counts.values().all(|n| *n == 1), "a letter delivered twice");
     assert!(left.is_empty());
+}
+
+/// A replay whose try may have reached Lambda rewrites the letter as "may have run": the
+/// next default replay leaves it, instead of sending it a second time unasked.
+#[tokio::test]
+async fn a_replay_that_may_have_run_marks_the_letter_so() {
+    let tmp = TempSpool::new("replay-may-have-run");
+    let spool = FileSpool::open(&tmp.0).unwrap();
+    let (lambda, _) = common::echo_endpoint().await;
+    let client = common::builder_for(&lambda)
+        .max_attempts(1)
+        .dead_letter_sink(spool.clone())
+        .build()
+        .unwrap();
+    // Stored as not run (throttled).
+    lambda.always("echo", Some(Fault::throttle(None, None)));
+    client.invoke(event("{}")).await.unwrap_err();
+    // Replayed into a 500: the function may have run this time.
+    lambda.always("echo", Some(Fault::service_exception()));
+    let report = spool.replay(&client).await.unwrap();
+    assert_eq!(
+        (report.delivered, report.failed.len()),
+        (0, 1),
+        "{report:?}"
+    );
+    let left = spool.read().await.unwrap().letters;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].may_have_run, "Unknown");
+    // The next default replay leaves it.
+    lambda.always("echo", None);
+    let before = lambda.requests("echo");
+    let report = spool.replay(&client).await.unwrap();
+    assert_eq!(
+        (report.delivered, report.left_may_have_run),
+        (0, 1),
+        "{report:?}"
+    );
+    assert_eq!(lambda.requests("echo"), before);
 }

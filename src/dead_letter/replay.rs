@@ -113,6 +113,7 @@ impl FileSpool {
             }
         }
         for chunk in todo.chunks(options.batch.max(1)) {
+            let started = std::time::SystemTime::now();
             let futures = chunk
                 .iter()
                 .map(|(_, req)| Box::pin(client.invoke_without_dead_letter(req.clone())))
@@ -120,13 +121,25 @@ impl FileSpool {
             let results = join_all(futures).await;
             let mut tombstones = Vec::new();
             let mut delivered = 0;
-            for ((id, _), result) in chunk.iter().zip(results) {
+            for ((id, req), result) in chunk.iter().zip(results) {
                 match result {
                     Ok(_) => {
                         tombstones.extend_from_slice(&frame::delivered(id));
                         delivered += 1;
                     }
-                    Err(e) => report.failed.push((id.clone(), e)),
+                    Err(e) => {
+                        // A failure after which the function may have run: the letter is
+                        // rewritten as such (the old one delivered, a new one saying "may
+                        // have run"), so a default replay does not send it again.
+                        if e.may_have_run() != crate::error::RunStatus::NotRun {
+                            let again = super::DeadLetter::new(req, &e, started);
+                            if let Ok(line) = frame::letter(&again) {
+                                tombstones.extend_from_slice(&frame::delivered(id));
+                                tombstones.extend_from_slice(&line);
+                            }
+                        }
+                        report.failed.push((id.clone(), e));
+                    }
                 }
             }
             if !tombstones.is_empty() {

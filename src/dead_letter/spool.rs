@@ -207,7 +207,10 @@ impl FileSpoolBuilder {
         {
             lock.lock()?;
             let created = !path.exists();
-            private_options().create(true).append(true).open(&path)?;
+            let file = private_options().create(true).append(true).open(&path)?;
+            // A spool holds payloads, and replay invokes what it finds: one that others
+            // can read or write (created by someone else, or before) is refused.
+            check_private(&file, &path)?;
             if created {
                 sync_dir(&path)?;
             }
@@ -234,6 +237,45 @@ impl FileSpoolBuilder {
             }),
         })
     }
+}
+
+/// Refuses a spool file that others may read or write, or (on Linux) that another user
+/// owns.
+#[cfg(unix)]
+fn check_private(file: &File, path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = file.metadata()?;
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "dead-letter spool {} is open to other users (mode {mode:o}): it holds \
+                 payloads and replay runs what it contains; `chmod 600` it if it is yours",
+                path.display()
+            ),
+        ));
+    }
+    // The process's user is the owner of /proc/self.
+    #[cfg(target_os = "linux")]
+    if let Ok(me) = std::fs::metadata("/proc/self").map(|m| m.uid()) {
+        if meta.uid() != me {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "dead-letter spool {} belongs to another user (uid {})",
+                    path.display(),
+                    meta.uid()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_file: &File, _path: &Path) -> io::Result<()> {
+    Ok(())
 }
 
 impl FileSpool {
