@@ -67,8 +67,9 @@ pub struct Args {
     /// Endpoint URL; without it, an embedded local endpoint.
     #[arg(long)]
     pub endpoint_url: Option<String>,
-    /// Redis URL; without it, a local redis-server if one is installed.
-    #[arg(long)]
+    /// Redis URL (or `FLEET_REDIS_URL`, which keeps a password out of `ps`); without
+    /// it, a local redis-server if one is installed.
+    #[arg(long, env = "FLEET_REDIS_URL")]
     pub redis_url: Option<String>,
     /// shared, local or both.
     #[arg(long, default_value = "both")]
@@ -288,8 +289,9 @@ pub fn spawn_worker(
     if let Some(url) = &args.endpoint_url {
         cmd.args(["--endpoint-url", url]);
     }
+    // In the environment, not the arguments: a password in the URL would show in `ps`.
     if let Some(url) = &args.redis_url {
-        cmd.args(["--redis-url", url]);
+        cmd.env("FLEET_REDIS_URL", url);
     }
     if let Some(rate) = args.rate {
         cmd.args(["--rate", &rate.to_string()]);

@@ -53,7 +53,11 @@ fn main() {
     let disk_full = match tmpfs_unavailable() {
         Some(reason) => {
             eprintln!("\n*** disk-full test SKIPPED: {reason} ***\n");
-            Trial::test("disk_full_hands_the_letter_back", || Ok(())).with_ignored_flag(true)
+            // Ignored, and a failure if run anyway (`--include-ignored`).
+            Trial::test("disk_full_hands_the_letter_back", move || {
+                Err(format!("not run: {reason}").into())
+            })
+            .with_ignored_flag(true)
         }
         None => Trial::test("disk_full_hands_the_letter_back", disk_full),
     };

@@ -44,8 +44,11 @@ fn main() {
     let trial = match lab_unavailable() {
         Some(reason) => {
             eprintln!("\n*** NAT lab SKIPPED: {reason} ***\n");
-            Trial::test("nat_lab_keepalive_survives_conntrack_expiry", || Ok(()))
-                .with_ignored_flag(true)
+            // Ignored, and a failure if run anyway (`--include-ignored`).
+            Trial::test("nat_lab_keepalive_survives_conntrack_expiry", move || {
+                Err(format!("not run: {reason}").into())
+            })
+            .with_ignored_flag(true)
         }
         None => Trial::test("nat_lab_keepalive_survives_conntrack_expiry", run_lab),
     };

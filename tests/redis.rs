@@ -86,7 +86,12 @@ fn main() {
     let trials = tests
         .into_iter()
         .map(|(name, f)| match &missing {
-            Some(_) => Trial::test(name, || Ok(())).with_ignored_flag(true),
+            // Ignored, and a failure if run anyway (`--include-ignored`): nothing was tested.
+            Some(reason) => {
+                let reason = reason.clone();
+                Trial::test(name, move || Err(format!("not run: {reason}").into()))
+                    .with_ignored_flag(true)
+            }
             None => Trial::test(name, f),
         })
         .collect();

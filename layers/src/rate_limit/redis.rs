@@ -73,7 +73,10 @@ end
 if slots then
   local ttl = tonumber(ARGV[2 * n + 3])
   redis.call('ZADD', slots, string.format('%d', now_ms + ttl), ARGV[2 * n + 4])
-  redis.call('PEXPIRE', slots, string.format('%d', ttl))
+  -- Only ever extended: a shorter TTL of another caller must not expire longer leases.
+  if redis.call('PTTL', slots) < ttl then
+    redis.call('PEXPIRE', slots, string.format('%d', ttl))
+  end
 end
 return 0
 ";
@@ -90,7 +93,9 @@ if expiry == false or tonumber(expiry) <= now then
   return 0
 end
 redis.call('ZADD', KEYS[1], 'XX', string.format('%d', now + ttl), ARGV[2])
-redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl))
+if redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl))
+end
 return 1
 ";
 

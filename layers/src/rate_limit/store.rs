@@ -285,6 +285,8 @@ impl SharedLimits {
             Some("the store timeout must be above 0")
         } else if self.lease_ttl < Duration::from_millis(3) {
             Some("the lease TTL must be at least 3 ms")
+        } else if self.lease_ttl > Duration::from_secs(24 * 3600) {
+            Some("the lease TTL must be at most a day (leases are renewed while calls run)")
         } else if self.poll.is_zero() {
             Some("the poll interval must be above 0")
         } else {
@@ -527,14 +529,28 @@ pub(crate) async fn admit(
         ttl: shared.cfg.lease_ttl,
         id: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
     };
+    // An admission the store may have carried out although its answer never came (a
+    // timeout, a cancelled call) would hold a fleet slot until the lease's TTL: the
+    // guard releases it (a release of no lease is harmless).
+    let mut orphan = OrphanGuard {
+        store: Arc::clone(&shared.cfg.store),
+        key,
+        id: &lease.id,
+        timeout: shared.cfg.timeout,
+        armed: false,
+    };
     loop {
+        orphan.armed = true;
         let answer = shared
             .call(budget, || {
                 shared.cfg.store.admit(cells.clone(), Some(lease.clone()))
             })
             .await;
+        orphan.armed = answer.is_err();
         let pause = match answer {
             Ok(Admission::Admitted) => {
+                orphan.armed = false;
+                drop(orphan);
                 slot.attach(Lease::start(shared, key, lease.id));
                 return Ok(Some(slot));
             }
@@ -577,6 +593,30 @@ pub(crate) async fn admit(
 
 /// A lease on a slot in the store, renewed by a task while held, released (by a spawned
 /// task) when dropped.
+/// Releases a lease whose admission was sent but not answered (see [`admit`]).
+struct OrphanGuard<'a> {
+    store: Arc<dyn SharedStore>,
+    key: &'a str,
+    id: &'a str,
+    timeout: Duration,
+    armed: bool,
+}
+
+impl Drop for OrphanGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let release = self.store.release(self.key, self.id);
+            let timeout = self.timeout;
+            rt.spawn(async move {
+                let _ = tokio::time::timeout(timeout, release).await;
+            });
+        }
+    }
+}
+
 pub(crate) struct Lease {
     store: Arc<dyn SharedStore>,
     health: Arc<Health>,

@@ -40,6 +40,9 @@ struct MemStore {
     calls: AtomicU64,
     renewals: AtomicU64,
     releases: AtomicU64,
+    /// The next admission is carried out, but its answer never comes (a store that
+    /// stalls after doing the work).
+    lose_next_answer: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -73,7 +76,8 @@ impl MemStore {
 
 impl SharedStore for Arc<MemStore> {
     fn admit(&self, cells: Vec<CellSpec>, lease: Option<LeaseSpec>) -> StoreFuture<Admission> {
-        self.answer(move |st| {
+        let lose = self.lose_next_answer.swap(false, Ordering::Relaxed);
+        let answer = self.answer(move |st| {
             let now = Instant::now();
             if let Some(l) = &lease {
                 let leases = st.leases.entry(l.key.clone()).or_default();
@@ -103,7 +107,15 @@ impl SharedStore for Arc<MemStore> {
                     .insert(l.id, now + l.ttl);
             }
             Admission::Admitted
-        })
+        });
+        if lose {
+            // Done (the lease is held), and never answered.
+            return Box::pin(async move {
+                let _ = answer.await;
+                std::future::pending().await
+            });
+        }
+        answer
     }
 
     fn renew(&self, key: &str, ttl: Duration, lease: &str) -> StoreFuture<bool> {
@@ -290,8 +302,10 @@ async fn a_failing_store_fails_open_to_the_local_limits_then_sharing_resumes() {
     let (_r, send) = handle_a.next_request().await.unwrap();
     assert_eq!(a.store_failures(), Some(1));
     assert_eq!(a.in_flight("f"), 1);
-    // Within `retry_after` (1 s) the store is not asked again.
-    let calls = store.calls.load(Ordering::Relaxed);
+    // Within `retry_after` (1 s) the store is not asked again for an admission (the
+    // release of the first call's possibly orphaned lease aside).
+    let asked = || store.calls.load(Ordering::Relaxed) - store.releases.load(Ordering::Relaxed);
+    let calls = asked();
     let second = tokio::spawn(svc.clone().oneshot(req("f")));
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert!(
@@ -303,7 +317,7 @@ async fn a_failing_store_fails_open_to_the_local_limits_then_sharing_resumes() {
     let (_r, send) = handle_a.next_request().await.unwrap();
     send.send_response(http::Response::new(()));
     second.await.unwrap().unwrap();
-    assert_eq!(store.calls.load(Ordering::Relaxed), calls);
+    assert_eq!(asked(), calls);
     assert_eq!(a.store_failures(), Some(1));
 
     // The store is back; after `retry_after` calls take leases again.
@@ -446,4 +460,26 @@ async fn a_release_never_holds_a_successful_answer_past_the_deadline() {
     call.await.unwrap().unwrap();
     assert_eq!(start.elapsed(), Duration::from_millis(200));
     assert_eq!(a.store_failures(), Some(0));
+}
+
+/// An admission the store carried out but never answered (a stall, a timeout) leaves no
+/// lease behind: the orphaned lease is released, instead of holding a fleet slot for its
+/// whole TTL.
+#[tokio::test(start_paused = true)]
+async fn an_unanswered_admission_releases_its_lease() {
+    let store = Arc::new(MemStore::default());
+    store.lose_next_answer.store(true, Ordering::Relaxed);
+    let a = limiter(&store, OnStoreFailure::FailOpen, 1);
+    let (mock_a, mut handle_a) = mock::pair::<Req, Resp>();
+    let svc = a.layer(mock_a);
+    let call = tokio::spawn(svc.clone().oneshot(req("f")));
+    // The store times out (100 ms): the call fails open and goes on.
+    let (_, send) = handle_a.next_request().await.unwrap();
+    assert_eq!(a.store_failures(), Some(1));
+    // The lease the store took for the lost answer is released.
+    tokio::task::yield_now().await;
+    assert_eq!(store.held("f"), 0);
+    assert!(store.releases.load(Ordering::Relaxed) >= 1);
+    send.send_response(http::Response::new(()));
+    call.await.unwrap().unwrap();
 }
