@@ -350,10 +350,12 @@ impl InvokeClient {
             }
         };
         self.add_extensions(http.extensions_mut(), &req);
+        // The layers' label, shared: one allocation of the name per call.
         #[cfg(feature = "metrics")]
-        let metrics = Some(crate::metrics::CallMetrics::start(Arc::from(
-            req.function_name().name(),
-        )));
+        let metrics = http
+            .extensions()
+            .get::<invoke_layers::metrics::MetricsTarget>()
+            .map(|t| crate::metrics::CallMetrics::start(Arc::clone(&t.0)));
         #[cfg(not(feature = "metrics"))]
         let metrics = ();
         let state = match &self.inner.service {
