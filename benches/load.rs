@@ -1,30 +1,42 @@
-//! End-to-end load over loopback HTTP: N calls at concurrency C (1, 16, 64) with 128 B
-//! and 64 KiB payloads against a minimal fast local server, comparing:
+//! End-to-end load over loopback HTTP, measured the way a user calls Lambda: N calls at
+//! concurrency C (1, 16, 64) with 128 B and 64 KiB payloads against a Lambda-like server
+//! that echoes the payload (so 64 KiB goes both ways). The clients compared:
 //!
-//! - `hyper`: a bare hyper client, no signing (the floor);
-//! - `hyper+sigv4`: the same, signing each request with aws-sigv4 (the signed floor);
-//! - `stack`: `InvokeClient` with its default (static) stack;
-//! - `named`: `InvokeClient` on the named (boxed) stack.
+//! - `floor`: **the independent floor**, no code of ours: a hyper request built by hand
+//!   per call, signed with `aws-sigv4`'s `sign` and `SigningSettings::default()`, sent
+//!   through hyper-util's client, the response body collected;
+//! - `stack`: `InvokeClient` with its default (static) stack, called as a user calls it:
+//!   `InvokeRequest::builder(..).payload(..).build()` per call, `invoke`, the payload read;
+//! - `named`: the same on the named (boxed) stack;
+//! - `hyper`: the floor's client without signing (what signing costs);
+//! - `hyper+sigv4`: the floor's client signing through this crate's `sign_request` (the
+//!   "signed floor" of earlier measurements, kept for comparison).
 //!
-//! The client runs on one thread (a current-thread runtime); the server on another.
-//! The client's tasks are spawned on that runtime, beside hyper's connection tasks. (They
-//! used to run in a `LocalSet`; there the signed floor's CPU per call at 128 B, C=16 was
-//! 14.4 to 16.0 µs over three runs of the same binary, spawned it is 13.9 to 14.0 µs.)
-//! Reports invocations/s, p50/p99 latency, and the client thread's CPU time per call,
-//! read from `/proc/thread-self/schedstat` (nanoseconds).
+//! Every measurement runs in its own client process, so peak RSS (`VmHWM`) compares
+//! process to process. The server is another process. Where `taskset` exists and the
+//! machine has two CPUs or more, the client is pinned to CPU 0 and the server to CPU 1.
+//! CPU per call is the client process's CPU time (user + system, every thread, from
+//! `/proc/self/task/*/schedstat`, in nanoseconds) over the timed calls, divided by the
+//! calls; the warm-up (connections, pools, caches) is not counted. Rounds interleave the
+//! clients, so drift on the machine hits them alike; each figure is the median of the
+//! rounds.
 //!
-//! Each row is the median of five rounds; the rounds interleave the clients.
-//!
-//! `cargo bench --bench load` (add `-- quick` for one short round; `-- only=stack` or
-//! `-- only=hyper+sigv4` to run one client, `c=16` for one concurrency, `size=128` for
-//! one payload size, `rounds=N`, `calls=N`, e.g. under `perf record`)
+//! `cargo bench --bench load` runs every cell (about 4 minutes). Options after `--`:
+//! `quick` (one short round), `rounds=N`, `calls=N`, `only=stack,floor` (clients),
+//! `c=16` (one concurrency), `size=128` (one payload size), `rt=multi` (the client on a
+//! multi-thread runtime instead of a current-thread one), `nopin`. To profile one client
+//! alone: `target/release/deps/load-* client=stack size=128 c=16 calls=20000
+//! addr=HOST:PORT` against a server started with `target/release/deps/load-* serve`.
 
 use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
@@ -32,66 +44,122 @@ use invoke_stack::layers::sigv4::{sign_request, Credentials, SigningConfig};
 use invoke_stack::model::InvokeRequest;
 use invoke_stack::InvokeClient;
 
-fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
+const CLIENTS: [&str; 5] = ["floor", "stack", "named", "hyper", "hyper+sigv4"];
+const FUNCTION: &str = "bench";
+const ACCESS_KEY: &str = "AKIDBENCH";
+const SECRET_KEY: &str = "bench-secret";
+const REGION: &str = "us-east-1";
+
+fn arg<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::args().find_map(|a| {
+        a.strip_prefix(name)
+            .and_then(|v| v.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+    })
+}
+
+fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}
+
+/// The CPU time of this process so far, every thread, user + system, in nanoseconds.
+fn process_cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// This process's peak resident set (`VmHWM`), in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
         .unwrap_or(0)
 }
 
-/// A minimal server answering like Lambda, as fast as it can (its own thread).
-fn start_server() -> std::net::SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server = std::thread::Builder::new().name("server".into());
-    let _ = server.spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(
-                        |req: http::Request<hyper::body::Incoming>| async move {
-                            let _ = req.into_body().collect().await;
-                            Ok::<_, Infallible>(
-                                http::Response::builder()
-                                    .header(
-                                        "x-amzn-requestid",
-                                        "6f2d4c7a-9a1b-4c1e-8f00-000000000000",
-                                    )
-                                    .header("x-amz-executed-version", "$LATEST")
-                                    .header("content-type", "application/json")
-                                    .body(Full::new(Bytes::from_static(b"{\"ok\":true}")))
-                                    .unwrap(),
-                            )
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
+// ---------------------------------------------------------------------------------------
+// The server: echoes the payload with Lambda's headers, as fast as it can.
+
+fn serve() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        println!("{}", listener.local_addr().expect("address"));
+        let _ = std::io::stdout().flush();
+        // The server exits when its parent closes stdin.
+        std::thread::spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            std::process::exit(0);
         });
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let body = match req.into_body().collect().await {
+                            Ok(b) => b.to_bytes(),
+                            Err(_) => Bytes::new(),
+                        };
+                        Ok::<_, Infallible>(
+                            http::Response::builder()
+                                .header("x-amzn-requestid", "6f2d4c7a-9a1b-4c1e-8f00-000000000000")
+                                .header("x-amz-executed-version", "$LATEST")
+                                .header("content-type", "application/json")
+                                .body(Full::new(body))
+                                .expect("response"),
+                        )
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
     });
-    rx.recv().unwrap()
 }
 
-/// The clients compared. (One of each per run: the size difference does not matter.)
+// ---------------------------------------------------------------------------------------
+// The clients.
+
 #[derive(Clone)]
-#[allow(clippy::large_enum_variant)]
 enum Target {
-    Hyper(
-        Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-        bool,
-    ),
+    /// Hand-built request; `aws-sigv4` with default settings.
+    Floor(Client<HttpConnector, Full<Bytes>>),
+    /// Hand-built request; no signing.
+    Hyper(Client<HttpConnector, Full<Bytes>>),
+    /// Hand-built request; this crate's `sign_request`.
+    HyperOurSigner(Client<HttpConnector, Full<Bytes>>),
     Stack(InvokeClient),
+}
+
+struct Shared {
+    url: String,
+    host: String,
+    body: Bytes,
+    identity: aws_smithy_runtime_api::client::identity::Identity,
+    ours: Credentials,
+    ours_cfg: SigningConfig,
 }
 
 fn payload(size: usize) -> Bytes {
@@ -101,188 +169,332 @@ fn payload(size: usize) -> Bytes {
     Bytes::from(v)
 }
 
-async fn one_call(
-    client: &Target,
-    url: &str,
-    addr: &str,
-    body: &Bytes,
-    creds: &Credentials,
-    cfg: &SigningConfig,
-) {
+fn hand_built(shared: &Shared) -> http::Request<Bytes> {
+    http::Request::post(shared.url.as_str())
+        .header("host", shared.host.as_str())
+        .header("x-amz-invocation-type", "RequestResponse")
+        .header("content-type", "application/octet-stream")
+        .header("content-length", shared.body.len())
+        .body(shared.body.clone())
+        .expect("request")
+}
+
+/// The independent floor's signing: `aws-sigv4`'s own API, default settings.
+fn sign_with_aws_sigv4(req: &mut http::Request<Bytes>, shared: &Shared) {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::sign::v4;
+    let params = v4::SigningParams::builder()
+        .identity(&shared.identity)
+        .region(REGION)
+        .name("lambda")
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .expect("signing params")
+        .into();
+    let uri = req.uri().to_string();
+    let signable = SignableRequest::new(
+        req.method().as_str(),
+        &uri,
+        req.headers()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().expect("ascii header"))),
+        SignableBody::Bytes(req.body()),
+    )
+    .expect("signable");
+    let (instructions, _signature) = sign(signable, &params).expect("sign").into_parts();
+    instructions.apply_to_request_http1x(req);
+}
+
+async fn one_call(client: &Target, shared: &Shared) -> usize {
+    let hyper_call = |c: &Client<HttpConnector, Full<Bytes>>, req: http::Request<Bytes>| {
+        let c = c.clone();
+        async move {
+            let resp = c.request(req.map(Full::new)).await.expect("response");
+            assert!(resp.status().is_success(), "status {}", resp.status());
+            resp.into_body().collect().await.expect("body").to_bytes()
+        }
+    };
     match client {
-        Target::Hyper(c, sign) => {
-            let mut req = http::Request::post(url)
-                .header("host", addr)
-                .header("x-amz-invocation-type", "RequestResponse")
-                .header("content-type", "application/octet-stream")
-                .header("content-length", body.len())
-                .body(body.clone())
-                .unwrap();
-            if *sign {
-                sign_request(&mut req, creds, cfg, SystemTime::now()).unwrap();
-            }
-            let resp = c.request(req.map(Full::new)).await.unwrap();
-            let _ = resp.into_body().collect().await.unwrap();
+        Target::Floor(c) => {
+            let mut req = hand_built(shared);
+            sign_with_aws_sigv4(&mut req, shared);
+            hyper_call(c, req).await.len()
+        }
+        Target::Hyper(c) => hyper_call(c, hand_built(shared)).await.len(),
+        Target::HyperOurSigner(c) => {
+            let mut req = hand_built(shared);
+            sign_request(&mut req, &shared.ours, &shared.ours_cfg, SystemTime::now())
+                .expect("sign");
+            hyper_call(c, req).await.len()
         }
         Target::Stack(c) => {
-            let req = InvokeRequest::builder("bench")
-                .payload(body.clone())
+            let req = InvokeRequest::builder(FUNCTION)
+                .payload(shared.body.clone())
                 .build()
-                .unwrap();
-            c.invoke(req).await.unwrap();
+                .expect("valid request");
+            let out = c.invoke(req).await.expect("invoke");
+            out.payload().len()
         }
     }
 }
+
+/// One measurement, in this (client) process: prints one `RESULT` line.
+fn client_main(name: &str, addr: &str, size: usize, concurrency: usize, calls: usize) {
+    let multi = arg::<String>("rt").as_deref() == Some("multi");
+    let rt = if multi {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .expect("runtime");
+    let name = name.to_string();
+    let addr = addr.to_string();
+    rt.block_on(async move {
+        let hyper = || Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let stack = |named: bool| {
+            let b = InvokeClient::builder()
+                .endpoint_url(format!("http://{addr}"))
+                .region(REGION)
+                .credentials(Credentials::from_keys(ACCESS_KEY, SECRET_KEY, None));
+            let b = if named { b.named_stack(|_| {}) } else { b };
+            b.build().expect("client")
+        };
+        let client = match name.as_str() {
+            "floor" => Target::Floor(hyper()),
+            "hyper" => Target::Hyper(hyper()),
+            "hyper+sigv4" => Target::HyperOurSigner(hyper()),
+            "stack" => Target::Stack(stack(false)),
+            "named" => Target::Stack(stack(true)),
+            other => panic!("unknown client {other}"),
+        };
+        let identity =
+            aws_credential_types::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "bench")
+                .into();
+        let shared = Arc::new(Shared {
+            url: format!("http://{addr}/2015-03-31/functions/{FUNCTION}/invocations"),
+            host: addr.clone(),
+            body: payload(size),
+            identity,
+            ours: Credentials::from_keys(ACCESS_KEY, SECRET_KEY, None),
+            ours_cfg: SigningConfig::new(REGION),
+        });
+        // Warm up: connections (as many as the concurrency), pools, caches.
+        let mut warm = tokio::task::JoinSet::new();
+        for _ in 0..concurrency {
+            let (client, shared) = (client.clone(), Arc::clone(&shared));
+            warm.spawn(async move {
+                for _ in 0..20 {
+                    assert_eq!(one_call(&client, &shared).await, size);
+                }
+            });
+        }
+        while let Some(r) = warm.join_next().await {
+            r.expect("warm-up");
+        }
+        let cpu0 = process_cpu_ns();
+        let start = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..concurrency {
+            let (client, shared) = (client.clone(), Arc::clone(&shared));
+            let n = calls / concurrency;
+            tasks.spawn(async move {
+                let mut lat = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let t = Instant::now();
+                    let got = one_call(&client, &shared).await;
+                    lat.push(t.elapsed());
+                    assert_eq!(got, size, "the echo came back whole");
+                }
+                lat
+            });
+        }
+        let mut lat = Vec::with_capacity(calls);
+        while let Some(r) = tasks.join_next().await {
+            lat.extend(r.expect("calls"));
+        }
+        let wall = start.elapsed();
+        let cpu = process_cpu_ns().saturating_sub(cpu0);
+        lat.sort_unstable();
+        let n = lat.len();
+        println!(
+            "RESULT {} {} {} {} {}",
+            n as f64 / wall.as_secs_f64(),
+            lat[n / 2].as_secs_f64() * 1e6,
+            lat[(n * 99 / 100).min(n - 1)].as_secs_f64() * 1e6,
+            cpu as f64 / 1e3 / n as f64,
+            peak_rss_kib(),
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// The coordinator: the server process, one client process per measurement, the table.
 
 struct Measured {
     per_sec: f64,
-    p50: Duration,
-    p99: Duration,
+    p50: f64,
+    p99: f64,
     cpu_us: f64,
+    rss_kib: f64,
 }
 
-async fn run(
-    client: Target,
-    addr: std::net::SocketAddr,
-    size: usize,
-    concurrency: usize,
-    calls: usize,
-) -> Measured {
-    let url = Arc::new(format!(
-        "http://{addr}/2015-03-31/functions/bench/invocations"
-    ));
-    let host = Arc::new(addr.to_string());
-    let body = payload(size);
-    let creds = Credentials::from_keys("AKIDBENCH", "bench-secret", None);
-    let cfg = SigningConfig::new("us-east-1");
-    // Warm up: connections, pools, caches.
-    for _ in 0..200 {
-        one_call(&client, &url, &host, &body, &creds, &cfg).await;
+fn pinned(cpu: usize) -> Command {
+    let pin = !flag("nopin")
+        && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+        && Command::new("taskset")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    let exe = std::env::current_exe().expect("the bench's own path");
+    if pin {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg(cpu.to_string()).arg(exe);
+        c
+    } else {
+        Command::new(exe)
     }
-    let cpu0 = thread_cpu_ns();
-    let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let (client, url, host, body, creds, cfg) = (
-            client.clone(),
-            Arc::clone(&url),
-            Arc::clone(&host),
-            body.clone(),
-            creds.clone(),
-            cfg.clone(),
-        );
-        let n = calls / concurrency;
-        tasks.spawn(async move {
-            let mut lat = Vec::with_capacity(n);
-            for _ in 0..n {
-                let t = Instant::now();
-                one_call(&client, &url, &host, &body, &creds, &cfg).await;
-                lat.push(t.elapsed());
-            }
-            lat
-        });
+}
+
+fn measure(name: &str, addr: &str, size: usize, c: usize, calls: usize) -> Measured {
+    let mut cmd = pinned(0);
+    cmd.arg(format!("client={name}"))
+        .arg(format!("addr={addr}"))
+        .arg(format!("size={size}"))
+        .arg(format!("c={c}"))
+        .arg(format!("calls={calls}"));
+    if let Some(rt) = arg::<String>("rt") {
+        cmd.arg(format!("rt={rt}"));
     }
-    let mut lat = Vec::with_capacity(calls);
-    while let Some(r) = tasks.join_next().await {
-        lat.extend(r.unwrap());
-    }
-    let wall = start.elapsed();
-    let cpu = thread_cpu_ns() - cpu0;
-    lat.sort_unstable();
-    let n = lat.len();
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("client process");
+    assert!(out.status.success(), "client {name} failed: {}", out.status);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("client {name} printed no result: {text}"));
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .map(|x| x.parse().expect("number"))
+        .collect();
     Measured {
-        per_sec: n as f64 / wall.as_secs_f64(),
-        p50: lat[n / 2],
-        p99: lat[(n * 99 / 100).min(n - 1)],
-        cpu_us: cpu as f64 / 1e3 / n as f64,
+        per_sec: v[0],
+        p50: v[1],
+        p99: v[2],
+        cpu_us: v[3],
+        rss_kib: v[4],
     }
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "quick");
-    let only: Option<String> =
-        std::env::args().find_map(|a| a.strip_prefix("only=").map(String::from));
-    let calls_override: Option<usize> =
-        std::env::args().find_map(|a| a.strip_prefix("calls=").and_then(|c| c.parse().ok()));
-    let rounds: usize = std::env::args()
-        .find_map(|a| a.strip_prefix("rounds=").and_then(|c| c.parse().ok()))
-        .unwrap_or(if quick { 1 } else { 5 });
-    let only_c: Option<usize> =
-        std::env::args().find_map(|a| a.strip_prefix("c=").and_then(|c| c.parse().ok()));
-    let only_size: Option<usize> =
-        std::env::args().find_map(|a| a.strip_prefix("size=").and_then(|c| c.parse().ok()));
-    let addr = start_server();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let hyper = || Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let stack = InvokeClient::builder()
-            .endpoint_url(format!("http://{addr}"))
-            .credentials(Credentials::from_keys("AKIDBENCH", "bench-secret", None))
-            .build()
-            .unwrap();
-        let named = InvokeClient::builder()
-            .endpoint_url(format!("http://{addr}"))
-            .credentials(Credentials::from_keys("AKIDBENCH", "bench-secret", None))
-            .named_stack(|_| {})
-            .build()
-            .unwrap();
-        println!(
-            "| payload | C | client | invocations/s | p50 µs | p99 µs | CPU µs/call | CPU vs signed floor |"
-        );
-        println!("|---|---|---|---|---|---|---|---|");
-        for size in [128usize, 64 * 1024] {
-            for c in [1usize, 16, 64] {
-                if only_c.is_some_and(|o| o != c) || only_size.is_some_and(|o| o != size) {
-                    continue;
-                }
-                let calls = calls_override.unwrap_or(match (quick, size) {
-                    (true, _) => 640,
-                    (false, 128) => 12_800,
-                    (false, _) => 3_200,
-                });
-                let targets: Vec<(&str, Target)> = [
-                    ("hyper", Target::Hyper(hyper(), false)),
-                    ("hyper+sigv4", Target::Hyper(hyper(), true)),
-                    ("stack", Target::Stack(stack.clone())),
-                    ("named", Target::Stack(named.clone())),
-                ]
-                .into_iter()
-                .filter(|(name, _)| only.as_deref().is_none_or(|o| o == *name))
-                .collect();
-                // Rounds interleave the clients, so drift on the machine hits them alike;
-                // each figure is the median over the rounds.
-                let mut results: Vec<Vec<Measured>> = targets.iter().map(|_| Vec::new()).collect();
-                for _ in 0..rounds {
-                    for ((_, client), out) in targets.iter().zip(&mut results) {
-                        out.push(run(client.clone(), addr, size, c, calls).await);
-                    }
-                }
-                let median = |rs: &[Measured], f: fn(&Measured) -> f64| {
-                    let mut v: Vec<f64> = rs.iter().map(f).collect();
-                    v.sort_by(f64::total_cmp);
-                    v[v.len() / 2]
-                };
-                let floor = targets
-                    .iter()
-                    .position(|(n, _)| *n == "hyper+sigv4")
-                    .map(|i| median(&results[i], |m| m.cpu_us));
-                for ((name, _), rs) in targets.iter().zip(&results) {
-                    let cpu = median(rs, |m| m.cpu_us);
-                    let vs = floor.map_or(String::from("-"), |f| {
-                        format!("{:+.0} %", (cpu / f - 1.0) * 100.0)
-                    });
-                    println!(
-                        "| {} | {c} | {name} | {:.0} | {:.0} | {:.0} | {cpu:.1} | {vs} |",
-                        if size == 128 { "128 B" } else { "64 KiB" },
-                        median(rs, |m| m.per_sec),
-                        median(rs, |m| m.p50.as_secs_f64() * 1e6),
-                        median(rs, |m| m.p99.as_secs_f64() * 1e6),
-                    );
+    if flag("serve") {
+        return serve();
+    }
+    let size_arg: Option<usize> = arg("size");
+    let c_arg: Option<usize> = arg("c");
+    if let Some(name) = arg::<String>("client") {
+        let addr: String = arg("addr").expect("addr=HOST:PORT");
+        let size = size_arg.unwrap_or(128);
+        let c = c_arg.unwrap_or(16);
+        return client_main(&name, &addr, size, c, arg("calls").unwrap_or(20_000));
+    }
+
+    let quick = flag("quick");
+    let rounds: usize = arg("rounds").unwrap_or(if quick { 1 } else { 3 });
+    let only: Option<String> = arg("only");
+    let clients: Vec<&str> = CLIENTS
+        .into_iter()
+        .filter(|c| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|x| x == *c))
+        })
+        .collect();
+
+    let mut server = pinned(1)
+        .arg("serve")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("server process");
+    let mut addr = String::new();
+    BufReader::new(server.stdout.take().expect("server stdout"))
+        .read_line(&mut addr)
+        .expect("server address");
+    let addr = addr.trim().to_string();
+
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    println!(
+        "machine: {cpu}, {} CPUs; {rounds} rounds; client runtime: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        arg::<String>("rt").unwrap_or_else(|| "current_thread".into())
+    );
+    println!(
+        "| payload | C | client | invocations/s | p50 µs | p99 µs | CPU µs/call | CPU vs floor | p99 vs floor | peak RSS MiB | RSS vs floor |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for size in [128usize, 64 * 1024] {
+        for c in [1usize, 16, 64] {
+            if c_arg.is_some_and(|o| o != c) || size_arg.is_some_and(|o| o != size) {
+                continue;
+            }
+            let calls = arg("calls").unwrap_or(match (quick, size) {
+                (true, 128) => 4_000,
+                (true, _) => 1_000,
+                (false, 128) => 20_000,
+                (false, _) => 5_000,
+            });
+            let mut results: Vec<Vec<Measured>> = clients.iter().map(|_| Vec::new()).collect();
+            for _ in 0..rounds {
+                for (name, out) in clients.iter().zip(&mut results) {
+                    out.push(measure(name, &addr, size, c, calls));
                 }
             }
+            let median = |rs: &[Measured], f: fn(&Measured) -> f64| {
+                let mut v: Vec<f64> = rs.iter().map(f).collect();
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let floor = clients
+                .iter()
+                .position(|n| *n == "floor")
+                .map(|i| &results[i]);
+            let ratio = |rs: &[Measured], f: fn(&Measured) -> f64| {
+                floor.map_or(String::from("-"), |fl| {
+                    format!("{:.2}", median(rs, f) / median(fl, f))
+                })
+            };
+            for (name, rs) in clients.iter().zip(&results) {
+                println!(
+                    "| {} | {c} | {name} | {:.0} | {:.0} | {:.0} | {:.1} | {} | {} | {:.1} | {} |",
+                    if size == 128 { "128 B" } else { "64 KiB" },
+                    median(rs, |m| m.per_sec),
+                    median(rs, |m| m.p50),
+                    median(rs, |m| m.p99),
+                    median(rs, |m| m.cpu_us),
+                    ratio(rs, |m| m.cpu_us),
+                    ratio(rs, |m| m.p99),
+                    median(rs, |m| m.rss_kib) / 1024.0,
+                    ratio(rs, |m| m.rss_kib),
+                );
+            }
         }
-    });
+    }
+    drop(server.stdin.take());
+    let _ = server.wait();
 }

@@ -169,3 +169,33 @@ async fn trust_set_in_code() {
         .unwrap();
     assert_eq!(s.lambda.invocations("echo"), 2);
 }
+
+/// Issue 21: a client whose endpoint is plain http (a local endpoint) makes no TLS
+/// connection, so it reads no trusted roots: an unusable `AWS_CA_BUNDLE` does not fail it
+/// (building it parsed the platform's store and the bundle: a few hundred KiB of heap
+/// per process for nothing), while the same bundle still fails an https client.
+#[tokio::test]
+async fn a_plain_http_client_reads_no_trusted_roots() {
+    let s = setup("plainhttp").await;
+    let missing = s.dir.missing("nope.pem");
+    let env = env_with(
+        keys_env(&s.lambda, &s.dir),
+        &[
+            ("AWS_ENDPOINT_URL_LAMBDA", s.lambda.endpoint_url().as_str()),
+            ("AWS_CA_BUNDLE", &missing),
+        ],
+    );
+    let client = InvokeClient::builder().env(env).build().unwrap();
+    let resp = client.invoke_json("echo", &7).await.unwrap();
+    assert_eq!(resp.payload().as_ref(), b"7");
+
+    let env = env_with(
+        keys_env(&s.lambda, &s.dir),
+        &[
+            ("AWS_ENDPOINT_URL_LAMBDA", &s.url),
+            ("AWS_CA_BUNDLE", &missing),
+        ],
+    );
+    let err = InvokeClient::builder().env(env).build().unwrap_err();
+    assert!(err.to_string().contains(&missing), "{err}");
+}

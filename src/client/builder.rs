@@ -469,6 +469,9 @@ impl InvokeClientBuilder {
         if transport_config.env.is_process() {
             transport_config.env = env.clone();
         }
+        // Every request of this client goes to its endpoint, through http:// proxies only:
+        // with a plain-http endpoint, no connection uses TLS.
+        transport_config.plain_http_only = endpoint.scheme() == &http::uri::Scheme::HTTP;
         let transport = HyperTransport::new(transport_config)?;
         let user_agent = user_agent_layer(identity::user_agent_with(
             self.app_id.or(sdk.app_id).or(settings.app_id).as_deref(),

@@ -21,21 +21,39 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Fails a connection attempt that takes longer than `timeout`, whatever it is waiting
 /// for: the DNS lookup, the TCP connect or the TLS handshake. The error is an
 /// [`Elapsed`] of [`Timer::Connect`]; the request was not sent.
-#[derive(Clone, Debug)]
+///
+/// hyper-util's client clones its connector for every request, connection or not, and
+/// keeps the clone in the request's future: behind one `Arc`, that is one reference
+/// count and a pointer, not the whole connector stack (TLS, proxy, TCP settings). The
+/// inner connector is cloned, asked whether it is ready and called only when a
+/// connection is made.
+#[derive(Debug)]
 pub(crate) struct ConnectTimeout<C> {
-    inner: C,
+    inner: Arc<C>,
     timeout: Duration,
+}
+
+impl<C> Clone for ConnectTimeout<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            timeout: self.timeout,
+        }
+    }
 }
 
 impl<C> ConnectTimeout<C> {
     pub(crate) fn new(inner: C, timeout: Duration) -> Self {
-        Self { inner, timeout }
+        Self {
+            inner: Arc::new(inner),
+            timeout,
+        }
     }
 }
 
 impl<C> tower_service::Service<http::Uri> for ConnectTimeout<C>
 where
-    C: tower_service::Service<http::Uri>,
+    C: tower_service::Service<http::Uri> + Clone + Send + 'static,
     C::Error: Into<BoxError>,
     C::Future: Send + 'static,
 {
@@ -43,13 +61,15 @@ where
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The inner connector's readiness is awaited in the call's future, under the
+        // connect timeout.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         // Once per new connection, not per request: a box here costs nothing measurable.
-        let connecting = self.inner.call(uri);
+        let connecting = tower::ServiceExt::oneshot(C::clone(&self.inner), uri);
         let timeout = self.timeout;
         Box::pin(async move {
             match tokio::time::timeout(timeout, connecting).await {

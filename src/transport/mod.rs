@@ -116,6 +116,11 @@ pub struct TransportConfig {
     /// builder passes its own, see
     /// [`InvokeClientBuilder::env`](crate::InvokeClientBuilder::env)).
     pub env: Env,
+    // Set by the client builder when its endpoint is plain http (only http:// proxies are
+    // supported, so no connection of that client can use TLS): the trusted roots are then
+    // not read (the platform's store and `AWS_CA_BUNDLE` are parsed at build time, which
+    // costs a loopback client a few hundred KiB of heap and a millisecond per build).
+    pub(crate) plain_http_only: bool,
 }
 
 impl Default for TransportConfig {
@@ -132,6 +137,7 @@ impl Default for TransportConfig {
             tls: TlsConfig::default(),
             proxy: ProxyConfig::default(),
             env: Env::process(),
+            plain_http_only: false,
         }
     }
 }
@@ -253,7 +259,11 @@ impl HyperTransport {
             proxy::ProxyConnector::new(tcp_connector(&config), config.proxy.matcher(&config.env));
         #[cfg(feature = "rustls")]
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(config.tls.build()?)
+            .with_tls_config(if config.plain_http_only {
+                tls::unused_client_config()?
+            } else {
+                config.tls.build()?
+            })
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
