@@ -78,22 +78,29 @@ fn invocation_id() -> [u8; 36] {
 }
 
 pin_project! {
-    /// Response future of [`Retry`]: drives the attempts in place. A call that succeeds
-    /// at once allocates nothing here beyond the attempt's copy of the request; a
-    /// backoff timer is allocated on the retry path only.
+    /// Response future of [`Retry`]: drives the attempts in place. A call allocates one
+    /// block here (what the attempts share, below) besides the copy of the request kept
+    /// for a later attempt; a backoff timer is allocated on the retry path only.
     pub struct ResponseFuture<S, C, B>
     where
         S: Service<http::Request<B>>,
     {
         #[pin]
         state: State<S::Future, B>,
-        svc: S,
-        // A copy of the request as given, for the attempts after the first; the last
-        // attempt takes it.
-        template: Option<http::Request<B>>,
-        shared: Arc<Shared<C>>,
-        op: Operation,
+        // What the attempts share, in one allocation: every layer outside holds this
+        // future and builds it in its own stack frame, so each byte here is paid many
+        // times over in stack depth (and cache lines) on every call.
+        rest: Box<Rest<S, C, B>>,
     }
+}
+
+struct Rest<S, C, B> {
+    svc: S,
+    // A copy of the request as given, for the attempts after the first; the last
+    // attempt takes it.
+    template: Option<http::Request<B>>,
+    shared: Arc<Shared<C>>,
+    op: Operation,
 }
 
 pin_project! {
@@ -392,10 +399,12 @@ where
         let fut = svc.call(first);
         Self {
             state: State::Calling { fut },
-            svc,
-            template,
-            shared,
-            op,
+            rest: Box::new(Rest {
+                svc,
+                template,
+                shared,
+                op,
+            }),
         }
     }
 }
@@ -410,11 +419,17 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let Rest {
+            svc,
+            template,
+            shared,
+            op,
+        } = &mut **this.rest;
         loop {
             match this.state.as_mut().project() {
                 StateProj::Calling { fut } => {
                     let result = ready!(fut.poll(cx));
-                    match this.op.after(result, this.template, this.shared) {
+                    match op.after(result, template, shared) {
                         After::Done(done) => {
                             this.state.set(State::Done);
                             return Poll::Ready(done);
@@ -439,13 +454,13 @@ where
                         ready!(s.as_mut().poll(cx));
                         *sleep = None;
                     }
-                    if let Err(error) = ready!(this.svc.poll_ready(cx)) {
+                    if let Err(error) = ready!(svc.poll_ready(cx)) {
                         this.state.set(State::Done);
                         // The prepared attempt was never made.
                         let stats = RetryStats {
-                            attempts: this.op.attempt.saturating_sub(1),
+                            attempts: op.attempt.saturating_sub(1),
                             stop: StopReason::NotRetryable,
-                            earlier_may_have_reached: this.op.earlier_reached,
+                            earlier_may_have_reached: op.earlier_reached,
                         };
                         return Poll::Ready(Err(RetryError::Failed { error, stats }));
                     }
@@ -454,7 +469,7 @@ where
                     {
                         #[cfg(feature = "metrics")]
                         {
-                            let function = this.op.metrics.0.clone();
+                            let function = op.metrics.0.clone();
                             let (reason, delay) = refund.metrics;
                             metrics::counter!("invoke_retries_total", "function" => function.clone(), "reason" => reason)
                                 .increment(1);
@@ -462,8 +477,8 @@ where
                                 .record(delay.as_secs_f64());
                         }
                         refund.keep();
-                        let next = this.op.begin(next);
-                        let fut = this.svc.call(next);
+                        let next = op.begin(next);
+                        let fut = svc.call(next);
                         this.state.set(State::Calling { fut });
                     }
                 }
