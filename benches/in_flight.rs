@@ -37,6 +37,9 @@ use invoke_stack::model::InvokeRequest;
 use invoke_stack::testing::{LocalFunction, LocalLambda};
 use invoke_stack::InvokeClient;
 
+/// Failures printed (each with its error); the rest are counted.
+const SHOWN_FAILURES: usize = 10;
+
 /// File descriptors a process needs beyond one per connection (runtime, pipes, stdio).
 const FD_MARGIN: u64 = 256;
 
@@ -422,11 +425,14 @@ fn client(args: &Args) -> Result<(), String> {
                         ok.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(resp) => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("function error: {:?}", resp.function_error());
+                        if failed.fetch_add(1, Ordering::Relaxed) < SHOWN_FAILURES {
+                            eprintln!("function error: {:?}", resp.function_error());
+                        }
                     }
                     Err(e) => {
-                        failed.fetch_add(1, Ordering::Relaxed);
+                        if failed.fetch_add(1, Ordering::Relaxed) >= SHOWN_FAILURES {
+                            return;
+                        }
                         eprintln!(
                             "call failed: {e} (kind {:?}, attempts {}, may have run {:?})",
                             e.kind(),
