@@ -2,8 +2,8 @@
 //! `RequestResponse` calls to a function that runs 60 s, all sent at once.
 //!
 //! Measured in the client's process: its RSS before the calls (client built, warmed
-//! with one call) and when every call is running on the endpoint, so the memory per
-//! call in flight; its CPU time (user + system, all threads) over a window while every
+//! with one call, the requests built, each with its own payload) and when every call is
+//! running on the endpoint, so the memory the client adds per call in flight; its CPU time (user + system, all threads) over a window while every
 //! call waits; the TCP sockets it holds (entries of `/proc/self/fd`); and that every
 //! call succeeds (any failure is printed and the bench exits non-zero).
 //!
@@ -12,7 +12,9 @@
 //! process's file-descriptor limit, and the client's RSS is then its own. The handler
 //! counts the runs in progress, and the child says on stdout when all `n` are running:
 //! the client measures then, not after a guessed sleep. Both processes raise their soft
-//! `RLIMIT_NOFILE` to the hard limit and fail with a message if that is too low.
+//! `RLIMIT_NOFILE` to the hard limit and fail with a message if that is too low. The
+//! endpoint's listen backlog is `n` (the kernel caps it at `net.core.somaxconn`), and
+//! the bench reports the SYNs the system dropped for full listen queues meanwhile.
 //!
 //! The client uses the default settings a user has (default stack, transport, pool and
 //! keep-alive; the default `RequestResponse` attempt timeout, 900 s + 60 s, exceeds the
