@@ -164,6 +164,7 @@ pub struct LocalLambdaBuilder {
     verify_signatures: bool,
     functions: Vec<(String, LocalFunction)>,
     bind: SocketAddr,
+    backlog: u32,
 }
 
 impl LocalLambdaBuilder {
@@ -171,6 +172,27 @@ impl LocalLambdaBuilder {
     /// network namespace). Port 0 lets the kernel choose.
     pub fn bind(mut self, addr: SocketAddr) -> Self {
         self.bind = addr;
+        self
+    }
+    /// The listen backlog: connections the kernel completes and queues before the
+    /// endpoint accepts them (default 1,024, as `tokio::net::TcpListener::bind`; the
+    /// kernel caps it at `net.core.somaxconn`). A burst of new connections larger than the
+    /// backlog has its SYNs dropped and retried by the clients' kernels 1 s later, then 3 s:
+    /// raise it for tests that open thousands of connections at once.
+    ///
+    /// ```
+    /// # use invoke_stack::testing::{LocalFunction, LocalLambda};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let lambda = LocalLambda::builder()
+    ///     .listen_backlog(4096)
+    ///     .function("echo", LocalFunction::echo())
+    ///     .start()
+    ///     .await?;
+    /// # let _ = lambda; Ok(()) }
+    /// ```
+    pub fn listen_backlog(mut self, backlog: u32) -> Self {
+        self.backlog = backlog;
         self
     }
     /// The region in ARNs and in the signature scope (default `us-east-1`).
@@ -221,7 +243,16 @@ impl LocalLambdaBuilder {
     /// Binds (by default `127.0.0.1:0`) and starts serving in the background (needs a
     /// tokio runtime).
     pub async fn start(self) -> std::io::Result<LocalLambda> {
-        let listener = tokio::net::TcpListener::bind(self.bind).await?;
+        let socket = if self.bind.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As std's and tokio's `TcpListener::bind` on Unix.
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        socket.bind(self.bind)?;
+        let listener = socket.listen(self.backlog)?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             region: self.region,
@@ -290,6 +321,7 @@ impl LocalLambda {
             verify_signatures: true,
             functions: Vec::new(),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            backlog: 1024,
         }
     }
 

@@ -71,17 +71,68 @@ impl ConnControl {
     }
 }
 
+/// hyper's handle on a connection's socket, shared with the connection task (which
+/// resets it, or writes a raw response, after hyper's handle is dropped) without a
+/// second file descriptor: with a duplicated descriptor per connection, an endpoint
+/// holding 10,000 calls would need 20,000 descriptors.
+struct SharedStream(Arc<TcpStream>);
+
+impl tokio::io::AsyncRead for SharedStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        loop {
+            std::task::ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return std::task::Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return std::task::Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for SharedStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        loop {
+            std::task::ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                r => return std::task::Poll::Ready(r),
+            }
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write))
+    }
+}
+
 async fn connection(stream: TcpStream, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
     let _ = stream.set_nodelay(true);
     // A second handle on the socket survives hyper's: it resets the connection or writes
     // a raw (truncated) response after hyper's handle is dropped.
-    let Ok(std_stream) = stream.into_std() else {
-        return;
-    };
-    let spare = std_stream.try_clone().ok();
-    let Ok(stream) = TcpStream::from_std(std_stream) else {
-        return;
-    };
+    let stream = Arc::new(stream);
+    let spare = Arc::clone(&stream);
     let control = Arc::new(ConnControl::default());
     let svc = {
         let control = Arc::clone(&control);
@@ -89,7 +140,8 @@ async fn connection(stream: TcpStream, state: Arc<State>, mut shutdown: watch::R
     };
     // Boxed so that `drop` below really closes hyper's handle before the spare one acts.
     let mut conn = Box::pin(
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc),
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(SharedStream(stream)), svc),
     );
     let takeover = tokio::select! {
         _ = conn.as_mut() => None,
@@ -97,20 +149,19 @@ async fn connection(stream: TcpStream, state: Arc<State>, mut shutdown: watch::R
         _ = shutdown.changed() => None,
     };
     drop(conn);
-    let Some(spare) = spare else { return };
     match takeover {
         Some(Takeover::Reset) => {
             // Linger 0: closing the last handle sends RST instead of FIN.
-            let _ = socket2::SockRef::from(&spare).set_linger(Some(Duration::ZERO));
+            let _ = socket2::SockRef::from(&*spare).set_linger(Some(Duration::ZERO));
         }
         Some(Takeover::Raw(bytes)) => {
-            if let Ok(mut s) = TcpStream::from_std(spare) {
-                let _ = s.write_all(&bytes).await;
-                let _ = s.shutdown().await;
-            }
+            let mut s = SharedStream(spare);
+            let _ = s.write_all(&bytes).await;
+            let _ = s.shutdown().await;
         }
         Some(Takeover::Stream(plan)) => {
-            if let Ok(s) = TcpStream::from_std(spare) {
+            // hyper's handle is gone: this is the only one left.
+            if let Ok(s) = Arc::try_unwrap(spare) {
                 tokio::select! {
                     () = serve_stream(s, *plan) => {}
                     _ = shutdown.changed() => {}

@@ -1,5 +1,6 @@
 //! Where a request's key comes from.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::limits::KeyState;
@@ -36,6 +37,13 @@ pub struct RateLimitKey(pub String);
 pub trait KeyExtractor<B>: Send + Sync + 'static {
     /// The key, or `None` for requests limited only globally.
     fn key(&self, req: &http::Request<B>) -> Option<String>;
+
+    /// The key, borrowed from the request when it is there as it is (the limiter asks
+    /// this, and allocates no key for a call whose key already has state). By default,
+    /// [`key`](Self::key).
+    fn key_ref<'r>(&self, req: &'r http::Request<B>) -> Option<Cow<'r, str>> {
+        self.key(req).map(Cow::Owned)
+    }
 }
 
 /// Reads [`RateLimitKey`] from the request's extensions.
@@ -45,6 +53,12 @@ pub struct ExtensionKey;
 impl<B> KeyExtractor<B> for ExtensionKey {
     fn key(&self, req: &http::Request<B>) -> Option<String> {
         req.extensions().get::<RateLimitKey>().map(|k| k.0.clone())
+    }
+
+    fn key_ref<'r>(&self, req: &'r http::Request<B>) -> Option<Cow<'r, str>> {
+        req.extensions()
+            .get::<RateLimitKey>()
+            .map(|k| Cow::Borrowed(k.0.as_str()))
     }
 }
 

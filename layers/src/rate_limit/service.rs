@@ -81,15 +81,24 @@ where
         let shared = Arc::clone(shared);
         let clone = self.inner.clone();
         let mut svc = std::mem::replace(&mut self.inner, clone);
-        let key = shared.key.key(&req);
+        // The key's state is looked up here, with the key borrowed from the request: the
+        // future names the key by its state's copy, and owns one only for a key with no
+        // state (no per-key limit).
+        let (state, unkeyed_name) = match shared.key.key_ref(&req) {
+            Some(k) => match shared.limits.key(&k) {
+                Some(state) => (Some(state), None),
+                None => (None, Some(k.into_owned())),
+            },
+            None => (None, None),
+        };
         #[cfg(feature = "metrics")]
         let function = crate::metrics::target_of(&req);
         let fut = Box::pin(async move {
             let limits = &shared.limits;
             let deadline = req.extensions().get::<Deadline>().copied();
             let budget = Budget::new(shared.mode, limits.max_wait, deadline);
-            let state = key.as_deref().and_then(|k| limits.key(k));
-            let admitted = store::admit(limits, state.as_ref(), key.as_deref(), &budget).await;
+            let key = state.as_ref().map(|s| &*s.name).or(unkeyed_name.as_deref());
+            let admitted = store::admit(limits, state.as_ref(), key, &budget).await;
             #[cfg(feature = "metrics")]
             {
                 let waited = budget.waited();
@@ -108,7 +117,7 @@ where
             let waited = budget.waited();
             if !waited.is_zero() {
                 tracing::debug!(
-                    key = key.as_deref(),
+                    key,
                     waited_ms = waited.as_millis() as u64,
                     "waited for the rate limiter"
                 );

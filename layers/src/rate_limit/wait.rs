@@ -14,33 +14,43 @@ use crate::deadline::Deadline;
 
 /// How long one wait in the limiter may last: until the operation deadline or the
 /// limiter's maximum wait, whichever comes first; not at all in fail-fast mode.
-#[derive(Debug, Clone, Copy)]
+///
+/// The clock is read only when a call cannot go through at once: a call admitted on the
+/// fast path (a free cell and slot) reads it for its rate cells alone. The wait is
+/// counted from that first read; the fast path before it takes nanoseconds.
+#[derive(Debug)]
 pub(crate) struct Budget {
     pub mode: Mode,
-    started: Instant,
-    until: Option<Instant>,
-    reason: Refusal,
+    max_wait: Duration,
+    deadline: Option<Instant>,
+    /// When the first wait began (the first time the budget was needed).
+    started: std::sync::OnceLock<Instant>,
 }
 
 impl Budget {
     pub(crate) fn new(mode: Mode, max_wait: Duration, deadline: Option<Deadline>) -> Self {
-        let started = Instant::now();
-        let by_max = started.checked_add(max_wait);
-        let (until, reason) = match (deadline.map(|d| d.at()), by_max) {
+        Self {
+            mode,
+            max_wait,
+            deadline: deadline.map(|d| d.at()),
+            started: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The end of the budget and why it ends there, counted from the first call of this.
+    fn until(&self) -> (Option<Instant>, Refusal) {
+        let started = *self.started.get_or_init(Instant::now);
+        let by_max = started.checked_add(self.max_wait);
+        let (until, reason) = match (self.deadline, by_max) {
             (Some(d), Some(m)) if m < d => (Some(m), Refusal::MaxWait),
             (Some(d), _) => (Some(d), Refusal::Deadline),
             (None, m) => (m, Refusal::MaxWait),
         };
-        let reason = match mode {
+        let reason = match self.mode {
             Mode::FailFast => Refusal::FailFast,
             Mode::Wait { .. } => reason,
         };
-        Self {
-            mode,
-            started,
-            until,
-            reason,
-        }
+        (until, reason)
     }
 
     /// Whether a wait of `wait` from now ends within the budget.
@@ -48,14 +58,16 @@ impl Budget {
         match self.mode {
             Mode::FailFast => false,
             Mode::Wait { .. } => self
-                .until
+                .until()
+                .0
                 .is_none_or(|u| Instant::now().checked_add(wait).is_some_and(|t| t < u)),
         }
     }
 
     /// How long until the budget ends (`None`: it does not).
     pub(crate) fn remaining(&self) -> Option<Duration> {
-        self.until
+        self.until()
+            .0
             .map(|u| u.saturating_duration_since(Instant::now()))
     }
 
@@ -66,7 +78,7 @@ impl Budget {
         limit: LimitKind,
         earliest: Option<Duration>,
     ) -> RateLimited {
-        self.refuse_because(key, limit, earliest, self.reason)
+        self.refuse_because(key, limit, earliest, self.until().1)
     }
 
     /// The refusal of a call under `key`, for `reason`.
@@ -77,7 +89,7 @@ impl Budget {
         earliest: Option<Duration>,
         reason: Refusal,
     ) -> RateLimited {
-        let waited = self.started.elapsed();
+        let waited = self.waited();
         tracing::debug!(
             key,
             ?limit,
@@ -95,8 +107,9 @@ impl Budget {
         }
     }
 
+    /// How long the call has waited: zero if it never had to.
     pub(crate) fn waited(&self) -> Duration {
-        self.started.elapsed()
+        self.started.get().map_or(Duration::ZERO, Instant::elapsed)
     }
 
     /// Takes one permit of `sem`, first come first served, within the budget.
@@ -107,7 +120,7 @@ impl Budget {
         if matches!(self.mode, Mode::FailFast) {
             return None;
         }
-        let permit = match self.until {
+        let permit = match self.until().0 {
             Some(u) => tokio::time::timeout_at(u, sem.acquire()).await.ok()?,
             None => sem.acquire().await,
         };
