@@ -40,6 +40,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use invoke_stack::config::Env;
 use invoke_stack::layers::sigv4::{sign_request, Credentials, SigningConfig};
 use invoke_stack::model::InvokeRequest;
 use invoke_stack::InvokeClient;
@@ -62,18 +63,23 @@ fn flag(name: &str) -> bool {
     std::env::args().any(|a| a == name)
 }
 
-/// The CPU time of this process so far, every thread, user + system, in nanoseconds.
+/// The CPU time of this process's living threads so far, user + system, in
+/// nanoseconds. (A thread that exits during the timed calls would take its time with it:
+/// the default current-thread client has one thread; with `rt=multi`, tokio's workers
+/// live as long as the runtime, and nothing here starts blocking-pool threads.)
 fn process_cpu_ns() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
+    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task (Linux)");
     tasks
         .filter_map(Result::ok)
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| {
-            s.split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
+        .map(|t| {
+            std::fs::read_to_string(t.path().join("schedstat"))
+                .ok()
+                .and_then(|s| {
+                    s.split_whitespace()
+                        .next()
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
+                .expect("a thread's schedstat (CONFIG_SCHED_INFO)")
         })
         .sum()
 }
@@ -255,9 +261,17 @@ fn client_main(name: &str, addr: &str, size: usize, concurrency: usize, calls: u
     let name = name.to_string();
     let addr = addr.to_string();
     rt.block_on(async move {
-        let hyper = || Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        // TCP_NODELAY, as the stack's transport sets it.
+        let hyper = || {
+            let mut tcp = HttpConnector::new();
+            tcp.set_nodelay(true);
+            Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(tcp)
+        };
         let stack = |named: bool| {
+            // Nothing from this machine's environment (proxies, profile, max attempts):
+            // the floor reads none of it either.
             let b = InvokeClient::builder()
+                .env(Env::from_pairs(std::iter::empty::<(&str, &str)>()))
                 .endpoint_url(format!("http://{addr}"))
                 .region(REGION)
                 .credentials(Credentials::from_keys(ACCESS_KEY, SECRET_KEY, None));
@@ -405,7 +419,9 @@ fn main() {
         let addr: String = arg("addr").expect("addr=HOST:PORT");
         let size = size_arg.unwrap_or(128);
         let c = c_arg.unwrap_or(16);
-        return client_main(&name, &addr, size, c, arg("calls").unwrap_or(20_000));
+        let calls = arg("calls").unwrap_or(20_000);
+        assert!(calls >= c, "calls={calls} must be at least c={c}");
+        return client_main(&name, &addr, size, c, calls);
     }
 
     let quick = flag("quick");

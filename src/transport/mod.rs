@@ -240,6 +240,11 @@ pub struct HyperTransport {
     shared: Arc<Shared>,
     max_response_bytes: usize,
     allow_insecure_http: bool,
+    // Built without trusted roots (a plain-http client): https is refused before the
+    // network, as an invalid request, rather than failing its handshake as a connect
+    // error that would be retried.
+    #[cfg_attr(not(feature = "rustls"), allow(dead_code))]
+    plain_http_only: bool,
 }
 
 #[derive(Debug)]
@@ -289,6 +294,7 @@ impl HyperTransport {
             }),
             max_response_bytes: config.max_response_bytes,
             allow_insecure_http: config.allow_insecure_http,
+            plain_http_only: config.plain_http_only,
         })
     }
 
@@ -341,6 +347,11 @@ impl HyperTransport {
                 }
                 None
             }
+            #[cfg(feature = "rustls")]
+            Some("https") if self.plain_http_only => invalid(format!(
+                "https request to {} on a client built for a plain-http endpoint (it has no trusted roots)",
+                uri.host().unwrap_or_default()
+            )),
             #[cfg(feature = "rustls")]
             Some("https") => bad_port(uri),
             #[cfg(not(feature = "rustls"))]
@@ -810,6 +821,25 @@ mod tests {
             .expect("a transport");
         assert!(!refused(&open, "http://203.0.113.10:9000/f"));
         assert!(refused(&open, "http://203.0.113.10:65536/f"));
+    }
+
+    /// Review of issue 21: a transport built for a plain-http endpoint has no trusted
+    /// roots; an https request (a custom layer rewriting the URI) is refused before the
+    /// network as an invalid request, not failed as a retryable connect error.
+    #[test]
+    fn a_plain_http_transport_refuses_https_before_the_network() {
+        let mut config = TransportConfig::default();
+        config.plain_http_only = true;
+        let t = HyperTransport::new(config).expect("a transport");
+        let err = t
+            .refuse(
+                &"https://lambda.us-east-1.amazonaws.com/f"
+                    .parse()
+                    .expect("a URI"),
+            )
+            .expect("refused");
+        assert_eq!(err.kind(), TransportErrorKind::InvalidRequest);
+        assert!(!refused(&t, "http://127.0.0.1:9000/f"));
     }
 
     /// Serves one canned HTTP/1.1 response per connection, after reading the request head.
