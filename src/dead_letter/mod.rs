@@ -165,7 +165,7 @@ impl DeadLetter {
     /// A letter for a failed request.
     pub fn new(req: &InvokeRequest, err: &InvokeError, started_at: SystemTime) -> Self {
         Self {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: crate::id::uuid_v4(),
             function_name: req.function_name().to_string(),
             qualifier: req.qualifier().map(str::to_owned),
             payload: req.payload().clone(),
