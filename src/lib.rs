@@ -60,6 +60,8 @@ pub mod codec;
 pub mod config;
 pub mod dead_letter;
 pub mod error;
+mod id;
+mod json_fields;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;

@@ -79,20 +79,23 @@ use std::pin::Pin;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{InvokeError, RunStatus};
 use crate::model::{InvocationType, InvokeRequest};
 
 mod frame;
 mod replay;
+mod serde_impl;
 mod spool;
 
 pub use replay::{ReplayOptions, ReplayReport};
 pub use spool::{FileSpool, FileSpoolBuilder, SpoolContents, SyncFn};
 
 /// An `Event` invocation that could not be delivered.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// It implements serde's `Serialize` and `Deserialize` (the spool's format: its fields by
+/// name, the payload in base64).
+#[derive(Clone, PartialEq, Eq)]
 pub struct DeadLetter {
     /// Unique id of this letter.
     pub id: String,
@@ -101,7 +104,6 @@ pub struct DeadLetter {
     /// The `Qualifier` field, if any.
     pub qualifier: Option<String>,
     /// The payload (base64 in the spool).
-    #[serde(with = "base64_bytes")]
     pub payload: Bytes,
     /// The base64 client context, if any.
     pub client_context: Option<String>,
@@ -138,24 +140,6 @@ impl fmt::Debug for DeadLetter {
     }
 }
 
-mod base64_bytes {
-    use base64::Engine as _;
-    use bytes::Bytes;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-        let text = String::deserialize(d)?;
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .map(Bytes::from)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 pub(crate) fn millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -165,7 +149,7 @@ impl DeadLetter {
     /// A letter for a failed request.
     pub fn new(req: &InvokeRequest, err: &InvokeError, started_at: SystemTime) -> Self {
         Self {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: crate::id::uuid_v4(),
             function_name: req.function_name().to_string(),
             qualifier: req.qualifier().map(str::to_owned),
             payload: req.payload().clone(),

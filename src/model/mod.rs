@@ -535,13 +535,6 @@ pub struct FunctionError {
 impl FunctionError {
     /// Builds one from the header value and the response payload (parsed when it is JSON).
     pub fn from_parts(header: &str, payload: &[u8]) -> Self {
-        #[derive(serde::Deserialize)]
-        struct Body {
-            #[serde(rename = "errorType")]
-            error_type: Option<String>,
-            #[serde(rename = "errorMessage")]
-            error_message: Option<String>,
-        }
         // All three are the server's (or the function's) text: capped and escaped.
         fn clean(text: String) -> String {
             if Untrusted::new(&text).is_clean() {
@@ -550,10 +543,9 @@ impl FunctionError {
                 Untrusted::new(&text).to_string()
             }
         }
-        let body: Option<Body> = serde_json::from_slice(payload).ok();
-        let (error_type, error_message) = body
-            .map(|b| (b.error_type, b.error_message))
-            .unwrap_or_default();
+        let [error_type, error_message] =
+            crate::json_fields::string_fields(payload, ["errorType", "errorMessage"])
+                .unwrap_or_default();
         Self {
             kind: Untrusted::new(header).to_cow().into_owned(),
             error_type: error_type.map(clean),

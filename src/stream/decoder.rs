@@ -63,25 +63,17 @@ impl Completion {
     }
 
     fn from_payload(payload: &[u8]) -> Result<Self, DecodeError> {
-        #[derive(serde::Deserialize)]
-        struct Wire {
-            #[serde(rename = "ErrorCode")]
-            error_code: Option<String>,
-            #[serde(rename = "ErrorDetails")]
-            error_details: Option<String>,
-            #[serde(rename = "LogResult")]
-            log_result: Option<String>,
-        }
         // Every field is optional and an empty payload is `{}` (spec §3.4).
         if payload.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self::default());
         }
-        let wire: Wire = serde_json::from_slice(payload)
-            .map_err(|e| DecodeError::InvalidCompletion(e.to_string()))?;
+        let [error_code, error_details, log_result] =
+            crate::json_fields::string_fields(payload, ["ErrorCode", "ErrorDetails", "LogResult"])
+                .map_err(|e| DecodeError::InvalidCompletion(e.to_string()))?;
         Ok(Self {
-            error_code: wire.error_code,
-            error_details: wire.error_details,
-            log_result: wire.log_result,
+            error_code,
+            error_details,
+            log_result,
         })
     }
 }

@@ -184,7 +184,7 @@ fn now(state: &State) -> SystemTime {
 }
 
 fn new_request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    crate::id::uuid_v4()
 }
 
 /// Renders an error the way Lambda does: status, `x-amzn-ErrorType`, and a JSON body

@@ -7,12 +7,12 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use dashmap::DashMap;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::error::InvalidLimit;
 use super::gcra::Gcra;
+use super::shards::ShardedMap;
 
 /// How often the state of keys not used lately is dropped (at most; a pass is started
 /// by the first call after this much time).
@@ -317,7 +317,7 @@ pub(crate) struct Limits {
     key_rates: HashMap<String, (u64, u32)>,
     pub concurrency: Option<usize>,
     pub adaptive: Option<Adaptive>,
-    keys: DashMap<Arc<str>, Arc<KeyState>>,
+    keys: ShardedMap<KeyState>,
     /// The queue for rate waits of calls with no key (as a key's `rate_turn`).
     pub unkeyed_turn: Semaphore,
     /// The queue of the heads of the rate queues waiting for the global rate: keys take
@@ -376,10 +376,7 @@ impl Limits {
                 .collect::<Result<_, _>>()?,
             concurrency,
             adaptive,
-            // More shards than dashmap's default (4 × CPUs): the maintenance pass holds
-            // one shard at a time, so a shard's share of the keys is what a caller of a
-            // key in it may wait for.
-            keys: DashMap::with_shard_amount(64),
+            keys: ShardedMap::new(),
             unkeyed_turn: Semaphore::new(1),
             global_turn: Semaphore::new(1),
             last_pass: AtomicU64::new(0),
@@ -398,28 +395,28 @@ impl Limits {
     /// The state of `key`, made if missing; `None` if no limit applies to the key.
     pub(crate) fn key(&self, key: &str) -> Option<Arc<KeyState>> {
         if let Some(s) = self.keys.get(key) {
-            return Some(Arc::clone(&s));
+            return Some(s);
         }
         let rate = self.key_rates.get(key).copied().or(self.per_key);
         if rate.is_none() && self.concurrency.is_none() && self.adaptive.is_none() {
             return None;
         }
         let name: Arc<str> = Arc::from(key);
-        let entry = self.keys.entry(Arc::clone(&name)).or_insert_with(|| {
-            Arc::new(KeyState {
-                name,
-                rate: rate.map(|(interval, burst)| Gcra::new(interval, burst)),
-                rate_turn: Semaphore::new(1),
-                slots: self.concurrency.map(StaticSlots::new),
-                adaptive: self.adaptive.map(|a| AdaptiveSlots::new(a.initial)),
-            })
-        });
-        Some(Arc::clone(&entry))
+        Some(
+            self.keys
+                .get_or_insert_with(Arc::clone(&name), || KeyState {
+                    name,
+                    rate: rate.map(|(interval, burst)| Gcra::new(interval, burst)),
+                    rate_turn: Semaphore::new(1),
+                    slots: self.concurrency.map(StaticSlots::new),
+                    adaptive: self.adaptive.map(|a| AdaptiveSlots::new(a.initial)),
+                }),
+        )
     }
 
     /// The state of `key` if it has any now.
     pub(crate) fn existing(&self, key: &str) -> Option<Arc<KeyState>> {
-        self.keys.get(key).map(|s| Arc::clone(&s))
+        self.keys.get(key)
     }
 
     /// Takes a cell of the key's rate, then of the global rate; a cell of the key's
@@ -461,8 +458,7 @@ impl Limits {
         // holds: state is dropped only when no call refers to it (a waiter on dropped
         // state would wait on a queue nobody serves again).
         self.keys
-            .retain(|_, s| Arc::strong_count(s) > 1 || !s.idle(now, ttl));
-        self.keys.shrink_to_fit();
+            .retain(|s| Arc::strong_count(s) > 1 || !s.idle(now, ttl));
     }
 
     /// Starts a maintenance pass if the last one is [`MAINTENANCE_EVERY`] old: on its own

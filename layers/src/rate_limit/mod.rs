@@ -102,6 +102,7 @@ mod limits;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 mod service;
+mod shards;
 pub mod store;
 mod wait;
 
