@@ -168,11 +168,27 @@ async fn rate_limit_waits_refusals_and_the_adaptive_limit_are_recorded() {
         .unwrap();
     fail_fast.invoke_json("echo", &1).await.unwrap();
     fail_fast.invoke_json("echo", &2).await.unwrap_err();
-    // Waiting for a cell (20/s: the second call waits about 50 ms) and adaptive limits.
+    // A rate of 1/s with a 10 ms maximum wait: the second call would wait about a
+    // second, so it is refused at once, without waiting.
+    let short_wait = common::builder_for(&lambda)
+        .rate_limit(
+            RateLimitLayer::builder()
+                .per_key(Rate::per_second(1))
+                .max_wait(std::time::Duration::from_millis(10)),
+        )
+        .build()
+        .unwrap();
+    short_wait.invoke_json("echo", &1).await.unwrap();
+    short_wait.invoke_json("echo", &2).await.unwrap_err();
+    // Waiting for a cell (20/s with a burst of 1: the second call waits about 50 ms) and
+    // adaptive limits.
     let waiting = common::builder_for(&lambda)
         .rate_limit(
             RateLimitLayer::builder()
-                .per_key(Rate::per_second(20))
+                .per_key(Rate {
+                    burst: Some(1),
+                    ..Rate::per_second(20)
+                })
                 .adaptive(Adaptive::default()),
         )
         .build()
@@ -183,14 +199,22 @@ async fn rate_limit_waits_refusals_and_the_adaptive_limit_are_recorded() {
     let m = read(&snapshotter);
     assert_eq!(
         counter(&m, "invoke_rate_limit_refusals_total{function=echo}"),
-        1
+        2
     );
     assert_eq!(
         counter(&m, "invoke_calls_total{function=echo,outcome=rate_limited}"),
+        2
+    );
+    // Only the last call waited: the refusal (fail fast) and the calls that went
+    // through at once are not waits (review of issue 21: a refusal counted as one).
+    assert_eq!(
+        counter(&m, "invoke_rate_limit_waits_total{function=echo}"),
         1
     );
-    assert!(counter(&m, "invoke_rate_limit_waits_total{function=echo}") >= 1);
-    assert!(samples(&m, "invoke_rate_limit_wait_seconds{function=echo}") >= 1);
+    assert_eq!(
+        samples(&m, "invoke_rate_limit_wait_seconds{function=echo}"),
+        1
+    );
     assert!(gauge(&m, "invoke_adaptive_limit{function=echo}") >= 4.0);
 }
 

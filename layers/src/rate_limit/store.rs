@@ -476,6 +476,7 @@ pub(crate) async fn rate_cells(
                 // millisecond of jitter spreads them without leaving the cell unused.
                 let spread = wait + Duration::from_micros(fastrand::u64(..1000));
                 let pause = if budget.allows(spread) { spread } else { wait };
+                budget.mark_waiting();
                 tokio::time::sleep(pause).await;
             }
             Err(Unanswered::Budget) => return Err(budget.refuse(key, LimitKind::Rate, None)),
@@ -587,6 +588,7 @@ pub(crate) async fn admit(
                 };
             }
         };
+        budget.mark_waiting();
         tokio::time::sleep(pause).await;
     }
 }

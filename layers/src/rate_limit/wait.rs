@@ -23,8 +23,12 @@ pub(crate) struct Budget {
     pub mode: Mode,
     max_wait: Duration,
     deadline: Option<Instant>,
-    /// When the first wait began (the first time the budget was needed).
+    /// When the budget was first needed (the first wait, or the first check whether one
+    /// fits).
     started: std::sync::OnceLock<Instant>,
+    /// Whether the call actually waited (slept or queued), not only checked the budget:
+    /// a refusal without a wait, or a store round trip, is not a wait.
+    did_wait: std::sync::atomic::AtomicBool,
 }
 
 impl Budget {
@@ -34,7 +38,14 @@ impl Budget {
             max_wait,
             deadline: deadline.map(|d| d.at()),
             started: std::sync::OnceLock::new(),
+            did_wait: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    pub(crate) fn mark_waiting(&self) {
+        let _ = self.until();
+        self.did_wait
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The end of the budget and why it ends there, counted from the first call of this.
@@ -107,8 +118,11 @@ impl Budget {
         }
     }
 
-    /// How long the call has waited: zero if it never had to.
+    /// How long the call has waited: zero if it never slept or queued.
     pub(crate) fn waited(&self) -> Duration {
+        if !self.did_wait.load(std::sync::atomic::Ordering::Relaxed) {
+            return Duration::ZERO;
+        }
         self.started.get().map_or(Duration::ZERO, Instant::elapsed)
     }
 
@@ -120,6 +134,7 @@ impl Budget {
         if matches!(self.mode, Mode::FailFast) {
             return None;
         }
+        self.mark_waiting();
         let permit = match self.until().0 {
             Some(u) => tokio::time::timeout_at(u, sem.acquire()).await.ok()?,
             None => sem.acquire().await,
@@ -133,6 +148,7 @@ impl Budget {
         if !self.allows(wait) {
             return false;
         }
+        self.mark_waiting();
         tokio::time::sleep(wait).await;
         true
     }
@@ -142,6 +158,7 @@ impl Budget {
         if let Mode::Wait { jitter } = self.mode {
             let wait = jitter.mul_f64(fastrand::f64());
             if !wait.is_zero() && self.allows(wait) {
+                self.mark_waiting();
                 tokio::time::sleep(wait).await;
             }
         }
