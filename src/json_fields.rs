@@ -1,6 +1,8 @@
 //! Reads the string fields of a JSON object, as a `#[derive(Deserialize)]` struct of
 //! `Option<String>` fields would (other fields skipped without being kept, a field given
-//! twice an error, `null` as absent), without the derive macro in the build.
+//! twice an error, `null` as absent), without the derive macro in the build. One
+//! difference: a derived struct also reads a JSON array as its fields in order; this
+//! reads objects only (a server's array sets no field).
 
 use std::fmt;
 
@@ -71,9 +73,11 @@ mod tests {
             Some([None, Some("y!".to_owned())])
         );
         assert_eq!(read("{}"), Some([None, None]));
-        // Not an object, a field twice, a field that is not a string, trailing bytes.
+        // Not an object (an array is not read as the fields in order), a field twice, a
+        // field that is not a string, trailing bytes.
         for bad in [
             "[]",
+            r#"["x","y"]"#,
             "\"a\"",
             "not json",
             r#"{"a":"x","a":"y"}"#,

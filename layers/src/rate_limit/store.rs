@@ -528,7 +528,7 @@ pub(crate) async fn admit(
         key: key.to_owned(),
         cap,
         ttl: shared.cfg.lease_ttl,
-        id: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+        id: format!("{:032x}", lease_id_bits()),
     };
     // An admission the store may have carried out although its answer never came (a
     // timeout, a cancelled call) would hold a fleet slot until the lease's TTL: the
@@ -729,5 +729,36 @@ impl Drop for Lease {
                 let _ = tokio::time::timeout(timeout, release).await;
             });
         }
+    }
+}
+
+/// A lease id's 128 bits, from the operating system's generator: fastrand's thread-local
+/// state is copied into a forked child, and workers forked from one parent would then
+/// share lease ids (one worker's release would free another's slot). If the generator
+/// fails (it does not on supported platforms), fastrand's bits mixed with the process id
+/// and the time.
+fn lease_id_bits() -> u128 {
+    let mut bytes = [0u8; 16];
+    if getrandom::getrandom(&mut bytes).is_ok() {
+        return u128::from_le_bytes(bytes);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    fastrand::u128(..) ^ (u128::from(std::process::id()) << 64) ^ nanos
+}
+
+#[cfg(test)]
+mod lease_id_tests {
+    /// Review of issue 21: lease ids came from fastrand's thread-local state, which a
+    /// forked child inherits. Reseeding fastrand to the same state, as a fork does, must
+    /// not repeat an id.
+    #[test]
+    fn lease_ids_do_not_repeat_when_fastrands_state_does() {
+        fastrand::seed(7);
+        let a = super::lease_id_bits();
+        fastrand::seed(7);
+        let b = super::lease_id_bits();
+        assert_ne!(a, b);
     }
 }
