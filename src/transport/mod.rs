@@ -828,8 +828,10 @@ mod tests {
     /// network as an invalid request, not failed as a retryable connect error.
     #[test]
     fn a_plain_http_transport_refuses_https_before_the_network() {
-        let mut config = TransportConfig::default();
-        config.plain_http_only = true;
+        let config = TransportConfig {
+            plain_http_only: true,
+            ..TransportConfig::default()
+        };
         let t = HyperTransport::new(config).expect("a transport");
         let err = t
             .refuse(
