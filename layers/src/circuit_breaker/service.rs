@@ -81,6 +81,24 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
+        if self.shared.is_none() {
+            return ResponseFuture::direct(self.inner.call(req));
+        }
+        self.call_guarded(req)
+    }
+}
+
+impl<S, C, K> CircuitBreaker<S, C, K> {
+    // Out of line: a `call` that reserved stack room for the guarded path would deepen
+    // every call's frame, the breaker on or off (the layers' frames are where a call's
+    // cache misses come from).
+    #[inline(never)]
+    fn call_guarded<Req>(&mut self, req: Req) -> ResponseFuture<S::Future, C, K>
+    where
+        S: Service<Req>,
+        K: ExtractKey<Req>,
+        C: ClassifyCircuit<S::Response, S::Error>,
+    {
         let Some(shared) = &self.shared else {
             return ResponseFuture::direct(self.inner.call(req));
         };

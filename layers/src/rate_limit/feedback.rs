@@ -172,6 +172,30 @@ where
     /// outcome moves the limit. Attempts count, not operations: an operation sleeping in
     /// retry backoff holds no slot. Waits are bounded as in [`RateLimit`](super::RateLimit).
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if self.shared.is_none() {
+            return ResponseFuture::direct(self.inner.call(req));
+        }
+        self.call_limited(req)
+    }
+}
+
+impl<S, C> Feedback<S, C> {
+    // Out of line: the limited path builds its future (large) on the stack before boxing
+    // it, and a `call` that reserved room for it would deepen every call's stack frame,
+    // limited or not (the layers' frames are where a call's cache misses come from).
+    #[inline(never)]
+    fn call_limited<B, RB>(
+        &mut self,
+        req: http::Request<B>,
+    ) -> ResponseFuture<S::Future, S::Response, RateLimitError<S::Error>>
+    where
+        S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        B: Send + 'static,
+        RB: Send + 'static,
+        C: ClassifyRetry<http::Response<RB>, S::Error>,
+    {
         let Some(shared) = &self.shared else {
             return ResponseFuture::direct(self.inner.call(req));
         };

@@ -73,7 +73,31 @@ where
         self.inner.poll_ready(cx).map_err(RateLimitError::Inner)
     }
 
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if self.shared.is_none() {
+            return ResponseFuture::direct(self.inner.call(req));
+        }
+        self.call_limited(req)
+    }
+}
+
+impl<S, K> RateLimit<S, K> {
+    // Out of line: the limited path builds its future (large) on the stack before boxing
+    // it, and a `call` that reserved room for it would deepen every call's stack frame,
+    // limited or not (the layers' frames are where a call's cache misses come from).
+    #[inline(never)]
+    fn call_limited<B, RB>(
+        &mut self,
+        mut req: http::Request<B>,
+    ) -> ResponseFuture<S::Future, http::Response<RB>, RateLimitError<S::Error>>
+    where
+        S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
+        S::Future: Send,
+        S::Error: Send,
+        B: Send + 'static,
+        RB: Send + 'static,
+        K: KeyExtractor<B>,
+    {
         let Some(shared) = &self.shared else {
             return ResponseFuture::direct(self.inner.call(req));
         };
