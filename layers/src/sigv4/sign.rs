@@ -28,7 +28,18 @@ const X_AMZ_SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-amz-security
 /// );
 /// ```
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
+    let digest = Sha256::digest(data);
+    // Into a buffer, a byte at a time: `hex::encode` collects an iterator of `char`s,
+    // which costs more than the hash itself with SHA extensions.
+    let mut out = [0u8; 64];
+    match hex::encode_to_slice(digest, &mut out)
+        .ok()
+        .and_then(|()| std::str::from_utf8(&out).ok())
+    {
+        Some(hex) => hex.to_owned(),
+        // Unreachable (64 is twice the digest's length, and hex is ASCII); kept total.
+        None => hex::encode(digest),
+    }
 }
 
 /// The payload's SHA-256, computed once per operation and shared by every attempt.
@@ -258,17 +269,19 @@ pub fn sign_request_with_hash<B>(
     time: SystemTime,
     payload_sha256_hex: String,
 ) -> Result<(), SigningError> {
-    let headers = req.headers_mut();
-    headers.remove(AUTHORIZATION);
-    headers.remove(X_AMZ_DATE);
-    headers.remove(X_AMZ_SECURITY_TOKEN);
-
     let identity = Identity::new(credentials.clone(), credentials.expiry());
     let settings = config.settings.clone();
     // Excluded headers are left out before aws-sigv4 sees them: it would lowercase,
-    // copy and normalize each one only to skip it when listing the signed headers.
+    // copy and normalize each one only to skip it when listing the signed headers. So
+    // are the signing headers of an earlier attempt, removed below before the new ones
+    // go in (found here, in the one pass over the headers, rather than looked up).
+    let mut stale = false;
     let mut header_pairs = Vec::with_capacity(req.headers().len());
     for (name, value) in req.headers() {
+        if is_signing_header(name) {
+            stale = true;
+            continue;
+        }
         if config.is_excluded(name) {
             continue;
         }
@@ -289,7 +302,7 @@ pub fn sign_request_with_hash<B>(
         .map_err(|e| SigningError::new(e.to_string()))?
         .into();
 
-    let uri = req.uri().to_string();
+    let uri = uri_string(req.uri());
     let method = req.method().as_str();
     let signable = SignableRequest::new(
         method,
@@ -301,16 +314,44 @@ pub fn sign_request_with_hash<B>(
     let (instructions, _signature) = sign(signable, &params)
         .map_err(|e| SigningError::new(e.to_string()))?
         .into_parts();
-    instructions.apply_to_request_http1x(req);
-    // The signature and the session token stay out of a caller's `debug!(?request)`:
-    // `HeaderValue`'s `Debug` prints `Sensitive` for these.
     let headers = req.headers_mut();
-    for name in [AUTHORIZATION, X_AMZ_SECURITY_TOKEN] {
-        if let Some(value) = headers.get_mut(&name) {
-            value.set_sensitive(true);
+    if stale {
+        for name in [AUTHORIZATION, X_AMZ_DATE, X_AMZ_SECURITY_TOKEN] {
+            headers.remove(name);
         }
     }
+    instructions.apply_to_request_http1x(req);
+    // The signature stays out of a caller's `debug!(?request)`: `HeaderValue`'s `Debug`
+    // prints `Sensitive` for it. (aws-sigv4 marks the session token sensitive itself.)
+    if let Some(value) = req.headers_mut().get_mut(AUTHORIZATION) {
+        value.set_sensitive(true);
+    }
     Ok(())
+}
+
+/// `Authorization`, `X-Amz-Date` or `X-Amz-Security-Token`: what a signature adds.
+fn is_signing_header(name: &HeaderName) -> bool {
+    *name == AUTHORIZATION || *name == X_AMZ_DATE || *name == X_AMZ_SECURITY_TOKEN
+}
+
+/// The URI as `Uri`'s `Display` writes it, without the formatting machinery.
+fn uri_string(uri: &http::Uri) -> String {
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return uri.to_string();
+    };
+    let (path, query) = (uri.path(), uri.query());
+    let mut out = String::with_capacity(
+        scheme.len() + 3 + authority.as_str().len() + path.len() + query.map_or(0, |q| q.len() + 1),
+    );
+    out.push_str(scheme);
+    out.push_str("://");
+    out.push_str(authority.as_str());
+    out.push_str(path);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
 }
 
 /// Formats a time as SigV4's `X-Amz-Date` (`YYYYMMDDTHHMMSSZ`).
@@ -443,6 +484,47 @@ mod tests {
         assert_ne!(req.headers()["authorization"], first);
         assert_eq!(req.headers().get_all("authorization").iter().count(), 1);
         assert_eq!(req.headers()["x-amz-date"], "20231114T221321Z");
+    }
+
+    /// Re-signing gives the signature a fresh request gets, and drops a session token
+    /// the new credentials do not have.
+    #[test]
+    fn resigning_signs_as_a_fresh_request_and_drops_a_stale_token() {
+        let request = || {
+            http::Request::post("https://h/2015-03-31/functions/f/invocations?Qualifier=1")
+                .header("host", "h")
+                .body(bytes::Bytes::from_static(b"{}"))
+                .unwrap()
+        };
+        let cfg = SigningConfig::new("us-east-1");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let with_token = Credentials::from_keys("AKID", "SECRET", Some("OLD-TOKEN".into()));
+        let plain = Credentials::from_keys("AKID2", "SECRET2", None);
+
+        let mut resigned = request();
+        sign_request(&mut resigned, &with_token, &cfg, t).unwrap();
+        sign_request(&mut resigned, &plain, &cfg, t + Duration::from_secs(5)).unwrap();
+        let mut fresh = request();
+        sign_request(&mut fresh, &plain, &cfg, t + Duration::from_secs(5)).unwrap();
+
+        assert!(resigned.headers().get("x-amz-security-token").is_none());
+        assert_eq!(resigned.headers(), fresh.headers());
+    }
+
+    /// The URI handed to aws-sigv4 is the one `Display` writes, for every form.
+    #[test]
+    fn uri_string_is_the_display_form() {
+        for uri in [
+            "https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/f/invocations",
+            "http://127.0.0.1:9001/2015-03-31/functions/f/invocations?Qualifier=%24LATEST",
+            "http://h",
+            "http://h?x=1",
+            "/relative/path?q",
+            "*",
+        ] {
+            let uri: http::Uri = uri.parse().unwrap();
+            assert_eq!(uri_string(&uri), uri.to_string(), "{uri:?}");
+        }
     }
 
     #[test]
