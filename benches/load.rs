@@ -8,6 +8,9 @@
 //! - `stack`: `InvokeClient` with its default (static) stack, called as a user calls it:
 //!   `InvokeRequest::builder(..).payload(..).build()` per call, `invoke`, the payload read;
 //! - `named`: the same on the named (boxed) stack;
+//! - `floor+timeout`: the floor with each call under `tokio::time::timeout`: what arming a
+//!   timer per call costs any tokio client (the runtime then parks with a timeout, so the
+//!   kernel arms and cancels a timer at every wait). The stack arms one per attempt;
 //! - `hyper`: the floor's client without signing (what signing costs);
 //! - `hyper+sigv4`: the floor's client signing through this crate's `sign_request` (the
 //!   "signed floor" of earlier measurements, kept for comparison).
@@ -17,11 +20,14 @@
 //! machine has two CPUs or more, the client is pinned to CPU 0 and the server to CPU 1.
 //! CPU per call is the client process's CPU time (user + system, every thread, from
 //! `/proc/self/task/*/schedstat`, in nanoseconds) over the timed calls, divided by the
-//! calls; the warm-up (connections, pools, caches) is not counted. Rounds interleave the
-//! clients, so drift on the machine hits them alike; each figure is the median of the
-//! rounds.
+//! calls; the warm-up (connections, pools, caches) is not counted. "user µs/call" is the
+//! user-space part (the share of `utime` in `/proc/self/stat`, in 10 ms ticks). Rounds
+//! interleave the clients, so drift on the machine hits them alike; each figure is the
+//! median of the rounds, except "CPU vs floor": the median of the round-by-round ratios
+//! (each client against the floor measured just before it), with the middle half of those
+//! ratios as its spread.
 //!
-//! `cargo bench --bench load` runs every cell (about 4 minutes). Options after `--`:
+//! `cargo bench --bench load` runs every cell, five rounds (about 9 minutes). Options after `--`:
 //! `quick` (one short round), `rounds=N`, `calls=N`, `only=stack,floor` (clients),
 //! `c=16` (one concurrency), `size=128` (one payload size), `rt=multi` (the client on a
 //! multi-thread runtime instead of a current-thread one), `nopin`. To profile one client
@@ -45,7 +51,14 @@ use invoke_stack::layers::sigv4::{sign_request, Credentials, SigningConfig};
 use invoke_stack::model::InvokeRequest;
 use invoke_stack::InvokeClient;
 
-const CLIENTS: [&str; 5] = ["floor", "stack", "named", "hyper", "hyper+sigv4"];
+const CLIENTS: [&str; 6] = [
+    "floor",
+    "stack",
+    "named",
+    "floor+timeout",
+    "hyper",
+    "hyper+sigv4",
+];
 const FUNCTION: &str = "bench";
 const ACCESS_KEY: &str = "AKIDBENCH";
 const SECRET_KEY: &str = "bench-secret";
@@ -82,6 +95,21 @@ fn process_cpu_ns() -> u64 {
                 .expect("a thread's schedstat (CONFIG_SCHED_INFO)")
         })
         .sum()
+}
+
+/// This process's user and system CPU time, in clock ticks (`/proc/self/stat`).
+fn process_user_sys_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat (Linux)");
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    let field = |i: usize| -> u64 {
+        rest.split_whitespace()
+            .nth(i)
+            .and_then(|v| v.parse().ok())
+            .expect("a number in /proc/self/stat")
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (field(11), field(12))
 }
 
 /// This process's peak resident set (`VmHWM`), in KiB.
@@ -152,6 +180,8 @@ fn serve() {
 enum Target {
     /// Hand-built request; `aws-sigv4` with default settings.
     Floor(Client<HttpConnector, Full<Bytes>>),
+    /// The floor, each call under `tokio::time::timeout` (a timer armed per call).
+    FloorTimeout(Client<HttpConnector, Full<Bytes>>),
     /// Hand-built request; no signing.
     Hyper(Client<HttpConnector, Full<Bytes>>),
     /// Hand-built request; this crate's `sign_request`.
@@ -227,6 +257,14 @@ async fn one_call(client: &Target, shared: &Shared) -> usize {
             sign_with_aws_sigv4(&mut req, shared);
             hyper_call(c, req).await.len()
         }
+        Target::FloorTimeout(c) => {
+            let mut req = hand_built(shared);
+            sign_with_aws_sigv4(&mut req, shared);
+            tokio::time::timeout(std::time::Duration::from_secs(900), hyper_call(c, req))
+                .await
+                .expect("in time")
+                .len()
+        }
         Target::Hyper(c) => hyper_call(c, hand_built(shared)).await.len(),
         Target::HyperOurSigner(c) => {
             let mut req = hand_built(shared);
@@ -280,6 +318,7 @@ fn client_main(name: &str, addr: &str, size: usize, concurrency: usize, calls: u
         };
         let client = match name.as_str() {
             "floor" => Target::Floor(hyper()),
+            "floor+timeout" => Target::FloorTimeout(hyper()),
             "hyper" => Target::Hyper(hyper()),
             "hyper+sigv4" => Target::HyperOurSigner(hyper()),
             "stack" => Target::Stack(stack(false)),
@@ -311,6 +350,7 @@ fn client_main(name: &str, addr: &str, size: usize, concurrency: usize, calls: u
             r.expect("warm-up");
         }
         let cpu0 = process_cpu_ns();
+        let ticks0 = process_user_sys_ticks();
         let start = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..concurrency {
@@ -333,15 +373,20 @@ fn client_main(name: &str, addr: &str, size: usize, concurrency: usize, calls: u
         }
         let wall = start.elapsed();
         let cpu = process_cpu_ns().saturating_sub(cpu0);
+        let ticks1 = process_user_sys_ticks();
+        let (user, sys) = (ticks1.0 - ticks0.0, ticks1.1 - ticks0.1);
+        // The user-space share of the CPU time (ticks are coarse: 10 ms at 100 Hz).
+        let user_share = user as f64 / (user + sys).max(1) as f64;
         lat.sort_unstable();
         let n = lat.len();
         println!(
-            "RESULT {} {} {} {} {}",
+            "RESULT {} {} {} {} {} {}",
             n as f64 / wall.as_secs_f64(),
             lat[n / 2].as_secs_f64() * 1e6,
             lat[(n * 99 / 100).min(n - 1)].as_secs_f64() * 1e6,
             cpu as f64 / 1e3 / n as f64,
             peak_rss_kib(),
+            user_share,
         );
     });
 }
@@ -355,6 +400,7 @@ struct Measured {
     p99: f64,
     cpu_us: f64,
     rss_kib: f64,
+    user_share: f64,
 }
 
 fn pinned(cpu: usize) -> Command {
@@ -406,6 +452,7 @@ fn measure(name: &str, addr: &str, size: usize, c: usize, calls: usize) -> Measu
         p99: v[2],
         cpu_us: v[3],
         rss_kib: v[4],
+        user_share: v[5],
     }
 }
 
@@ -425,7 +472,7 @@ fn main() {
     }
 
     let quick = flag("quick");
-    let rounds: usize = arg("rounds").unwrap_or(if quick { 1 } else { 3 });
+    let rounds: usize = arg("rounds").unwrap_or(if quick { 1 } else { 5 });
     let only: Option<String> = arg("only");
     let clients: Vec<&str> = CLIENTS
         .into_iter()
@@ -461,9 +508,9 @@ fn main() {
         arg::<String>("rt").unwrap_or_else(|| "current_thread".into())
     );
     println!(
-        "| payload | C | client | invocations/s | p50 µs | p99 µs | CPU µs/call | CPU vs floor | p99 vs floor | peak RSS MiB | RSS vs floor |"
+        "| payload | C | client | invocations/s | p50 µs | p99 µs | CPU µs/call | user µs/call | CPU vs floor | (spread) | p99 vs floor | peak RSS MiB | RSS vs floor |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for size in [128usize, 64 * 1024] {
         for c in [1usize, 16, 64] {
             if c_arg.is_some_and(|o| o != c) || size_arg.is_some_and(|o| o != size) {
@@ -495,15 +542,34 @@ fn main() {
                     format!("{:.2}", median(rs, f) / median(fl, f))
                 })
             };
+            // CPU against the floor, round by round: each round measures the clients
+            // back to back, so the machine's drift between rounds cancels. The median of
+            // those ratios, and the middle half of them as the spread.
+            let paired_cpu = |rs: &[Measured]| -> (String, String) {
+                let Some(fl) = floor else {
+                    return ("-".into(), "-".into());
+                };
+                let mut v: Vec<f64> = rs
+                    .iter()
+                    .zip(fl)
+                    .map(|(m, f)| m.cpu_us / f.cpu_us)
+                    .collect();
+                v.sort_by(f64::total_cmp);
+                let q = |p: usize| v[(v.len() - 1) * p / 4];
+                (format!("{:.2}", q(2)), format!("{:.2}–{:.2}", q(1), q(3)))
+            };
             for (name, rs) in clients.iter().zip(&results) {
+                let (cpu_ratio, spread) = paired_cpu(rs);
                 println!(
-                    "| {} | {c} | {name} | {:.0} | {:.0} | {:.0} | {:.1} | {} | {} | {:.1} | {} |",
+                    "| {} | {c} | {name} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {} | {} | {:.1} | {} |",
                     if size == 128 { "128 B" } else { "64 KiB" },
                     median(rs, |m| m.per_sec),
                     median(rs, |m| m.p50),
                     median(rs, |m| m.p99),
                     median(rs, |m| m.cpu_us),
-                    ratio(rs, |m| m.cpu_us),
+                    median(rs, |m| m.cpu_us * m.user_share),
+                    cpu_ratio,
+                    spread,
                     ratio(rs, |m| m.p99),
                     median(rs, |m| m.rss_kib) / 1024.0,
                     ratio(rs, |m| m.rss_kib),
