@@ -473,11 +473,13 @@ impl InvokeClientBuilder {
         // with a plain-http endpoint, no connection uses TLS.
         transport_config.plain_http_only = endpoint.scheme() == &http::uri::Scheme::HTTP;
         let transport = HyperTransport::new(transport_config)?;
-        let user_agent = user_agent_layer(identity::user_agent_with(
+        let user_agent = identity::user_agent_with(
             self.app_id.or(sdk.app_id).or(settings.app_id).as_deref(),
             &env,
-        ));
-        let recursion = recursion_detection_layer(TraceIdFromEnv::with_env(env));
+        );
+        let trace_id = TraceIdFromEnv::with_env(env);
+        // The static stacks set the two slots' headers in one service.
+        let identity_headers = IdentityHeadersLayer::new(user_agent.clone(), trace_id.clone());
         let quota = if self.partition_quota {
             RetryQuota::partitioned(self.quota)
         } else {
@@ -532,8 +534,7 @@ impl InvokeClientBuilder {
             .layer(feedback.clone())
             .layer(TimeoutLayer::new(sync_attempt))
             .layer(signer.clone())
-            .layer(user_agent.clone())
-            .layer(recursion.clone())
+            .layer(identity_headers.clone())
             .service(transport.streaming());
         let service = match named {
             None => ClientService::Static(
@@ -549,8 +550,7 @@ impl InvokeClientBuilder {
                     .layer(feedback)
                     .layer(TimeoutLayer::new(sync_attempt))
                     .layer(signer)
-                    .layer(user_agent)
-                    .layer(recursion)
+                    .layer(identity_headers)
                     .service(transport),
             ),
             Some(customize) => {
@@ -581,8 +581,14 @@ impl InvokeClientBuilder {
                         )
                     })
                     .and_then(|s| s.add("sign", Step::Attempt, signer))
-                    .and_then(|s| s.add("user-agent", Step::Attempt, user_agent))
-                    .and_then(|s| s.add("recursion-detection", Step::Attempt, recursion));
+                    .and_then(|s| s.add("user-agent", Step::Attempt, user_agent_layer(user_agent)))
+                    .and_then(|s| {
+                        s.add(
+                            "recursion-detection",
+                            Step::Attempt,
+                            recursion_detection_layer(trace_id),
+                        )
+                    });
                 if breaker.is_enabled() {
                     let _ = stack.add_after("trace", "circuit-breaker", breaker.clone());
                 }

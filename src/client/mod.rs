@@ -54,13 +54,15 @@ use invoke_layers::timeout::{
 
 #[cfg(feature = "stream")]
 mod stream;
-use tower_http::set_header::SetRequestHeader;
 
 use crate::classify::LambdaClassifier;
 use crate::config::sdk::SdkSettings;
 use crate::config::{Env, EnvSettings};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
-use crate::stack::identity::{self, recursion_detection_layer, user_agent_layer, TraceIdFromEnv};
+use crate::stack::identity::{
+    self, recursion_detection_layer, user_agent_layer, IdentityHeadersLayer,
+    IdentityHeadersService, TraceIdFromEnv,
+};
 use crate::stack::{BoxService, InvokeStack, Step};
 use crate::telemetry::LambdaTrace;
 use invoke_layers::trace::{Trace, TraceLayer};
@@ -106,10 +108,7 @@ type Stack = Trace<
             RateLimit<
                 Retry<
                     Trace<
-                        Feedback<
-                            Timeout<SigV4<UserAgent<RecursionDetection<HyperTransport>>>>,
-                            LambdaClassifier,
-                        >,
+                        Feedback<Timeout<SigV4<IdentityHeaders<HyperTransport>>>, LambdaClassifier>,
                         LambdaTrace,
                     >,
                     LambdaClassifier,
@@ -176,8 +175,8 @@ fn lost_tail(e: &tokio::task::JoinError) -> InvokeError {
     )
     .into()
 }
-type UserAgent<S> = SetRequestHeader<SetRequestHeader<S, http::HeaderValue>, http::HeaderValue>;
-type RecursionDetection<S> = SetRequestHeader<S, TraceIdFromEnv>;
+/// The `user-agent` and `recursion-detection` slots, in one service.
+type IdentityHeaders<S> = IdentityHeadersService<S>;
 
 struct Inner {
     endpoint: Endpoint,

@@ -29,11 +29,7 @@ pub(super) type StreamStack = Trace<
                 Retry<
                     Trace<
                         Feedback<
-                            Timeout<
-                                SigV4<
-                                    super::UserAgent<super::RecursionDetection<StreamingTransport>>,
-                                >,
-                            >,
+                            Timeout<SigV4<super::IdentityHeaders<StreamingTransport>>>,
                             LambdaClassifier,
                         >,
                         LambdaTrace,
