@@ -21,10 +21,11 @@
 //! CPU per call is the client process's CPU time (user + system, every thread, from
 //! `/proc/self/task/*/schedstat`, in nanoseconds) over the timed calls, divided by the
 //! calls; the warm-up (connections, pools, caches) is not counted. "user µs/call" is the
-//! user-space part (the share of `utime` in `/proc/self/stat`, in 10 ms ticks). Rounds
+//! user-space part (the share of `utime` in `/proc/self/stat`, in 10 ms ticks; "-" when a
+//! run lasts under 50 ticks). Rounds
 //! interleave the clients, so drift on the machine hits them alike; each figure is the
 //! median of the rounds, except "CPU vs floor": the median of the round-by-round ratios
-//! (each client against the floor measured just before it), with the middle half of those
+//! (each client against the floor of the same round), with the middle half of those
 //! ratios as its spread.
 //!
 //! `cargo bench --bench load` runs every cell, five rounds (about 9 minutes). Options after `--`:
@@ -99,11 +100,16 @@ fn process_cpu_ns() -> u64 {
 
 /// This process's user and system CPU time, in clock ticks (`/proc/self/stat`).
 fn process_user_sys_ticks() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat (Linux)");
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    let stat = std::fs::read("/proc/self/stat").expect("/proc/self/stat (Linux)");
+    // The fields after the command name, which is in parentheses and may hold anything.
+    let after_name = stat
+        .iter()
+        .rposition(|&b| b == b')')
+        .and_then(|i| stat.get(i + 1..))
+        .expect("a stat line");
+    let text = String::from_utf8_lossy(after_name);
     let field = |i: usize| -> u64 {
-        rest.split_whitespace()
+        text.split_whitespace()
             .nth(i)
             .and_then(|v| v.parse().ok())
             .expect("a number in /proc/self/stat")
@@ -374,9 +380,17 @@ fn client_main(name: &str, addr: &str, size: usize, concurrency: usize, calls: u
         let wall = start.elapsed();
         let cpu = process_cpu_ns().saturating_sub(cpu0);
         let ticks1 = process_user_sys_ticks();
-        let (user, sys) = (ticks1.0 - ticks0.0, ticks1.1 - ticks0.1);
-        // The user-space share of the CPU time (ticks are coarse: 10 ms at 100 Hz).
-        let user_share = user as f64 / (user + sys).max(1) as f64;
+        let (user, sys) = (
+            ticks1.0.saturating_sub(ticks0.0),
+            ticks1.1.saturating_sub(ticks0.1),
+        );
+        // The user-space share of the CPU time. Ticks are coarse (10 ms at 100 Hz): under
+        // 50 of them the share is not worth printing (NaN prints as "-").
+        let user_share = if user + sys >= 50 {
+            user as f64 / (user + sys) as f64
+        } else {
+            f64::NAN
+        };
         lat.sort_unstable();
         let n = lat.len();
         println!(
@@ -456,6 +470,14 @@ fn measure(name: &str, addr: &str, size: usize, c: usize, calls: usize) -> Measu
     }
 }
 
+/// The `p` quantile of sorted values, interpolating between the two nearest (so the
+/// median of an even count is the mean of the middle two).
+fn quantile(sorted: &[f64], p: f64) -> f64 {
+    let at = (sorted.len() - 1) as f64 * p;
+    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo as f64)
+}
+
 fn main() {
     if flag("serve") {
         return serve();
@@ -473,6 +495,7 @@ fn main() {
 
     let quick = flag("quick");
     let rounds: usize = arg("rounds").unwrap_or(if quick { 1 } else { 5 });
+    assert!(rounds >= 1, "rounds must be at least 1");
     let only: Option<String> = arg("only");
     let clients: Vec<&str> = CLIENTS
         .into_iter()
@@ -531,7 +554,7 @@ fn main() {
             let median = |rs: &[Measured], f: fn(&Measured) -> f64| {
                 let mut v: Vec<f64> = rs.iter().map(f).collect();
                 v.sort_by(f64::total_cmp);
-                v[v.len() / 2]
+                quantile(&v, 0.5)
             };
             let floor = clients
                 .iter()
@@ -555,19 +578,35 @@ fn main() {
                     .map(|(m, f)| m.cpu_us / f.cpu_us)
                     .collect();
                 v.sort_by(f64::total_cmp);
-                let q = |p: usize| v[(v.len() - 1) * p / 4];
-                (format!("{:.2}", q(2)), format!("{:.2}–{:.2}", q(1), q(3)))
+                (
+                    format!("{:.2}", quantile(&v, 0.5)),
+                    format!("{:.2}–{:.2}", quantile(&v, 0.25), quantile(&v, 0.75)),
+                )
+            };
+            // NaN shares (too few ticks) are left out; none left prints "-".
+            let user_us = |rs: &[Measured]| -> String {
+                let mut v: Vec<f64> = rs
+                    .iter()
+                    .map(|m| m.cpu_us * m.user_share)
+                    .filter(|u| u.is_finite())
+                    .collect();
+                v.sort_by(f64::total_cmp);
+                if v.is_empty() {
+                    "-".into()
+                } else {
+                    format!("{:.1}", quantile(&v, 0.5))
+                }
             };
             for (name, rs) in clients.iter().zip(&results) {
                 let (cpu_ratio, spread) = paired_cpu(rs);
                 println!(
-                    "| {} | {c} | {name} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {} | {} | {:.1} | {} |",
+                    "| {} | {c} | {name} | {:.0} | {:.0} | {:.0} | {:.1} | {} | {} | {} | {} | {:.1} | {} |",
                     if size == 128 { "128 B" } else { "64 KiB" },
                     median(rs, |m| m.per_sec),
                     median(rs, |m| m.p50),
                     median(rs, |m| m.p99),
                     median(rs, |m| m.cpu_us),
-                    median(rs, |m| m.cpu_us * m.user_share),
+                    user_us(rs),
                     cpu_ratio,
                     spread,
                     ratio(rs, |m| m.p99),

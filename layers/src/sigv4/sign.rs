@@ -5,8 +5,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode,
+    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
+    SigningInstructions, SigningSettings, UriPathNormalizationMode,
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
@@ -269,28 +269,70 @@ pub fn sign_request_with_hash<B>(
     time: SystemTime,
     payload_sha256_hex: String,
 ) -> Result<(), SigningError> {
+    let mut stale = false;
+    let signed = signing_instructions(
+        req,
+        credentials,
+        config,
+        time,
+        payload_sha256_hex,
+        &mut stale,
+    );
+    // The signing headers of an earlier attempt go whether or not this signature worked,
+    // so a request is never left carrying an old signature.
+    if stale {
+        let headers = req.headers_mut();
+        for name in [AUTHORIZATION, X_AMZ_DATE, X_AMZ_SECURITY_TOKEN] {
+            headers.remove(name);
+        }
+    }
+    signed?.apply_to_request_http1x(req);
+    // The signature stays out of a caller's `debug!(?request)`: `HeaderValue`'s `Debug`
+    // prints `Sensitive` for it. (aws-sigv4 marks the session token sensitive itself.)
+    if let Some(value) = req.headers_mut().get_mut(AUTHORIZATION) {
+        value.set_sensitive(true);
+    }
+    Ok(())
+}
+
+/// aws-sigv4's instructions for `req`. Sets `stale` when `req` carries a signing header of
+/// an earlier attempt (left out of this signature).
+fn signing_instructions<B>(
+    req: &http::Request<B>,
+    credentials: &Credentials,
+    config: &SigningConfig,
+    time: SystemTime,
+    payload_sha256_hex: String,
+    stale: &mut bool,
+) -> Result<SigningInstructions, SigningError> {
     let identity = Identity::new(credentials.clone(), credentials.expiry());
     let settings = config.settings.clone();
     // Excluded headers are left out before aws-sigv4 sees them: it would lowercase,
     // copy and normalize each one only to skip it when listing the signed headers. So
-    // are the signing headers of an earlier attempt, removed below before the new ones
-    // go in (found here, in the one pass over the headers, rather than looked up).
-    let mut stale = false;
+    // are the signing headers of an earlier attempt, found here in the one pass over the
+    // headers rather than looked up.
     let mut header_pairs = Vec::with_capacity(req.headers().len());
+    // The pass goes to the end even past a bad value, so `stale` sees every header.
+    let mut unsignable = None;
     for (name, value) in req.headers() {
         if is_signing_header(name) {
-            stale = true;
+            *stale = true;
             continue;
         }
         if config.is_excluded(name) {
             continue;
         }
-        let value = value.to_str().map_err(|_| {
-            SigningError::new(format!(
-                "header {name} has a value that is not visible ASCII"
-            ))
-        })?;
-        header_pairs.push((name.as_str(), value));
+        match value.to_str() {
+            Ok(value) => header_pairs.push((name.as_str(), value)),
+            Err(_) => {
+                unsignable.get_or_insert(name);
+            }
+        }
+    }
+    if let Some(name) = unsignable {
+        return Err(SigningError::new(format!(
+            "header {name} has a value that is not visible ASCII"
+        )));
     }
     let params = v4::SigningParams::builder()
         .identity(&identity)
@@ -314,19 +356,7 @@ pub fn sign_request_with_hash<B>(
     let (instructions, _signature) = sign(signable, &params)
         .map_err(|e| SigningError::new(e.to_string()))?
         .into_parts();
-    let headers = req.headers_mut();
-    if stale {
-        for name in [AUTHORIZATION, X_AMZ_DATE, X_AMZ_SECURITY_TOKEN] {
-            headers.remove(name);
-        }
-    }
-    instructions.apply_to_request_http1x(req);
-    // The signature stays out of a caller's `debug!(?request)`: `HeaderValue`'s `Debug`
-    // prints `Sensitive` for it. (aws-sigv4 marks the session token sensitive itself.)
-    if let Some(value) = req.headers_mut().get_mut(AUTHORIZATION) {
-        value.set_sensitive(true);
-    }
-    Ok(())
+    Ok(instructions)
 }
 
 /// `Authorization`, `X-Amz-Date` or `X-Amz-Security-Token`: what a signature adds.
@@ -509,6 +539,40 @@ mod tests {
 
         assert!(resigned.headers().get("x-amz-security-token").is_none());
         assert_eq!(resigned.headers(), fresh.headers());
+        // `HeaderValue`'s equality ignores sensitivity: checked on its own.
+        assert!(resigned.headers()["authorization"].is_sensitive());
+
+        // A new token is sensitive too (aws-sigv4 marks it).
+        let new_token = Credentials::from_keys("AKID3", "SECRET3", Some("NEW-TOKEN".into()));
+        sign_request(&mut resigned, &new_token, &cfg, t).unwrap();
+        assert!(resigned.headers()["x-amz-security-token"].is_sensitive());
+        assert!(!format!("{resigned:?}").contains("NEW-TOKEN"));
+    }
+
+    /// A signature that fails still takes the earlier attempt's signature off.
+    #[test]
+    fn a_failed_resigning_leaves_no_old_signature() {
+        let mut req = http::Request::post("https://h/2015-03-31/functions/f/invocations")
+            .header("host", "h")
+            .body(bytes::Bytes::from_static(b"{}"))
+            .unwrap();
+        let creds = Credentials::from_keys("AKID", "SECRET", Some("TOKEN".into()));
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let cfg = SigningConfig::new("us-east-1");
+        sign_request(&mut req, &creds, &cfg, t).unwrap();
+        // The bad header before the old signature's, and after it.
+        let bad = http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap();
+        let mut first = http::Request::new(req.body().clone());
+        *first.uri_mut() = req.uri().clone();
+        first.headers_mut().insert("x-custom", bad.clone());
+        first.headers_mut().extend(req.headers().clone());
+        req.headers_mut().insert("x-custom", bad);
+        for mut req in [first, req] {
+            assert!(sign_request(&mut req, &creds, &cfg, t).is_err());
+            for name in ["authorization", "x-amz-date", "x-amz-security-token"] {
+                assert!(req.headers().get(name).is_none(), "{name} left");
+            }
+        }
     }
 
     /// The URI handed to aws-sigv4 is the one `Display` writes, for every form.
@@ -521,6 +585,9 @@ mod tests {
             "http://h?x=1",
             "/relative/path?q",
             "*",
+            "http://u:p@[::1]:9001/a%2Fb/%7E?x=%20&y",
+            "https://h:443",
+            "https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/arn%3Aaws%3Alambda/invocations",
         ] {
             let uri: http::Uri = uri.parse().unwrap();
             assert_eq!(uri_string(&uri), uri.to_string(), "{uri:?}");
