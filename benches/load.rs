@@ -18,6 +18,9 @@
 //! Every measurement runs in its own client process, so peak RSS (`VmHWM`) compares
 //! process to process. The server is another process. Where `taskset` exists and the
 //! machine has two CPUs or more, the client is pinned to CPU 0 and the server to CPU 1.
+//! Peak RSS counts the executable's pages the process touched (file-backed, shared, and
+//! more of them for a client with more code); "anon RSS" is its heap and stacks alone
+//! (`RssAnon` at the end of the run).
 //! CPU per call is the client process's CPU time (user + system, every thread, from
 //! `/proc/self/task/*/schedstat`, in nanoseconds) over the timed calls, divided by the
 //! calls; the warm-up (connections, pools, caches) is not counted. "user µs/call" is the
@@ -118,16 +121,21 @@ fn process_user_sys_ticks() -> (u64, u64) {
     (field(11), field(12))
 }
 
-/// This process's peak resident set (`VmHWM`), in KiB.
-fn peak_rss_kib() -> u64 {
+/// A field of `/proc/self/status` in KiB (0 when missing).
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// This process's peak resident set (`VmHWM`), in KiB.
+fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM:")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -394,13 +402,15 @@ fn client_main(name: &str, addr: &str, size: usize, concurrency: usize, calls: u
         lat.sort_unstable();
         let n = lat.len();
         println!(
-            "RESULT {} {} {} {} {} {}",
+            "RESULT {} {} {} {} {} {} {}",
             n as f64 / wall.as_secs_f64(),
             lat[n / 2].as_secs_f64() * 1e6,
             lat[(n * 99 / 100).min(n - 1)].as_secs_f64() * 1e6,
             cpu as f64 / 1e3 / n as f64,
             peak_rss_kib(),
             user_share,
+            // Heap and stacks, without the executable's pages (which `VmHWM` counts).
+            status_kib("RssAnon:"),
         );
     });
 }
@@ -415,6 +425,7 @@ struct Measured {
     cpu_us: f64,
     rss_kib: f64,
     user_share: f64,
+    anon_kib: f64,
 }
 
 fn pinned(cpu: usize) -> Command {
@@ -467,6 +478,7 @@ fn measure(name: &str, addr: &str, size: usize, c: usize, calls: usize) -> Measu
         cpu_us: v[3],
         rss_kib: v[4],
         user_share: v[5],
+        anon_kib: v[6],
     }
 }
 
@@ -531,9 +543,9 @@ fn main() {
         arg::<String>("rt").unwrap_or_else(|| "current_thread".into())
     );
     println!(
-        "| payload | C | client | invocations/s | p50 µs | p99 µs | CPU µs/call | user µs/call | CPU vs floor | (spread) | p99 vs floor | peak RSS MiB | RSS vs floor |"
+        "| payload | C | client | invocations/s | p50 µs | p99 µs | CPU µs/call | user µs/call | CPU vs floor | (spread) | p99 vs floor | peak RSS MiB | RSS vs floor | anon RSS MiB | anon vs floor |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for size in [128usize, 64 * 1024] {
         for c in [1usize, 16, 64] {
             if c_arg.is_some_and(|o| o != c) || size_arg.is_some_and(|o| o != size) {
@@ -600,7 +612,7 @@ fn main() {
             for (name, rs) in clients.iter().zip(&results) {
                 let (cpu_ratio, spread) = paired_cpu(rs);
                 println!(
-                    "| {} | {c} | {name} | {:.0} | {:.0} | {:.0} | {:.1} | {} | {} | {} | {} | {:.1} | {} |",
+                    "| {} | {c} | {name} | {:.0} | {:.0} | {:.0} | {:.1} | {} | {} | {} | {} | {:.1} | {} | {:.2} | {} |",
                     if size == 128 { "128 B" } else { "64 KiB" },
                     median(rs, |m| m.per_sec),
                     median(rs, |m| m.p50),
@@ -612,6 +624,8 @@ fn main() {
                     ratio(rs, |m| m.p99),
                     median(rs, |m| m.rss_kib) / 1024.0,
                     ratio(rs, |m| m.rss_kib),
+                    median(rs, |m| m.anon_kib) / 1024.0,
+                    ratio(rs, |m| m.anon_kib),
                 );
             }
         }
