@@ -426,6 +426,9 @@ impl InvokeClient {
     }
 
     /// The order of the client's layers, outermost first (`"name (step)"`).
+    ///
+    /// These are the stack's slots. In the default (static) stack, `user-agent` and
+    /// `recursion-detection` are one service that does the work of both.
     pub fn identify(&self) -> Vec<String> {
         match &self.inner.service {
             ClientService::Static(_) => {

@@ -200,16 +200,20 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        // As tower-http's `SetRequestHeader` in its "if not present" mode: look, then
+        // insert; the trace id is read only when the request has none.
         let headers = req.headers_mut();
         let ua = &self.shared.user_agent;
-        headers
-            .entry(http::header::USER_AGENT)
-            .or_insert_with(|| ua.clone());
-        headers
-            .entry(X_AMZ_USER_AGENT)
-            .or_insert_with(|| ua.clone());
-        if let Some(id) = self.shared.trace_id.current() {
-            headers.entry(X_AMZN_TRACE_ID).or_insert(id);
+        if !headers.contains_key(http::header::USER_AGENT) {
+            headers.insert(http::header::USER_AGENT, ua.clone());
+        }
+        if !headers.contains_key(&X_AMZ_USER_AGENT) {
+            headers.insert(X_AMZ_USER_AGENT, ua.clone());
+        }
+        if !headers.contains_key(&X_AMZN_TRACE_ID) {
+            if let Some(id) = self.shared.trace_id.current() {
+                headers.insert(X_AMZN_TRACE_ID, id);
+            }
         }
         self.inner.call(req)
     }
@@ -232,16 +236,16 @@ mod tests {
                 Ok::<_, std::convert::Infallible>(resp)
             })
         };
-        let envs = [
-            Env::from_pairs([("X", "y")]),
-            Env::from_pairs([
-                ("AWS_LAMBDA_FUNCTION_NAME", "caller"),
-                (
-                    "_X_AMZN_TRACE_ID",
-                    "Root=1-5759e988-bd862e3fe1be46a994272793",
-                ),
-            ]),
-        ];
+        // Inside Lambda the runtime changes `_X_AMZN_TRACE_ID` for every invocation:
+        // each request must carry the current one.
+        let trace = Arc::new(std::sync::Mutex::new(String::from("Root=1-first")));
+        let current = Arc::clone(&trace);
+        let lambda = Env::from_fn(move |name| match name {
+            "AWS_LAMBDA_FUNCTION_NAME" => Some("caller".into()),
+            "_X_AMZN_TRACE_ID" => current.lock().ok().map(|t| t.clone()),
+            _ => None,
+        });
+        let envs = [Env::from_pairs([("X", "y")]), lambda];
         let requests = || {
             let plain = http::Request::new(());
             let mut preset = http::Request::new(());
@@ -258,9 +262,18 @@ mod tests {
             let mut some = http::Request::new(());
             some.headers_mut()
                 .insert("x-amz-user-agent", HeaderValue::from_static("mine"));
-            [plain, preset, some]
+            // Several values, and an empty one: present, so left alone.
+            let mut odd = http::Request::new(());
+            odd.headers_mut()
+                .append("user-agent", HeaderValue::from_static("a"));
+            odd.headers_mut()
+                .append("user-agent", HeaderValue::from_static("b"));
+            odd.headers_mut()
+                .insert("x-amzn-trace-id", HeaderValue::from_static(""));
+            [plain, preset, some, odd]
         };
         for env in envs {
+            let in_lambda = env.get("AWS_LAMBDA_FUNCTION_NAME").is_some();
             let ua = user_agent_with(Some("app"), &env);
             let mut slots = tower::ServiceBuilder::new()
                 .layer(user_agent_layer(ua.clone()))
@@ -270,7 +283,11 @@ mod tests {
                 .service(echo());
             let mut fused =
                 IdentityHeadersLayer::new(ua, TraceIdFromEnv::with_env(env)).layer(echo());
-            for req in requests() {
+            for (i, req) in requests().into_iter().enumerate() {
+                if let Ok(mut t) = trace.lock() {
+                    *t = format!("Root=1-call-{i}");
+                }
+                let plain = req.headers().is_empty();
                 let copy = {
                     let mut c = http::Request::new(());
                     *c.headers_mut() = req.headers().clone();
@@ -286,6 +303,9 @@ mod tests {
                 };
                 assert_eq!(pairs(&got), pairs(&want));
                 assert!(got.headers().contains_key("user-agent"));
+                if plain && in_lambda {
+                    assert_eq!(got.headers()["x-amzn-trace-id"], format!("Root=1-call-{i}"));
+                }
             }
         }
     }
