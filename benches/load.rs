@@ -26,7 +26,8 @@
 //! calls; the warm-up (connections, pools, caches) is not counted. "user µs/call" is the
 //! user-space part (the share of `utime` in `/proc/self/stat`, in 10 ms ticks; "-" when a
 //! run lasts under 50 ticks). Rounds
-//! interleave the clients, so drift on the machine hits them alike; each figure is the
+//! interleave the clients, every other round in reverse order, so drift on the machine
+//! hits them alike; each figure is the
 //! median of the rounds, except "CPU vs floor": the median of the round-by-round ratios
 //! (each client against the floor of the same round), with the middle half of those
 //! ratios as its spread.
@@ -558,9 +559,15 @@ fn main() {
                 (false, _) => 5_000,
             });
             let mut results: Vec<Vec<Measured>> = clients.iter().map(|_| Vec::new()).collect();
-            for _ in 0..rounds {
-                for (name, out) in clients.iter().zip(&mut results) {
-                    out.push(measure(name, &addr, size, c, calls));
+            // Every other round runs the clients in reverse, so a drift of the machine
+            // within a round favours no client's position.
+            for round in 0..rounds {
+                let mut order: Vec<usize> = (0..clients.len()).collect();
+                if round % 2 == 1 {
+                    order.reverse();
+                }
+                for i in order {
+                    results[i].push(measure(clients[i], &addr, size, c, calls));
                 }
             }
             let median = |rs: &[Measured], f: fn(&Measured) -> f64| {

@@ -68,6 +68,7 @@ mod chain;
 mod credentials;
 mod env;
 mod error;
+mod fast;
 mod future;
 mod layer;
 mod profile;

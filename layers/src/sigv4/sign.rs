@@ -15,9 +15,10 @@ use sha2::{Digest, Sha256};
 
 use super::credentials::Credentials;
 use super::error::SigningError;
+use super::fast::{self, KeyCache};
 
-const X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
-const X_AMZ_SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-amz-security-token");
+pub(super) const X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
+pub(super) const X_AMZ_SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-amz-security-token");
 
 /// Lowercase hex SHA-256 of `data`.
 ///
@@ -129,6 +130,9 @@ pub struct SigningConfig {
     settings: SigningSettings,
     /// Headers never signed: aws-sigv4's default exclusions and the retry layer's two.
     excluded: Vec<std::borrow::Cow<'static, str>>,
+    /// The signing key of the day, kept between signatures (see `fast`): shared by
+    /// clones, new whenever a setting changes.
+    key_cache: Arc<KeyCache>,
 }
 
 impl fmt::Debug for SigningConfig {
@@ -154,6 +158,7 @@ impl SigningConfig {
             content_sha256_header: false,
             settings: SigningSettings::default(),
             excluded: Vec::new(),
+            key_cache: Arc::default(),
         }
         .with_settings()
     }
@@ -202,10 +207,20 @@ impl SigningConfig {
             ])
             .collect();
         self.settings = settings;
+        self.key_cache = Arc::default();
         self
     }
 
-    fn is_excluded(&self, name: &HeaderName) -> bool {
+    /// The settings `fast` signs for: the defaults.
+    pub(super) fn fast_path_settings(&self) -> bool {
+        self.double_uri_encode && self.normalize_uri_path && !self.content_sha256_header
+    }
+
+    pub(super) fn key_cache(&self) -> &KeyCache {
+        &self.key_cache
+    }
+
+    pub(super) fn is_excluded(&self, name: &HeaderName) -> bool {
         let name = name.as_str();
         self.excluded
             .iter()
@@ -270,6 +285,33 @@ pub fn sign_request_with_hash<B>(
     payload_sha256_hex: String,
 ) -> Result<(), SigningError> {
     let mut stale = false;
+    if let Some(signature) = fast::sign(
+        req,
+        credentials,
+        config,
+        time,
+        &payload_sha256_hex,
+        &mut stale,
+    ) {
+        if stale {
+            remove_signing_headers(req.headers_mut());
+        }
+        signature.apply(req);
+        return Ok(());
+    }
+    sign_with_aws_sigv4(req, credentials, config, time, payload_sha256_hex)
+}
+
+/// [`sign_request_with_hash`] through aws-sigv4's `sign`, for every request shape (the
+/// fast path's reference in the tests).
+pub(super) fn sign_with_aws_sigv4<B>(
+    req: &mut http::Request<B>,
+    credentials: &Credentials,
+    config: &SigningConfig,
+    time: SystemTime,
+    payload_sha256_hex: String,
+) -> Result<(), SigningError> {
+    let mut stale = false;
     let signed = signing_instructions(
         req,
         credentials,
@@ -281,10 +323,7 @@ pub fn sign_request_with_hash<B>(
     // The signing headers of an earlier attempt go whether or not this signature worked,
     // so a request is never left carrying an old signature.
     if stale {
-        let headers = req.headers_mut();
-        for name in [AUTHORIZATION, X_AMZ_DATE, X_AMZ_SECURITY_TOKEN] {
-            headers.remove(name);
-        }
+        remove_signing_headers(req.headers_mut());
     }
     signed?.apply_to_request_http1x(req);
     // The signature stays out of a caller's `debug!(?request)`: `HeaderValue`'s `Debug`
@@ -293,6 +332,13 @@ pub fn sign_request_with_hash<B>(
         value.set_sensitive(true);
     }
     Ok(())
+}
+
+/// Removes `Authorization`, `X-Amz-Date` and `X-Amz-Security-Token`.
+fn remove_signing_headers(headers: &mut http::HeaderMap) {
+    for name in [AUTHORIZATION, X_AMZ_DATE, X_AMZ_SECURITY_TOKEN] {
+        headers.remove(name);
+    }
 }
 
 /// aws-sigv4's instructions for `req`. Sets `stale` when `req` carries a signing header of
@@ -360,7 +406,7 @@ fn signing_instructions<B>(
 }
 
 /// `Authorization`, `X-Amz-Date` or `X-Amz-Security-Token`: what a signature adds.
-fn is_signing_header(name: &HeaderName) -> bool {
+pub(super) fn is_signing_header(name: &HeaderName) -> bool {
     *name == AUTHORIZATION || *name == X_AMZ_DATE || *name == X_AMZ_SECURITY_TOKEN
 }
 
@@ -444,7 +490,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+pub(super) fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -660,7 +706,13 @@ mod tests {
             .body(bytes::Bytes::new())
             .unwrap();
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        sign_request(&mut req, &creds, &SigningConfig::new("us-east-1"), at).unwrap();
+        let cfg = SigningConfig::new("us-east-1");
+        // The fast path signs this request, and traces nothing; aws-sigv4 traces the
+        // canonical request, redacted.
+        let mut slow = req.clone();
+        sign_request(&mut req, &creds, &cfg, at).unwrap();
+        assert!(text.0.lock().unwrap().is_empty());
+        sign_with_aws_sigv4(&mut slow, &creds, &cfg, at, sha256_hex(b"")).unwrap();
         let text = text.0.lock().unwrap();
         assert!(text.contains("x-amz-security-token"), "{text}");
         assert!(
