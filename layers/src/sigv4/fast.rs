@@ -15,13 +15,14 @@
 //!   no `x-amz-content-sha256`, the signature in headers);
 //! - a path of unreserved characters, `/` and percent escapes, without dot segments or
 //!   empty segments;
-//! - no query, or `key=value` pairs of unreserved characters;
+//! - a query of ASCII `key=value` pairs (any escapes of ASCII bytes, `+` for a space);
 //! - a `host` header, each header name once, values without leading, trailing or
 //!   repeated spaces;
 //! - a time between 1970 and 9999.
 //!
 //! The tests sign generated requests both ways and compare the headers byte for byte.
 
+use std::borrow::Cow;
 use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -191,16 +192,15 @@ pub(super) fn sign<B>(
     }
     creq.push('\n');
     if let Some(query) = uri.query() {
-        let mut params: Vec<(&str, &str)> = Vec::with_capacity(2);
+        // As aws-sigv4: form-decoded pairs, encoded again with smithy's query set, sorted
+        // on their encoded text.
+        let mut params: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::with_capacity(2);
         for pair in query.split('&') {
-            let (k, v) = pair.split_once('=')?;
-            if k.is_empty()
-                || v.is_empty()
-                || !k.bytes().chain(v.bytes()).all(|b| plain(b) || b == b'.')
-            {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            if k.is_empty() {
                 return None;
             }
-            params.push((k, v));
+            params.push((query_part(k)?, query_part(v)?));
         }
         params.sort_unstable();
         for (i, (k, v)) in params.iter().enumerate() {
@@ -277,6 +277,52 @@ pub(super) fn sign<B>(
         authorization,
         token: token_value,
     })
+}
+
+/// A query key or value as aws-sigv4 writes it in the canonical request: decoded as a
+/// form (`+` is a space, `%XX` a byte), then encoded with smithy's query set (every ASCII
+/// byte but letters, digits and `-._~` as `%XX`, upper case). `None` for an escape that
+/// is not two hex digits or decodes to a non-ASCII byte (left to aws-sigv4).
+fn query_part(raw: &str) -> Option<Cow<'_, str>> {
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    if raw.bytes().all(unreserved) {
+        return Some(Cow::Borrowed(raw));
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len() + 8);
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                i += 3;
+                u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?
+            }
+            b'+' => {
+                i += 1;
+                b' '
+            }
+            b => {
+                i += 1;
+                b
+            }
+        };
+        if !byte.is_ascii() {
+            return None;
+        }
+        if unreserved(byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+    }
+    Some(Cow::Owned(out))
 }
 
 /// `YYYYMMDD'T'HHMMSS'Z'` in UTC, for a time from 1970 to 9999.
