@@ -16,8 +16,7 @@
 //! - a path of unreserved characters, `/` and percent escapes, without dot segments or
 //!   empty segments;
 //! - a query of ASCII `key=value` pairs (any escapes of ASCII bytes, `+` for a space);
-//! - a `host` header, each header name once, values without leading, trailing or
-//!   repeated spaces;
+//! - each header name once, values without leading, trailing or repeated spaces;
 //! - a time between 1970 and 9999.
 //!
 //! The tests sign generated requests both ways and compare the headers byte for byte.
@@ -162,7 +161,20 @@ pub(super) fn sign<B>(
         headers.push((name.as_str(), value));
     }
     if !host {
-        return None;
+        // As aws-sigv4 signs a request without one: the URI's host, with its port unless
+        // that is the scheme's default (compared as text, as aws-sigv4 compares it).
+        let authority = uri.authority()?;
+        let default_port = matches!(
+            (uri.scheme_str(), uri.port().as_ref().map(|p| p.as_str())),
+            (Some("http"), Some("80")) | (Some("https"), Some("443"))
+        );
+        let value = if default_port {
+            authority.host()
+        } else {
+            authority.as_str()
+        };
+        HeaderValue::from_str(value).ok()?;
+        headers.push(("host", value));
     }
     let date_str = std::str::from_utf8(&date_time).ok()?;
     headers.push(("x-amz-date", date_str));

@@ -137,7 +137,6 @@ fn requests_outside_the_fast_path_go_to_aws_sigv4() {
         request(base, &[HOST, ("x-a", " leading")]),
         request(base, &[HOST, ("x-a", "trailing ")]),
         request(base, &[HOST, ("x-a", "two  spaces")]),
-        request(base, &[("x-a", "no host header")]),
     ];
     for req in &cases {
         assert!(!covered(req, &creds, &cfg, t), "{}", req.uri());
@@ -163,6 +162,28 @@ fn requests_outside_the_fast_path_go_to_aws_sigv4() {
         &cfg,
         UNIX_EPOCH - Duration::from_secs(1)
     ));
+}
+
+#[test]
+fn without_a_host_header_the_uri_names_the_host() {
+    let creds = Credentials::from_keys("AKID", "SECRET", None);
+    let cfg = SigningConfig::new("us-east-1");
+    for uri in [
+        "https://lambda.us-east-1.amazonaws.com/p",
+        "https://lambda.us-east-1.amazonaws.com:443/p",
+        "https://lambda.us-east-1.amazonaws.com:0443/p",
+        "https://lambda.us-east-1.amazonaws.com:8443/p",
+        "http://127.0.0.1:80/p",
+        "http://127.0.0.1:443/p",
+        "http://[::1]:9001/p",
+        "https://user@h:443/p",
+        "https://user@h:444/p",
+    ] {
+        let req = request(uri, &[("x-a", "b")]);
+        assert!(covered(&req, &creds, &cfg, at(1_700_000_000)), "{uri}");
+        let (fast, slow) = both(&req, &creds, &cfg, at(1_700_000_000));
+        assert_eq!(fast, slow, "{uri}");
+    }
 }
 
 #[test]
@@ -296,20 +317,25 @@ proptest! {
         segment in name_segment(),
         query in prop::option::of(prop::collection::vec((query_text(1), query_text(0)), 1..4)),
         headers in prop::collection::btree_map(prop::sample::select(NAMES.to_vec()), value(), 0..6),
-        host in "[a-z0-9-]{1,12}(\\.[a-z0-9-]{1,12}){0,3}(:[1-9][0-9]{1,3})?",
+        host in "[a-z0-9-]{1,12}(\\.[a-z0-9-]{1,12}){0,3}(:(80|443|[1-9][0-9]{1,3}))?",
         secs in 0u64..=253_402_300_799,
         token in prop::option::of("[A-Za-z0-9+/=]{1,64}"),
         region in "[a-z]{2}-[a-z]{4,9}-[1-3]",
         service in prop::sample::select(vec!["lambda", "execute-api", "sts"]),
         secret in "[A-Za-z0-9+/]{1,40}",
+        with_host in any::<bool>(),
+        scheme in prop::sample::select(vec!["http", "https"]),
     ) {
-        let mut uri = format!("https://{host}/2015-03-31/functions/{segment}/invocations");
+        let mut uri = format!("{scheme}://{host}/2015-03-31/functions/{segment}/invocations");
         if let Some(q) = &query {
             let q: Vec<String> = q.iter().map(|(k, v)| format!("{k}={v}")).collect();
             uri.push('?');
             uri.push_str(&q.join("&"));
         }
-        let mut list: Vec<(&str, &str)> = vec![("host", host.as_str())];
+        let mut list: Vec<(&str, &str)> = Vec::new();
+        if with_host {
+            list.push(("host", host.as_str()));
+        }
         list.extend(headers.iter().map(|(n, v)| (*n, v.as_str())));
         let req = request(&uri, &list);
         let creds = Credentials::from_keys("AKIDGENERATED", secret, token);
