@@ -380,6 +380,14 @@ fn signing_instructions<B>(
             "header {name} has a value that is not visible ASCII"
         )));
     }
+    // aws-sigv4 signs the URI's host when there is no `Host` header, and panics when the
+    // URI has none either.
+    if !req.headers().contains_key(http::header::HOST) && req.uri().host().is_none_or(str::is_empty)
+    {
+        return Err(SigningError::new(
+            "the request names no host: neither a Host header nor an absolute URI",
+        ));
+    }
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(&config.region)

@@ -345,3 +345,14 @@ proptest! {
         prop_assert_eq!(fast, slow);
     }
 }
+
+#[test]
+fn a_request_with_no_host_at_all_is_an_error_not_a_panic() {
+    let creds = Credentials::from_keys("AKID", "SECRET", None);
+    let cfg = SigningConfig::new("us-east-1");
+    let mut req = request("/2015-03-31/functions/f/invocations", &[]);
+    assert!(!covered(&req, &creds, &cfg, at(1_700_000_000)));
+    let err = sign_request_with_hash(&mut req, &creds, &cfg, at(1_700_000_000), HASH.to_owned());
+    assert!(err.is_err());
+    assert!(!req.headers().contains_key("authorization"));
+}
