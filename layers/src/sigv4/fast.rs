@@ -38,13 +38,16 @@ use super::sign::{
 /// The signing key of the last day signed for, with what it was derived from. The key
 /// depends on the secret, the date, the region and the service; a config has one
 /// region and one service, so the secret and the date decide whether it still applies.
+///
+/// One slot: a config that signs for several credentials in turn derives the key again
+/// whenever the secret changes (as aws-sigv4 does for every signature).
 #[derive(Default)]
 pub(super) struct KeyCache(RwLock<Option<CachedKey>>);
 
-/// Wiped when dropped or replaced, as aws-credential-types wipes the credentials. (No
-/// `Debug`: nothing here may be printed.)
+/// Wiped when dropped or replaced. The secret itself is not kept, only its SHA-256, to
+/// recognize it. (No `Debug`: nothing here may be printed.)
 struct CachedKey {
-    secret: Zeroizing<String>,
+    secret_sha256: Zeroizing<[u8; 32]>,
     date: [u8; 8],
     key: Zeroizing<[u8; 32]>,
 }
@@ -60,9 +63,10 @@ impl KeyCache {
         time: SystemTime,
         config: &SigningConfig,
     ) -> Option<Zeroizing<[u8; 32]>> {
+        let digest: Zeroizing<[u8; 32]> = Zeroizing::new(Sha256::digest(secret.as_bytes()).into());
         if let Ok(cached) = self.0.try_read() {
             if let Some(c) = cached.as_ref() {
-                if c.date == *date && c.secret.as_str() == secret {
+                if c.date == *date && same(&c.secret_sha256, &digest) {
                     return Some(c.key.clone());
                 }
             }
@@ -72,19 +76,30 @@ impl KeyCache {
         let key: Zeroizing<[u8; 32]> = Zeroizing::new(derived.as_ref().try_into().ok()?);
         if let Ok(mut cached) = self.0.try_write() {
             *cached = Some(CachedKey {
-                secret: Zeroizing::new(secret.to_owned()),
+                secret_sha256: digest,
                 date: *date,
                 key: key.clone(),
             });
         }
         Some(key)
     }
+
+    /// Whether a key is kept (for the tests).
+    #[cfg(test)]
+    pub(super) fn is_filled(&self) -> bool {
+        self.0.read().map(|c| c.is_some()).unwrap_or(false)
+    }
+}
+
+/// Equality in time independent of where the two differ.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// What a signature adds to the request.
 pub(super) struct FastSignature {
-    date_time: [u8; 16],
-    authorization: String,
+    date_time: HeaderValue,
+    authorization: HeaderValue,
     token: Option<HeaderValue>,
 }
 
@@ -93,13 +108,8 @@ impl FastSignature {
     /// date, then `authorization`, then the session token; the last two sensitive.
     pub(super) fn apply<B>(self, req: &mut http::Request<B>) {
         let headers = req.headers_mut();
-        if let Ok(date) = HeaderValue::from_bytes(&self.date_time) {
-            headers.insert(X_AMZ_DATE, date);
-        }
-        if let Ok(mut auth) = HeaderValue::try_from(self.authorization) {
-            auth.set_sensitive(true);
-            headers.insert(AUTHORIZATION, auth);
-        }
+        headers.insert(X_AMZ_DATE, self.date_time);
+        headers.insert(AUTHORIZATION, self.authorization);
         if let Some(token) = self.token {
             headers.insert(X_AMZ_SECURITY_TOKEN, token);
         }
@@ -284,8 +294,12 @@ pub(super) fn sign<B>(
     authorization.push_str(signed);
     authorization.push_str(", Signature=");
     authorization.push_str(&signature);
+    // The access key, region and service are checked before signing; a value that is
+    // still not header text leaves the request to aws-sigv4, never unsigned.
+    let mut authorization = HeaderValue::try_from(authorization).ok()?;
+    authorization.set_sensitive(true);
     Some(FastSignature {
-        date_time,
+        date_time: HeaderValue::from_bytes(&date_time).ok()?,
         authorization,
         token: token_value,
     })

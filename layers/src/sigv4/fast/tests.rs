@@ -216,7 +216,9 @@ fn the_signing_key_follows_the_secret_and_the_day() {
     assert_ne!(signatures[1], signatures[2]);
     assert_ne!(signatures[3], signatures[4]);
     // A clone shares the key; a changed config starts without one and still signs right.
+    assert!(cfg.clone().key_cache().is_filled());
     let other = cfg.clone().service("execute-api");
+    assert!(!other.key_cache().is_filled());
     let (fast, slow) = both(&req, &one, &other, at(day));
     assert_eq!(fast, slow);
     assert_ne!(fast.expect("signed"), signatures[0]);
@@ -245,7 +247,7 @@ fn an_earlier_signature_is_replaced() {
 }
 
 #[test]
-fn dates_are_formatted_as_aws_sigv4_formats_them() {
+fn dates_are_formatted_as_amz_dates() {
     for (secs, want) in [
         (0, "19700101T000000Z"),
         (951_782_400, "20000229T000000Z"),
@@ -260,7 +262,7 @@ fn dates_are_formatted_as_aws_sigv4_formats_them() {
 }
 
 fn word() -> impl Strategy<Value = String> {
-    "[!-~]{1,8}"
+    "[!-~]{1,8}|[!-~]\t[!-~]{0,4}"
 }
 
 fn value() -> impl Strategy<Value = String> {
@@ -319,7 +321,9 @@ proptest! {
         headers in prop::collection::btree_map(prop::sample::select(NAMES.to_vec()), value(), 0..6),
         host in "[a-z0-9-]{1,12}(\\.[a-z0-9-]{1,12}){0,3}(:(80|443|[1-9][0-9]{1,3}))?",
         secs in 0u64..=253_402_300_799,
-        token in prop::option::of("[A-Za-z0-9+/=]{1,64}"),
+        token in prop::option::of("[A-Za-z0-9+/= ]{0,64}"),
+        access_key in "[A-Z0-9]{0,20}",
+        method in prop::sample::select(vec!["POST", "GET", "PUT", "PATCHY"]),
         region in "[a-z]{2}-[a-z]{4,9}-[1-3]",
         service in prop::sample::select(vec!["lambda", "execute-api", "sts"]),
         secret in "[A-Za-z0-9+/]{1,40}",
@@ -337,8 +341,9 @@ proptest! {
             list.push(("host", host.as_str()));
         }
         list.extend(headers.iter().map(|(n, v)| (*n, v.as_str())));
-        let req = request(&uri, &list);
-        let creds = Credentials::from_keys("AKIDGENERATED", secret, token);
+        let mut req = request(&uri, &list);
+        *req.method_mut() = http::Method::from_bytes(method.as_bytes()).expect("method");
+        let creds = Credentials::from_keys(access_key, secret, token);
         let cfg = SigningConfig::new(region).service(service);
         prop_assert!(covered(&req, &creds, &cfg, at(secs)));
         let (fast, slow) = both(&req, &creds, &cfg, at(secs));
@@ -355,4 +360,32 @@ fn a_request_with_no_host_at_all_is_an_error_not_a_panic() {
     let err = sign_request_with_hash(&mut req, &creds, &cfg, at(1_700_000_000), HASH.to_owned());
     assert!(err.is_err());
     assert!(!req.headers().contains_key("authorization"));
+}
+
+/// A line ending in the access key or the region (an environment variable read with its
+/// newline) is an error before anything is signed: never a panic, never a request sent
+/// without its `Authorization` header.
+#[test]
+fn an_access_key_or_region_that_is_not_header_text_is_an_error() {
+    let good = Credentials::from_keys("AKIDEXAMPLE", "SECRET", None);
+    let bad = Credentials::from_keys("AKIDEXAMPLE\n", "SECRET", None);
+    let uri = "https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/f/invocations";
+    for (creds, cfg) in [
+        (&bad, SigningConfig::new("us-east-1")),
+        (&good, SigningConfig::new("us-east-1\n")),
+        (&good, SigningConfig::new("us-east-1").service("lambda\r")),
+    ] {
+        for slow in [false, true] {
+            let mut req = request(uri, &[HOST]);
+            let result = if slow {
+                sign_with_aws_sigv4(&mut req, creds, &cfg, at(1_700_000_000), HASH.to_owned())
+            } else {
+                sign_request_with_hash(&mut req, creds, &cfg, at(1_700_000_000), HASH.to_owned())
+            };
+            let err = result.expect_err("not header text");
+            assert!(err.to_string().contains("cannot carry"), "{err}");
+            assert!(!err.to_string().contains("AKIDEXAMPLE"), "{err}");
+            assert!(!req.headers().contains_key("authorization"));
+        }
+    }
 }
