@@ -15,8 +15,9 @@
 //!   characters and escapes (no dot or empty segments), whose query is ASCII and whose
 //!   header names appear once with values free of stray spaces (every request of the
 //!   Lambda client) is signed here: the canonical request is written once into one
-//!   buffer, and the day's signing key (four HMACs) is kept between signatures, per
-//!   config, for as long as the secret and the date are the same (wiped when replaced).
+//!   buffer, and the day's signing key (four HMACs) is kept between signatures, one per
+//!   config, for as long as the secret and the date are the same (the key and the
+//!   secret's SHA-256 are kept, never the secret, and wiped when replaced).
 //!   aws-sigv4 still derives the key and computes the signature's HMAC, and signs every
 //!   other request. The tests sign generated requests both ways and compare the headers
 //!   byte for byte. A Lambda call's signature costs a quarter to a third of the CPU time
