@@ -292,4 +292,77 @@ mod tests {
         assert_eq!(again.available_permits(), 1);
         drop(held);
     }
+
+    /// A plain-http client's connector has no TLS: an https URI that reached it anyway
+    /// is an error before any connection, never plain text to a TLS port.
+    #[cfg(feature = "rustls")]
+    #[tokio::test]
+    async fn the_plain_connector_refuses_https_without_connecting() {
+        use tower_service::Service;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let config = super::super::TransportConfig::default();
+        let mut plain = MaybeTls::Plain(super::super::proxy::ProxyConnector::new(
+            super::super::tcp_connector(&config),
+            None,
+        ));
+        let uri: http::Uri = format!("https://127.0.0.1:{port}/").parse().unwrap();
+        let Err(err) = plain.call(uri).await else {
+            panic!("an https URI was connected in plain text");
+        };
+        assert!(err.to_string().contains("plain http"), "{err}");
+        assert_eq!(
+            listener.accept().err().map(|e| e.kind()),
+            Some(std::io::ErrorKind::WouldBlock)
+        );
+        // The same connector connects to an http URI.
+        let uri: http::Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
+        let io = plain.call(uri).await.expect("connected");
+        assert!(matches!(io, hyper_rustls::MaybeHttpsStream::Http(_)));
+    }
+}
+
+/// TLS over the proxy connector, or none at all for a client whose endpoint is plain
+/// http (a local endpoint): that client refuses https before the network, so it builds
+/// no TLS configuration and never runs rustls's code (about 450 KiB of the process's
+/// resident code pages, BENCHMARKS.md).
+#[cfg(feature = "rustls")]
+#[derive(Clone, Debug)]
+pub(crate) enum MaybeTls {
+    Plain(super::proxy::ProxyConnector),
+    Tls(hyper_rustls::HttpsConnector<super::proxy::ProxyConnector>),
+}
+
+#[cfg(feature = "rustls")]
+type ProxyIo = <super::proxy::ProxyConnector as tower_service::Service<http::Uri>>::Response;
+
+#[cfg(feature = "rustls")]
+impl tower_service::Service<http::Uri> for MaybeTls {
+    type Response = hyper_rustls::MaybeHttpsStream<ProxyIo>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self {
+            Self::Plain(c) => c.poll_ready(cx),
+            Self::Tls(c) => c.poll_ready(cx),
+        }
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        match self {
+            // The transport refuses https first; were one to come here anyway, it gets an
+            // error, never a plain-text connection.
+            Self::Plain(_) if uri.scheme() == Some(&Scheme::HTTPS) => Box::pin(async {
+                Err("this client's endpoint is plain http: it makes no TLS connection".into())
+            }),
+            Self::Plain(c) => {
+                // Once per connection, not per request.
+                let fut = c.call(uri);
+                Box::pin(async move { fut.await.map(hyper_rustls::MaybeHttpsStream::Http) })
+            }
+            Self::Tls(c) => c.call(uri),
+        }
+    }
 }

@@ -227,8 +227,7 @@ pub fn tcp_connector(config: &TransportConfig) -> TcpConnector {
 }
 
 #[cfg(feature = "rustls")]
-type Connector =
-    connect::ConnectTimeout<connect::HostCap<hyper_rustls::HttpsConnector<proxy::ProxyConnector>>>;
+type Connector = connect::ConnectTimeout<connect::HostCap<connect::MaybeTls>>;
 #[cfg(not(feature = "rustls"))]
 type Connector = connect::ConnectTimeout<connect::HostCap<proxy::ProxyConnector>>;
 
@@ -263,15 +262,17 @@ impl HyperTransport {
         let http =
             proxy::ProxyConnector::new(tcp_connector(&config), config.proxy.matcher(&config.env));
         #[cfg(feature = "rustls")]
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(if config.plain_http_only {
-                tls::unused_client_config()?
-            } else {
-                config.tls.build()?
-            })
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = if config.plain_http_only {
+            connect::MaybeTls::Plain(http)
+        } else {
+            connect::MaybeTls::Tls(
+                hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(config.tls.build()?)
+                    .https_or_http()
+                    .enable_http1()
+                    .wrap_connector(http),
+            )
+        };
         #[cfg(not(feature = "rustls"))]
         let connector = http;
         let limits = config

@@ -141,20 +141,6 @@ impl TlsConfig {
     }
 }
 
-/// The TLS configuration of a transport that never makes a TLS connection (its client's
-/// endpoint is plain http): no trusted roots, so a handshake it were asked for would fail
-/// verification instead of trusting anything.
-#[cfg(feature = "rustls")]
-pub(crate) fn unused_client_config() -> Result<rustls::ClientConfig, TransportBuildError> {
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| TransportBuildError(e.to_string()))?
-    .with_root_certificates(rustls::RootCertStore::empty())
-    .with_no_client_auth())
-}
-
 #[cfg(feature = "rustls")]
 fn webpki_store() -> rustls::RootCertStore {
     rustls::RootCertStore {
