@@ -312,6 +312,10 @@ mod tests {
             panic!("an https URI was connected in plain text");
         };
         assert!(err.to_string().contains("plain http"), "{err}");
+        for other in ["wss", "ftp"] {
+            let uri: http::Uri = format!("{other}://127.0.0.1:{port}/").parse().unwrap();
+            assert!(plain.call(uri).await.is_err(), "{other}");
+        }
         assert_eq!(
             listener.accept().err().map(|e| e.kind()),
             Some(std::io::ErrorKind::WouldBlock)
@@ -352,10 +356,11 @@ impl tower_service::Service<http::Uri> for MaybeTls {
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         match self {
-            // The transport refuses https first; were one to come here anyway, it gets an
-            // error, never a plain-text connection.
-            Self::Plain(_) if uri.scheme() == Some(&Scheme::HTTPS) => Box::pin(async {
-                Err("this client's endpoint is plain http: it makes no TLS connection".into())
+            // The transport refuses https first; were another scheme to come here anyway,
+            // it gets an error, never a plain-text connection (as hyper-rustls refuses
+            // what is neither http nor https).
+            Self::Plain(_) if uri.scheme() != Some(&Scheme::HTTP) => Box::pin(async {
+                Err("this client's endpoint is plain http: it connects to http URIs only".into())
             }),
             Self::Plain(c) => {
                 // Once per connection, not per request.

@@ -239,9 +239,9 @@ pub struct HyperTransport {
     shared: Arc<Shared>,
     max_response_bytes: usize,
     allow_insecure_http: bool,
-    // Built without trusted roots (a plain-http client): https is refused before the
-    // network, as an invalid request, rather than failing its handshake as a connect
-    // error that would be retried.
+    // Built without TLS (a plain-http client): https is refused before the network, as
+    // an invalid request, rather than failing in the connector as a connect error that
+    // would be retried.
     #[cfg_attr(not(feature = "rustls"), allow(dead_code))]
     plain_http_only: bool,
 }
@@ -350,7 +350,7 @@ impl HyperTransport {
             }
             #[cfg(feature = "rustls")]
             Some("https") if self.plain_http_only => invalid(format!(
-                "https request to {} on a client built for a plain-http endpoint (it has no trusted roots)",
+                "https request to {} on a client built for a plain-http endpoint (it has no TLS)",
                 uri.host().unwrap_or_default()
             )),
             #[cfg(feature = "rustls")]

@@ -13,8 +13,9 @@
 //!   normalization, no `x-amz-content-sha256` header (spec §1.1).
 //! - **Cheap signatures.** With those settings, a request whose path is unreserved
 //!   characters and escapes (no dot or empty segments), whose query is ASCII and whose
-//!   header names appear once with values free of stray spaces (every request of the
-//!   Lambda client) is signed here: the canonical request is written once into one
+//!   header names appear once with values free of stray spaces (the Lambda client's
+//!   requests, unless a custom endpoint's path holds a dot or a header value two spaces
+//!   in a row) is signed here: the canonical request is written once into one
 //!   buffer, and the day's signing key (four HMACs) is kept between signatures, one per
 //!   config, for as long as the secret and the date are the same (the key and the
 //!   secret's SHA-256 are kept, never the secret, and wiped when replaced).

@@ -284,7 +284,11 @@ pub fn sign_request_with_hash<B>(
     time: SystemTime,
     payload_sha256_hex: String,
 ) -> Result<(), SigningError> {
-    check_authorization_parts(credentials, config)?;
+    // A request that cannot be signed keeps no signature of an earlier attempt either.
+    if let Err(e) = check_authorization_parts(credentials, config, time) {
+        remove_signing_headers(req.headers_mut());
+        return Err(e);
+    }
     let mut stale = false;
     if let Some(signature) = fast::sign(
         req,
@@ -312,7 +316,10 @@ pub(super) fn sign_with_aws_sigv4<B>(
     time: SystemTime,
     payload_sha256_hex: String,
 ) -> Result<(), SigningError> {
-    check_authorization_parts(credentials, config)?;
+    if let Err(e) = check_authorization_parts(credentials, config, time) {
+        remove_signing_headers(req.headers_mut());
+        return Err(e);
+    }
     let mut stale = false;
     let signed = signing_instructions(
         req,
@@ -336,13 +343,26 @@ pub(super) fn sign_with_aws_sigv4<B>(
     Ok(())
 }
 
-/// The access key id, region and service name go into the `Authorization` header as
-/// they are: each must be header text (aws-sigv4 panics on one that is not). An
-/// environment variable read with its line ending is the usual cause.
+/// What aws-sigv4 would panic on, as errors: the access key id, region and service
+/// name go into the `Authorization` header as they are, so each must be header text (an
+/// environment variable read with its line ending is the usual cause); and the time must
+/// be from 1970 to 9999 (`X-Amz-Date` has four digits for the year, and aws-sigv4's date
+/// type ends at 9999).
 fn check_authorization_parts(
     credentials: &Credentials,
     config: &SigningConfig,
+    time: SystemTime,
 ) -> Result<(), SigningError> {
+    /// 10000-01-01T00:00:00Z, in seconds since 1970.
+    const YEAR_10000: u64 = 253_402_300_800;
+    if time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(true, |d| d.as_secs() >= YEAR_10000)
+    {
+        return Err(SigningError::new(
+            "the signing time is outside 1970 to 9999: the clock is wrong",
+        ));
+    }
     let header_text = |s: &str| s.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
     for (what, value) in [
         ("access key id", credentials.access_key_id()),
