@@ -284,11 +284,7 @@ pub fn sign_request_with_hash<B>(
     time: SystemTime,
     payload_sha256_hex: String,
 ) -> Result<(), SigningError> {
-    // A request that cannot be signed keeps no signature of an earlier attempt either.
-    if let Err(e) = check_authorization_parts(credentials, config, time) {
-        remove_signing_headers(req.headers_mut());
-        return Err(e);
-    }
+    check_signable(req, credentials, config, time)?;
     let mut stale = false;
     if let Some(signature) = fast::sign(
         req,
@@ -316,10 +312,7 @@ pub(super) fn sign_with_aws_sigv4<B>(
     time: SystemTime,
     payload_sha256_hex: String,
 ) -> Result<(), SigningError> {
-    if let Err(e) = check_authorization_parts(credentials, config, time) {
-        remove_signing_headers(req.headers_mut());
-        return Err(e);
-    }
+    check_signable(req, credentials, config, time)?;
     let mut stale = false;
     let signed = signing_instructions(
         req,
@@ -348,6 +341,22 @@ pub(super) fn sign_with_aws_sigv4<B>(
 /// environment variable read with its line ending is the usual cause); and the time must
 /// be from 1970 to 9999 (`X-Amz-Date` has four digits for the year, and aws-sigv4's date
 /// type ends at 9999).
+///
+/// A request that cannot be signed keeps no signature of an earlier attempt either: its
+/// signing headers are removed with the error.
+fn check_signable<B>(
+    req: &mut http::Request<B>,
+    credentials: &Credentials,
+    config: &SigningConfig,
+    time: SystemTime,
+) -> Result<(), SigningError> {
+    let checked = check_authorization_parts(credentials, config, time);
+    if checked.is_err() {
+        remove_signing_headers(req.headers_mut());
+    }
+    checked
+}
+
 fn check_authorization_parts(
     credentials: &Credentials,
     config: &SigningConfig,
